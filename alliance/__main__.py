@@ -1,0 +1,5 @@
+"""Command line: python -m alliance {demo,summary,import,report,bench} ..."""
+
+from alliance.cli import main
+
+raise SystemExit(main())

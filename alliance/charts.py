@@ -1,0 +1,455 @@
+"""Chart builders: pure functions from small aggregate DataFrames to plotly figures.
+
+One theme for the pages and every export: the Okabe-Ito colour-blind-safe palette, font sizes
+readable when projected, a title with a subtitle stating measure, definition, period and n.
+Builders never mutate their input and never see a raw row: only suppressed aggregates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+# Okabe & Ito (2008), safe for the common colour-vision deficiencies
+BLUE = "#0072B2"
+ORANGE = "#E69F00"
+GREEN = "#009E73"
+VERMILLION = "#D55E00"
+PURPLE = "#CC79A7"
+SKY = "#56B4E9"
+YELLOW = "#F0E442"
+BLACK = "#000000"
+GREY = "#6B6B6B"
+PALETTE = [BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, BLACK]
+FONT = "Source Sans Pro, Arial, sans-serif"
+BASE_FONT_SIZE = 15
+
+
+def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> go.Figure:
+    """Apply the house theme, title and subtitle (measure · definition · period · n)."""
+    fig.update_layout(
+        template="plotly_white",
+        colorway=PALETTE,
+        font={"family": FONT, "size": BASE_FONT_SIZE, "color": "#222"},
+        title={
+            "text": title,
+            "x": 0.0,
+            "xanchor": "left",
+            "font": {"size": 20},
+            "subtitle": {"text": subtitle, "font": {"size": 13, "color": GREY}},
+        },
+        margin={"l": 70, "r": 30, "t": 95, "b": 60},
+        height=height,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        hoverlabel={"font_size": 14},
+    )
+    fig.update_xaxes(showline=True, linecolor="#999", ticks="outside", gridcolor="#eee")
+    fig.update_yaxes(showline=True, linecolor="#999", ticks="outside", gridcolor="#eee")
+    return fig
+
+
+def wrap_subtitle(parts: list[str], width: int = 120) -> str:
+    """Join subtitle parts with ' · ', breaking lines so long subtitles stay inside the chart."""
+    lines: list[str] = []
+    current = ""
+    for part in parts:
+        candidate = f"{current} · {part}" if current else part
+        if len(candidate) > width and current:
+            lines.append(current)
+            current = part
+        else:
+            current = candidate
+    if current:
+        lines.append(current)
+    return "<br>".join(lines)
+
+
+def _fmt(fmt: str) -> str:
+    return {"pct": ".0%", "pct1": ".1%", "num1": ".1f", "num2": ".2f"}.get(fmt, fmt)
+
+
+def spc_chart(
+    df: pd.DataFrame,
+    *,
+    title: str,
+    subtitle: str,
+    y_label: str,
+    value_format: str = "num1",
+    baseline_end: pd.Timestamp | None = None,
+) -> go.Figure:
+    """Run / control chart. df: month, value, centre, lcl, ucl, shift, trend, astronomical."""
+    fig = go.Figure()
+    x = pd.to_datetime(df["month"])
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=df["ucl"],
+            name="3-sigma limits",
+            mode="lines",
+            line={"color": GREY, "dash": "dash", "width": 1.5, "shape": "hv"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=df["lcl"],
+            name="lower limit",
+            mode="lines",
+            showlegend=False,
+            line={"color": GREY, "dash": "dash", "width": 1.5, "shape": "hv"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=df["centre"],
+            name="centre line (baseline)",
+            mode="lines",
+            line={"color": BLACK, "width": 1.5},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=df["value"],
+            name="monthly value",
+            mode="lines+markers",
+            line={"color": BLUE, "width": 2.5},
+            marker={"size": 8},
+            hovertemplate=f"%{{x|%b %Y}}: %{{y:{_fmt(value_format)}}}<extra></extra>",
+        )
+    )
+    flags = (
+        ("astronomical", "outside the limits", VERMILLION, "diamond", 15),
+        ("shift", "shift (6+ on one side of the median)", ORANGE, "circle-open", 16),
+        ("trend", "trend (5+ rising or falling)", PURPLE, "triangle-up-open", 16),
+    )
+    for col, label, colour, symbol, size in flags:
+        if col in df and bool(df[col].fillna(False).any()):
+            hit = df[df[col].fillna(False).astype(bool)]
+            fig.add_trace(
+                go.Scatter(
+                    x=pd.to_datetime(hit["month"]),
+                    y=hit["value"],
+                    mode="markers",
+                    name=label,
+                    marker={
+                        "color": colour,
+                        "symbol": symbol,
+                        "size": size,
+                        "line": {"width": 2.5, "color": colour},
+                    },
+                )
+            )
+    if baseline_end is not None:
+        fig.add_vrect(
+            x0=x.min(),
+            x1=baseline_end,
+            fillcolor="#e8eef5",
+            opacity=0.5,
+            line_width=0,
+            layer="below",
+            annotation_text="baseline",
+            annotation_position="top left",
+        )
+    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format))
+    fig.update_xaxes(title="Month", dtick="M1" if len(df) <= 14 else "M3", tickformat="%b %Y")
+    return themed(fig, title=title, subtitle=subtitle)
+
+
+def interval_dots(
+    df: pd.DataFrame,
+    *,
+    category: str,
+    value: str,
+    low: str,
+    high: str,
+    title: str,
+    subtitle: str,
+    x_label: str,
+    reference: float | None = None,
+    reference_label: str = "clinic-wide",
+    value_format: str = "pct",
+    colour_by: str | None = None,
+    suppressed_label: str = "n < 11",
+) -> go.Figure:
+    """Dot-and-whisker chart of group estimates with intervals; withheld groups are labelled."""
+    d = df.copy()
+    shown = d[value].notna()
+    fig = go.Figure()
+    groups = [(None, d)] if colour_by is None else list(d.groupby(colour_by, sort=False))
+    for i, (name, part) in enumerate(groups):
+        vis = part[part[value].notna()]
+        fig.add_trace(
+            go.Scatter(
+                x=vis[value],
+                y=vis[category],
+                mode="markers",
+                name=str(name) if name is not None else x_label,
+                showlegend=name is not None,
+                marker={"size": 12, "color": PALETTE[i % len(PALETTE)]},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": vis[high] - vis[value],
+                    "arrayminus": vis[value] - vis[low],
+                    "thickness": 2,
+                    "width": 6,
+                },
+                hovertemplate=f"%{{y}}: %{{x:{_fmt(value_format)}}}<extra></extra>",
+            )
+        )
+    hidden = d[~shown]
+    if len(hidden):
+        xpos = reference if reference is not None else 0
+        fig.add_trace(
+            go.Scatter(
+                x=[xpos] * len(hidden),
+                y=hidden[category],
+                mode="text",
+                text=[suppressed_label] * len(hidden),
+                textposition="middle right",
+                textfont={"color": GREY, "size": 13},
+                name="withheld (privacy)",
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+    if reference is not None:
+        fig.add_vline(
+            x=reference,
+            line={"color": GREY, "dash": "dot", "width": 2},
+            annotation_text=reference_label,
+            annotation_position="top",
+        )
+    fig.update_xaxes(title=x_label, tickformat=_fmt(value_format))
+    fig.update_yaxes(autorange="reversed", type="category")
+    height = max(320, 120 + 34 * d[category].nunique())
+    return themed(fig, title=title, subtitle=subtitle, height=height)
+
+
+def bars(
+    df: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    title: str,
+    subtitle: str,
+    x_label: str,
+    y_label: str,
+    low: str | None = None,
+    high: str | None = None,
+    colour: str = BLUE,
+    value_format: str = "pct",
+    highlight: pd.Series | None = None,
+    suppressed_label: str = "n < 11",
+) -> go.Figure:
+    """Vertical bars (optionally with intervals); withheld bars are labelled, never zero."""
+    d = df.copy()
+    colours = [colour] * len(d)
+    if highlight is not None:
+        colours = [ORANGE if h else colour for h in highlight.to_numpy()]
+    error = None
+    if low and high:
+        error = {
+            "type": "data",
+            "symmetric": False,
+            "array": d[high] - d[y],
+            "arrayminus": d[y] - d[low],
+            "thickness": 1.8,
+            "color": "#333",
+        }
+    fig = go.Figure(
+        go.Bar(
+            x=d[x].astype(str),
+            y=d[y],
+            marker_color=colours,
+            error_y=error,
+            hovertemplate=f"%{{x}}: %{{y:{_fmt(value_format)}}}<extra></extra>",
+        )
+    )
+    hidden = d[d[y].isna()]
+    for label in hidden[x].astype(str):
+        fig.add_annotation(
+            x=label,
+            y=0,
+            text=suppressed_label,
+            showarrow=False,
+            yshift=12,
+            font={"color": GREY, "size": 12},
+            textangle=-90,
+        )
+    fig.update_xaxes(title=x_label, type="category")
+    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format), rangemode="tozero")
+    return themed(fig, title=title, subtitle=subtitle)
+
+
+def lines(
+    df: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    group: str | None,
+    title: str,
+    subtitle: str,
+    x_label: str,
+    y_label: str,
+    low: str | None = None,
+    high: str | None = None,
+    value_format: str = "num1",
+    dash_groups: dict[str, str] | None = None,
+) -> go.Figure:
+    """One line per group (with an optional interval band)."""
+    fig = go.Figure()
+    groups = [(y_label, df)] if group is None else list(df.groupby(group, sort=False))
+    for i, (name, part) in enumerate(groups):
+        colour = PALETTE[i % len(PALETTE)]
+        if low and high:
+            band_x = np.concatenate([part[x].to_numpy(), part[x].to_numpy()[::-1]])
+            band_y = np.concatenate([part[high].to_numpy(), part[low].to_numpy()[::-1]])
+            fig.add_trace(
+                go.Scatter(
+                    x=band_x,
+                    y=band_y,
+                    fill="toself",
+                    fillcolor=colour,
+                    opacity=0.15,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=part[x],
+                y=part[y],
+                mode="lines+markers",
+                name=str(name),
+                line={
+                    "color": colour,
+                    "width": 2.5,
+                    "dash": (dash_groups or {}).get(str(name), "solid"),
+                },
+                marker={"size": 7},
+                hovertemplate=f"{name}: %{{y:{_fmt(value_format)}}}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title=x_label)
+    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format))
+    return themed(fig, title=title, subtitle=subtitle)
+
+
+def funnel_plot(
+    points: pd.DataFrame,
+    limits: pd.DataFrame,
+    *,
+    target: float,
+    title: str,
+    subtitle: str,
+    x_label: str,
+    y_label: str,
+    value_format: str = "pct",
+) -> go.Figure:
+    """Funnel plot: units (by code) against volume, with 95% and 99.8% limits around the target.
+
+    points: unit, n, value, flag. limits: n, low_95, high_95, low_998, high_998.
+    """
+    fig = go.Figure()
+    for level, dash, label in (("998", "dash", "99.8% limits"), ("95", "dot", "95% limits")):
+        for side in ("low", "high"):
+            fig.add_trace(
+                go.Scatter(
+                    x=limits["n"],
+                    y=limits[f"{side}_{level}"],
+                    mode="lines",
+                    name=label,
+                    showlegend=side == "high",
+                    line={"color": GREY, "dash": dash, "width": 1.6},
+                    hoverinfo="skip",
+                )
+            )
+    fig.add_hline(
+        y=target,
+        line={"color": BLACK, "width": 1.5},
+        annotation_text="clinic-wide",
+        annotation_position="bottom right",
+    )
+    colours = {
+        "within": BLUE,
+        "above 95%": ORANGE,
+        "below 95%": ORANGE,
+        "above 99.8%": VERMILLION,
+        "below 99.8%": VERMILLION,
+    }
+    for flag, part in points.groupby("flag", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=part["n"],
+                y=part["value"],
+                mode="markers",
+                name=str(flag),
+                customdata=part[["unit"]].to_numpy(),
+                marker={
+                    "size": 11,
+                    "color": colours.get(str(flag), BLUE),
+                    "line": {"width": 1, "color": "white"},
+                },
+                hovertemplate=(
+                    f"%{{customdata[0]}}<br>{x_label}: %{{x}}<br>"
+                    f"{y_label}: %{{y:{_fmt(value_format)}}}<extra></extra>"
+                ),
+            )
+        )
+    fig.update_xaxes(title=x_label, rangemode="tozero")
+    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format))
+    return themed(fig, title=title, subtitle=subtitle, height=480)
+
+
+def histogram_bins(
+    df: pd.DataFrame,
+    *,
+    bin_col: str,
+    count_col: str,
+    title: str,
+    subtitle: str,
+    x_label: str,
+    y_label: str = "Share",
+    cutoff: float | None = None,
+    cutoff_label: str = "cutoff",
+    suppressed_label: str = "n < 11",
+) -> go.Figure:
+    """A histogram from SQL-binned counts (no raw rows reach the browser); shows shares."""
+    d = df.copy()
+    total = d[count_col].sum(skipna=True)
+    d["share"] = d[count_col] / total if total else np.nan
+    fig = go.Figure(
+        go.Bar(
+            x=d[bin_col],
+            y=d["share"],
+            marker_color=BLUE,
+            hovertemplate=f"{x_label} %{{x}}: %{{y:.1%}}<extra></extra>",
+        )
+    )
+    if cutoff is not None:
+        fig.add_vline(
+            x=cutoff,
+            line={"color": VERMILLION, "dash": "dash", "width": 2},
+            annotation_text=cutoff_label,
+            annotation_position="top left",
+        )
+    hidden = d[d[count_col].isna()]
+    if len(hidden):
+        fig.add_annotation(
+            xref="paper",
+            yref="paper",
+            x=0.01,
+            y=0.98,
+            showarrow=False,
+            text=f"{len(hidden)} bin(s) withheld ({suppressed_label})",
+            font={"color": GREY, "size": 12},
+        )
+    fig.update_xaxes(title=x_label)
+    fig.update_yaxes(title=y_label, tickformat=".0%")
+    fig.update_layout(bargap=0.05)
+    return themed(fig, title=title, subtitle=subtitle)

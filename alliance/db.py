@@ -1,0 +1,138 @@
+"""Where the data lives, and how it is written without ever being half-written.
+
+Design (DuckDB locks a file: one read-write process, or many read-only ones, never both):
+the dashboard only ever opens the database read-only. Every write (demo build, import) copies the
+current file to a temporary file beside it, writes there, checkpoints, and swaps it in with an
+atomic ``os.replace``. Readers notice the new file (inode/mtime) and reopen. A write that fails or
+is killed leaves the original file untouched; a lock file serializes concurrent writers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+
+from alliance.demo import DemoClinic, build_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
+BASE_TABLES = ("sites", "programs", "therapists", "clients", "episodes", "sessions")
+
+
+def default_db_path() -> Path:
+    """`ALLIANCE_DB` from the environment, else data/alliance.duckdb beside the app."""
+    env = os.environ.get("ALLIANCE_DB")
+    return Path(env) if env else ROOT / "data" / "alliance.duckdb"
+
+
+def _sql(name: str) -> str:
+    return (SCHEMA_DIR / name).read_text()
+
+
+def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the base tables if they do not exist."""
+    con.execute(_sql("tables.sql"))
+
+
+def rebuild_facts(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild the derived per-session and per-episode facts and the filter macros."""
+    con.execute(_sql("derive.sql"))
+    con.execute(_sql("macros.sql"))
+    through = con.execute("select max(session_date) from sessions").fetchone()[0]
+    set_meta(con, "data_version", uuid.uuid4().hex[:12])
+    set_meta(con, "through_date", str(through) if through else "")
+    set_meta(con, "built_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute(
+        "insert or replace into meta (key, value) values ($key, $value)",
+        {"key": key, "value": value},
+    )
+
+
+def get_meta(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(con.execute("select key, value from meta").fetchall())
+
+
+@contextlib.contextmanager
+def writer(path: Path, *, fresh: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection to a private copy of `path`, swapped in atomically on success.
+
+    With `fresh=True` the copy starts empty. On any exception (or if the process dies) the
+    original file is left exactly as it was and the copy is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        try:
+            if path.exists() and not fresh:
+                shutil.copyfile(path, tmp)
+            con = duckdb.connect(str(tmp))
+            try:
+                apply_schema(con)
+                yield con
+                con.execute("checkpoint")
+            finally:
+                con.close()
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+
+
+def write_demo(
+    path: Path,
+    *,
+    sessions: int = 50_000,
+    seed: int = 7,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, int]:
+    """Build the demo clinic into `path` (replacing whatever is there). Returns row counts."""
+    say = progress or (lambda _f, _m: None)
+    clinic = build_demo(sessions=sessions, seed=seed, progress=progress)
+    with writer(path, fresh=True) as con:
+        say(0.85, "Writing tables")
+        _insert_all(con, clinic)
+        say(0.92, "Deriving episode facts")
+        set_meta(con, "dataset_kind", "demo")
+        set_meta(con, "demo_seed", str(seed))
+        rebuild_facts(con)
+        counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in BASE_TABLES}  # noqa: S608 (fixed table names)
+    say(1.0, "Done")
+    return counts
+
+
+def _insert_all(con: duckdb.DuckDBPyConnection, clinic: DemoClinic) -> None:
+    for table in BASE_TABLES:
+        frame = getattr(clinic, table)  # noqa: F841 (read by DuckDB's replacement scan)
+        cols = ", ".join(getattr(clinic, table).columns)
+        con.execute(f"insert into {table} ({cols}) select {cols} from frame")  # noqa: S608
+
+
+def dataset_kind(con: duckdb.DuckDBPyConnection) -> str:
+    """'demo', 'clinic', or 'empty'."""
+    return get_meta(con).get("dataset_kind", "empty")
+
+
+def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path), read_only=True)
+
+
+def file_signature(path: Path) -> tuple[int, int, int]:
+    """Changes whenever a writer swaps in a new file (used to reopen and to key caches)."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)

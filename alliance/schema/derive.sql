@@ -1,0 +1,202 @@
+-- Derived facts, rebuilt from the base tables after every import or demo build.
+-- They follow ../shared/metrics.md exactly; cutoffs that are settings (SRS cutoff, reliable
+-- change, clinical range, rupture threshold) are NOT baked in here: queries take them as
+-- parameters, so a clinic can change a setting without rebuilding.
+
+-- One row per attended session, with its episode's attributes denormalized for fast filtering.
+create or replace table session_facts as
+with
+sessions_in as (
+    select * from sessions
+),
+episodes_in as (
+    select
+        e.episode_id,
+        e.client_id,
+        e.age_band,
+        e.gender,
+        e.race_ethnicity,
+        e.end_reason,
+        p.name as program
+    from episodes as e
+    left join programs as p using (program_id)
+),
+ordered as (
+    select
+        s.*,
+        row_number() over (
+            partition by s.episode_id
+            order by s.session_date, s.session_number nulls last, s.session_id
+        ) as session_index
+    from sessions_in as s
+),
+scored as (
+    select
+        o.*,
+        -- SRS total: as given, else the sum of its four items (0-40)
+        coalesce(
+            o.srs_total::double,
+            o.srs_relationship::double + o.srs_goals + o.srs_approach + o.srs_overall
+        ) as srs,
+        -- WAI-SR mean item score (1-5): items, else subscale sums
+        coalesce(
+            (o.wai_1 + o.wai_2 + o.wai_3 + o.wai_4 + o.wai_5 + o.wai_6
+             + o.wai_7 + o.wai_8 + o.wai_9 + o.wai_10 + o.wai_11 + o.wai_12) / 12.0,
+            (o.wai_task + o.wai_bond + o.wai_goal) / 12.0
+        ) as wai,
+        coalesce((o.wai_1 + o.wai_2 + o.wai_10 + o.wai_12) / 4.0, o.wai_task / 4.0) as wai_task_mean,
+        coalesce((o.wai_3 + o.wai_5 + o.wai_7 + o.wai_9) / 4.0, o.wai_bond / 4.0) as wai_bond_mean,
+        coalesce((o.wai_4 + o.wai_6 + o.wai_8 + o.wai_11) / 4.0, o.wai_goal / 4.0) as wai_goal_mean,
+        coalesce(
+            o.ors_total::double,
+            o.ors_individual::double + o.ors_interpersonal + o.ors_social + o.ors_overall
+        ) as ors
+    from ordered as o
+),
+final as (
+    select
+        s.session_id,
+        s.episode_id,
+        e.client_id,
+        s.session_date,
+        date_trunc('month', s.session_date)::date as month,
+        s.session_index::smallint as session_index,
+        st.name as site,
+        e.program,
+        t.code as therapist,
+        e.age_band,
+        e.gender,
+        e.race_ethnicity,
+        e.end_reason,
+        s.srs,
+        s.srs_relationship::double as srs_relationship,
+        s.srs_goals::double as srs_goals,
+        s.srs_approach::double as srs_approach,
+        s.srs_overall::double as srs_overall,
+        -- previous SRS administration of the same episode (for ruptures)
+        lag(s.srs) over (
+            partition by s.episode_id, s.srs is null order by s.session_index
+        ) as prev_srs,
+        s.wai,
+        s.wai_task_mean,
+        s.wai_bond_mean,
+        s.wai_goal_mean,
+        s.ors,
+        s.phq9_total::double as phq9,
+        s.gad7_total::double as gad7
+    from scored as s
+    join episodes_in as e using (episode_id)
+    join sites as st using (site_id)
+    join therapists as t using (therapist_id)
+)
+select * from final
+order by session_date;
+
+-- One row per episode of care: dates, end, early alliance and first/last of each outcome.
+create or replace table episode_facts as
+with
+s as (
+    select * from session_facts
+),
+srs_ranked as (
+    select
+        episode_id,
+        srs,
+        row_number() over (partition by episode_id order by session_index) as srs_rank
+    from s
+    where srs is not null
+),
+early_srs as (
+    -- mean SRS of the first three sessions that have an SRS (fewer if fewer)
+    select episode_id, avg(srs) as early_srs, count(*) as early_srs_n
+    from srs_ranked
+    where srs_rank <= 3
+    group by episode_id
+),
+wai_ranked as (
+    select
+        episode_id,
+        wai,
+        row_number() over (partition by episode_id order by session_index) as wai_rank
+    from s
+    where wai is not null
+),
+early_wai as (
+    select episode_id, avg(wai) as early_wai
+    from wai_ranked
+    where wai_rank <= 3
+    group by episode_id
+),
+per_episode as (
+    select
+        episode_id,
+        any_value(client_id) as client_id,
+        mode(therapist) as therapist,
+        arg_min(site, session_index) as site,
+        any_value(program) as program,
+        any_value(age_band) as age_band,
+        any_value(gender) as gender,
+        any_value(race_ethnicity) as race_ethnicity,
+        any_value(end_reason) as end_reason,
+        min(session_date) as start_date,
+        max(session_date) as end_date,
+        count(*)::integer as n_sessions,
+        count(srs)::integer as n_srs,
+        arg_min(ors, session_index) filter (where ors is not null) as ors_first,
+        arg_max(ors, session_index) filter (where ors is not null) as ors_last,
+        count(ors)::integer as ors_n,
+        arg_min(phq9, session_index) filter (where phq9 is not null) as phq9_first,
+        arg_max(phq9, session_index) filter (where phq9 is not null) as phq9_last,
+        count(phq9)::integer as phq9_n,
+        arg_min(gad7, session_index) filter (where gad7 is not null) as gad7_first,
+        arg_max(gad7, session_index) filter (where gad7 is not null) as gad7_last,
+        count(gad7)::integer as gad7_n
+    from s
+    group by episode_id
+),
+final as (
+    select
+        p.*,
+        date_trunc('month', p.end_date)::date as end_month,
+        p.end_reason is not null as ended,
+        p.end_reason = 'dropout' as dropout,
+        es.early_srs,
+        ew.early_wai
+    from per_episode as p
+    left join early_srs as es using (episode_id)
+    left join early_wai as ew using (episode_id)
+)
+select * from final
+order by end_date;
+
+-- One row per (ended or open) episode and outcome measure, improvement oriented so that
+-- positive = better for every measure (ORS last - first; PHQ-9 and GAD-7 first - last).
+create or replace table episode_outcomes as
+with
+e as (
+    select * from episode_facts
+),
+long as (
+    select episode_id, 'ors' as measure, ors_first as first_score, ors_last as last_score,
+           ors_n as n_admin, ors_last - ors_first as improvement
+    from e where ors_n > 0
+    union all
+    select episode_id, 'phq9', phq9_first, phq9_last, phq9_n, phq9_first - phq9_last
+    from e where phq9_n > 0
+    union all
+    select episode_id, 'gad7', gad7_first, gad7_last, gad7_n, gad7_first - gad7_last
+    from e where gad7_n > 0
+),
+final as (
+    select
+        l.measure,
+        e.*,
+        l.first_score,
+        l.last_score,
+        l.n_admin,
+        l.improvement
+    from long as l
+    join e using (episode_id)
+)
+select * from final
+order by measure, end_date;

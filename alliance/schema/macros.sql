@@ -1,0 +1,56 @@
+-- The dashboard's global filters, defined once. Every named query in queries/ reads its rows
+-- through one of these table macros, so a filter (or a role's site restriction) cannot be
+-- forgotten in one query and applied in another.
+-- p_from / p_to: first day included / first day excluded. Text filters: null = all.
+-- p_allowed_sites: null = every site; else the list of sites the signed-in role may see.
+
+create or replace macro sessions_in_view(
+    p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+) as table
+select *
+from session_facts
+where session_date >= p_from
+  and session_date < p_to
+  and (p_site is null or site = p_site)
+  and (p_program is null or program = p_program)
+  and (p_therapist is null or therapist = p_therapist)
+  and (p_age_band is null or age_band = p_age_band)
+  and (p_gender is null or gender = p_gender)
+  and (p_race is null or race_ethnicity = p_race)
+  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+
+-- Ended episodes whose end date (last session) falls in the period: "finished in period".
+create or replace macro ended_episodes_in_view(
+    p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+) as table
+select *
+from episode_facts
+where ended
+  and end_date >= p_from
+  and end_date < p_to
+  and (p_site is null or site = p_site)
+  and (p_program is null or program = p_program)
+  and (p_therapist is null or therapist = p_therapist)
+  and (p_age_band is null or age_band = p_age_band)
+  and (p_gender is null or gender = p_gender)
+  and (p_race is null or race_ethnicity = p_race)
+  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+
+-- Ended episodes finished in the period, one row per episode for the chosen outcome measure.
+create or replace macro outcomes_in_view(
+    p_measure, p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race,
+    p_allowed_sites
+) as table
+select *
+from episode_outcomes
+where measure = p_measure
+  and ended
+  and end_date >= p_from
+  and end_date < p_to
+  and (p_site is null or site = p_site)
+  and (p_program is null or program = p_program)
+  and (p_therapist is null or therapist = p_therapist)
+  and (p_age_band is null or age_band = p_age_band)
+  and (p_gender is null or gender = p_gender)
+  and (p_race is null or race_ethnicity = p_race)
+  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));

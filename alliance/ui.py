@@ -1,0 +1,313 @@
+"""The thin Streamlit layer: connection, global filters, and laying out a View.
+
+The only module of the package that imports streamlit. Text that came from imported files (site,
+program, group names) is only ever passed to widgets and charts as data, never as markdown/HTML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import streamlit as st
+
+from alliance import db, queries
+from alliance.filters import (
+    FILTER_LABELS,
+    FilterOptions,
+    Filters,
+    default_filters,
+    from_query_params,
+    parse_month,
+)
+from alliance.panel import Context, Panel, View
+from alliance.privacy import display_table
+from alliance.settings import ALLIANCE_MEASURES, MEASURES, Settings
+
+SETTINGS_KEY = "alliance_settings"
+
+
+# --- data ---------------------------------------------------------------------------------------
+def db_path() -> Path:
+    return db.default_db_path()
+
+
+def ensure_database() -> None:
+    """Build the demo clinic (with visible progress) if no database exists yet."""
+    path = db_path()
+    if path.exists():
+        return
+    with st.status("First start: building the demo clinic…", expanded=True) as status:
+        bar = st.progress(0.0, text="Starting")
+        db.write_demo(path, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+        status.update(label="Demo clinic ready", state="complete", expanded=False)
+
+
+@st.cache_resource(max_entries=2)
+def _connection(path: str, signature: tuple[int, int, int]) -> duckdb.DuckDBPyConnection:
+    return db.open_read_only(Path(path))
+
+
+def connection() -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the current database file, reopened when a writer swaps it."""
+    path = db_path()
+    return _connection(str(path), db.file_signature(path))
+
+
+def data_version() -> str:
+    return db.get_meta(connection()).get("data_version", "")
+
+
+def meta() -> dict[str, str]:
+    return db.get_meta(connection())
+
+
+@st.cache_data(ttl=3600, max_entries=16, show_spinner=False)
+def _filter_options(version: str, allowed: tuple[str, ...] | None) -> FilterOptions:
+    df = queries.run(
+        connection(), "filter_options", allowed_sites=list(allowed) if allowed else None
+    )
+    months = sorted(df.loc[df["dimension"] == "month", "value"])
+    values = {
+        dim: sorted(part["value"].tolist())
+        for dim, part in df[df["dimension"] != "month"].groupby("dimension")
+    }
+    first = pd.Timestamp(months[0]).date() if months else None
+    last = pd.Timestamp(months[-1]).date() if months else None
+    return FilterOptions(first_month=first, last_month=last, values=values)
+
+
+def filter_options() -> FilterOptions:
+    allowed = st.session_state.get("allowed_sites")
+    return _filter_options(data_version(), tuple(allowed) if allowed else None)
+
+
+def settings() -> Settings:
+    return st.session_state.get(SETTINGS_KEY) or Settings()
+
+
+# --- global filters -----------------------------------------------------------------------------
+ALL = "All"
+
+
+def _months(options: FilterOptions) -> list[str]:
+    out = []
+    m = options.first_month
+    while m <= options.last_month:
+        out.append(m.strftime("%Y-%m"))
+        m = (pd.Timestamp(m) + pd.offsets.MonthBegin(1)).date()
+    return out
+
+
+def sidebar_filters(options: FilterOptions, *, therapist_filter: bool = True) -> Filters:
+    """The global filter sidebar, initialised from (and mirrored to) the URL query string."""
+    state = st.session_state
+    if "f_init" not in state:
+        initial, notices = from_query_params(st.query_params.to_dict(), options)
+        state["f_init"] = True
+        state["f_notices"] = notices
+        state["f_period"] = (
+            initial.first_month.strftime("%Y-%m"),
+            initial.last_month.strftime("%Y-%m"),
+        )
+        for name in FILTER_LABELS:
+            state[f"f_{name}"] = getattr(initial, name) or ALL
+        state["f_alliance"] = initial.alliance_measure
+        state["f_outcome"] = initial.outcome_measure
+    for notice in state.get("f_notices", []):
+        st.sidebar.warning(notice, icon=":material/warning:")
+
+    sb = st.sidebar
+    sb.header("Filters")
+    months = _months(options)
+    if state["f_period"][0] not in months or state["f_period"][1] not in months:
+        d = default_filters(options)
+        state["f_period"] = (d.first_month.strftime("%Y-%m"), d.last_month.strftime("%Y-%m"))
+    if len(months) > 1:
+        sb.select_slider(
+            "Months",
+            options=months,
+            key="f_period",
+            format_func=lambda m: pd.Timestamp(m).strftime("%b %Y"),
+            help="Session metrics use sessions dated in these months; dropout and outcome "
+            "metrics use episodes that ended (last session) in them.",
+        )
+    for name, label in FILTER_LABELS.items():
+        if name == "therapist" and not therapist_filter:
+            state[f"f_{name}"] = ALL
+            continue
+        values = options.values.get(name, [])
+        if state.get(f"f_{name}") not in [ALL, *values]:
+            state[f"f_{name}"] = ALL
+        sb.selectbox(label, [ALL, *values], key=f"f_{name}")
+    sb.radio(
+        "Alliance measure",
+        list(ALLIANCE_MEASURES),
+        key="f_alliance",
+        format_func=ALLIANCE_MEASURES.get,
+        horizontal=True,
+    )
+    sb.radio(
+        "Outcome measure",
+        list(MEASURES),
+        key="f_outcome",
+        format_func=lambda k: MEASURES[k].label,
+        horizontal=True,
+    )
+    filters = current_filters()
+    st.query_params.from_dict(filters.to_query_params())
+    return filters
+
+
+def current_filters() -> Filters:
+    """The filters in force, read from the sidebar widgets' state.
+
+    Pages call this rather than receiving the filters from the entry script, so a page renders
+    the same whether the entry script ran first (the server) or not (AppTest reruns).
+    """
+    state = st.session_state
+    first, last = state["f_period"]
+    chosen = {
+        name: None if state.get(f"f_{name}", ALL) == ALL else state[f"f_{name}"]
+        for name in FILTER_LABELS
+    }
+    return Filters(
+        first_month=parse_month(first),
+        last_month=parse_month(last),
+        alliance_measure=state.get("f_alliance", "srs"),
+        outcome_measure=state.get("f_outcome", "ors"),
+        **chosen,
+    )
+
+
+def set_filter(name: str, value: str | None) -> None:
+    """Change one global filter from a page (e.g. clicking a therapist in a funnel plot)."""
+    st.session_state[f"f_{name}"] = value if value is not None else ALL
+
+
+# --- context and views --------------------------------------------------------------------------
+def context(filters: Filters | None = None) -> Context:
+    """The page's context: current filters, settings, and the signed-in role's limits."""
+    return Context(
+        con=connection(),
+        filters=filters or current_filters(),
+        settings=settings(),
+        allowed_sites=st.session_state.get("allowed_sites"),
+        therapist_level=st.session_state.get("therapist_level", True),
+        meeting_mode=st.session_state.get("meeting_mode", False),
+    )
+
+
+@st.cache_data(ttl=3600, max_entries=128, show_spinner=False)
+def _cached_view(
+    name: str,
+    version: str,
+    filters: Filters,
+    settings_: Settings,
+    allowed: tuple[str, ...] | None,
+    therapist_level: bool,
+    meeting_mode: bool,
+    _build: Callable[[Context], View],
+) -> View:
+    ctx = Context(
+        connection(),
+        filters,
+        settings_,
+        list(allowed) if allowed else None,
+        therapist_level,
+        meeting_mode,
+    )
+    return _build(ctx)
+
+
+def view(name: str, build: Callable[[Context], View], ctx: Context) -> View:
+    """Build (or fetch from cache) a page's view for these filters and settings."""
+    with st.spinner("Computing…"):
+        return _cached_view(
+            name,
+            data_version(),
+            ctx.filters,
+            ctx.settings,
+            tuple(ctx.allowed_sites) if ctx.allowed_sites else None,
+            ctx.therapist_level,
+            ctx.meeting_mode,
+            build,
+        )
+
+
+def render_tiles(v: View, ctx: Context) -> None:
+    if not v.tiles:
+        return
+    per_row = 4
+    for start in range(0, len(v.tiles), per_row):
+        cols = st.columns(per_row)
+        for col, tile in zip(cols, v.tiles[start : start + per_row], strict=False):
+            delta = tile.delta_text()
+            col.metric(
+                tile.label,
+                tile.value_text(ctx.policy.label),
+                delta=f"{delta} vs previous period" if delta else None,
+                delta_color="normal" if tile.higher_is_better is not False else "inverse",
+                help=tile.help,
+                border=True,
+            )
+            if tile.n_text:
+                col.caption(tile.n_text)
+
+
+def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object | None:
+    """One chart: the figure, its reading note, and the data behind it. Returns a selection."""
+    if panel.figure is None:
+        st.subheader(panel.title, anchor=False)
+        st.info(panel.message or "Nothing to show for this selection.", icon=":material/info:")
+        return None
+    event = st.plotly_chart(
+        panel.figure,
+        width="stretch",
+        key=f"{key_prefix}{panel.key}",
+        on_select="rerun" if panel.key.startswith("funnel") else "ignore",
+        config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
+    )
+    if panel.reading:
+        st.caption(panel.reading)
+    if not panel.data.empty:
+        with st.expander("Data behind this chart"):
+            st.dataframe(display_data(panel.data, ctx), hide_index=True, width="stretch")
+    return event
+
+
+def display_data(df: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """The data behind a chart as shown on screen: withheld cells read "n < k"."""
+    return display_table(df, policy=ctx.policy)
+
+
+def render_view(v: View, ctx: Context) -> None:
+    st.title(v.title, anchor=False)
+    st.caption(v.question)
+    if v.notice:
+        st.warning(v.notice, icon=":material/lock:")
+        return
+    render_tiles(v, ctx)
+    for panel in v.panels:
+        render_panel(panel, ctx)
+
+
+def banners() -> None:
+    """Demo-data and access-mode notices shown on every page."""
+    kind = meta().get("dataset_kind", "empty")
+    if kind == "demo":
+        st.info(
+            "**Demo data.** This is a synthetic clinic for exploring the dashboard; no real "
+            "clients. Import your clinic's export on the Data page.",
+            icon=":material/science:",
+        )
+    mode = st.session_state.get("auth_mode_text")
+    if mode:
+        st.caption(mode)
+
+
+def replace_filters(filters: Filters, **changes: object) -> Filters:
+    return dataclasses.replace(filters, **changes)

@@ -1,0 +1,319 @@
+"""Overview: the clinic's alliance, dropout and outcome picture at a glance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from alliance import charts, queries
+from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.settings import MEASURES
+from alliance.stats import fisher_z_ci, wilson_interval
+from alliance.views.common import (
+    CORRELATION_NOTE,
+    any_withheld,
+    protect,
+    srs_cutoff_text,
+    subtitle,
+    withheld_note,
+)
+
+TITLE = "Overview"
+QUESTION = "How strong is the alliance, who drops out, and do clients get better?"
+
+
+def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
+    """The headline figures for one period (unsuppressed: callers pass them through `protect`)."""
+    f = filters or ctx.filters
+    p = ctx.params(f)
+    measure = f.outcome_measure
+    s = queries.run(ctx.con, "overview_sessions", **p, srs_cutoff=ctx.settings.srs_cutoff).iloc[0]
+    e = queries.run(ctx.con, "overview_episodes", **p, **ctx.settings.outcome_params(measure)).iloc[
+        0
+    ]
+
+    def num(x: object) -> float | None:
+        return None if x is None or pd.isna(x) else float(x)
+
+    return {
+        "sessions": int(s["sessions"]),
+        "n_clients": int(s["n_clients"]),
+        "active_episodes": int(s["active_episodes"]),
+        "therapists": int(s["therapists"]),
+        "srs_n": int(s["srs_n"]),
+        "mean_srs": num(s["mean_srs"]),
+        "srs_below_cutoff_rate": num(s["srs_below_rate"]),
+        "ended": int(e["ended"]),
+        "ended_clients": int(e["n_clients"]),
+        "dropouts": int(e["dropouts"]),
+        "dropout_rate": num(e["dropout_rate"]),
+        "outcome_n": int(e["outcome_n"]),
+        "outcome_clients": int(e["outcome_clients"]),
+        "reliable_improvement_rate": num(e["reliable_improvement"] / e["outcome_n"])
+        if e["outcome_n"]
+        else None,
+        "reliable_deterioration_rate": num(e["reliable_deterioration"] / e["outcome_n"])
+        if e["outcome_n"]
+        else None,
+        "clinical_n": int(e["clinical_n"]),
+        "recovery_rate": num(e["recovered"] / e["clinical_n"]) if e["clinical_n"] else None,
+        "reliable_recovery_rate": num(e["reliably_recovered"] / e["clinical_n"])
+        if e["clinical_n"]
+        else None,
+        "alliance_outcome_r": num(e["r"]),
+        "r_n": int(e["r_n"]),
+    }
+
+
+def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
+    m = MEASURES[ctx.filters.outcome_measure].label
+    rc = ctx.settings.reliable_change(ctx.filters.outcome_measure)
+    specs = [
+        (
+            "active_episodes",
+            "Active episodes",
+            ",.0f",
+            "n_clients",
+            "clients",
+            "Episodes with at least one attended session in the period.",
+            None,
+            "+,.0f",
+        ),
+        (
+            "sessions",
+            "Sessions",
+            ",.0f",
+            "n_clients",
+            "clients",
+            "Attended sessions dated in the period.",
+            None,
+            "+,.0f",
+        ),
+        (
+            "mean_srs",
+            "Mean SRS",
+            ".1f",
+            "srs_n",
+            "SRS ratings",
+            "Mean Session Rating Scale total (0–40) over sessions in the period.",
+            True,
+            "+.2f",
+        ),
+        (
+            "srs_below_cutoff_rate",
+            "SRS below cutoff",
+            ".1%",
+            "srs_n",
+            "SRS ratings",
+            f"Share of SRS ratings with {srs_cutoff_text(ctx)}.",
+            False,
+            "+.1%",
+        ),
+        (
+            "dropout_rate",
+            "Dropout rate",
+            ".1%",
+            "ended",
+            "ended episodes",
+            "Ended episodes (finished in period) whose end reason is dropout (client-unilateral).",
+            False,
+            "+.1%",
+        ),
+        (
+            "reliable_improvement_rate",
+            "Reliable improvement",
+            ".1%",
+            "outcome_n",
+            "episodes",
+            f"Ended episodes with ≥ 2 {m} scores improving by ≥ {rc:g} points.",
+            True,
+            "+.1%",
+        ),
+        (
+            "recovery_rate",
+            "Recovery",
+            ".1%",
+            "clinical_n",
+            "episodes",
+            f"Of ended episodes starting in the {m} clinical range, share ending out of it "
+            f"({ctx.settings.outcome_definition(ctx.filters.outcome_measure)}).",
+            True,
+            "+.1%",
+        ),
+        (
+            "alliance_outcome_r",
+            "Alliance–outcome r",
+            ".2f",
+            "r_n",
+            "episodes",
+            f"Pearson r between early SRS (mean of first 3) and {m} improvement. "
+            "Published: r ≈ .28 (Flückiger et al. 2018). " + CORRELATION_NOTE,
+            True,
+            "+.2f",
+        ),
+    ]
+    # the privacy step: a tile whose population has fewer than k clients is withheld
+    client_n = {
+        "active_episodes": now["n_clients"],
+        "sessions": now["n_clients"],
+        "mean_srs": now["n_clients"],
+        "srs_below_cutoff_rate": now["n_clients"],
+        "dropout_rate": now["ended_clients"],
+        "reliable_improvement_rate": now["outcome_clients"],
+        "recovery_rate": now["outcome_clients"] if now["clinical_n"] else 0,
+        "alliance_outcome_r": now["outcome_clients"],
+    }
+    raw = pd.DataFrame(
+        {
+            "key": [s[0] for s in specs],
+            "n_clients": [client_n[s[0]] for s in specs],
+            "value": [now[s[0]] for s in specs],
+        }
+    )
+    safe = protect(ctx, raw, value_cols=["value"], complementary=False)
+    tiles = []
+    for spec, (_, row) in zip(specs, safe.iterrows(), strict=True):
+        key, label, fmt, n_key, n_unit, help_text, better, delta_fmt = spec
+        value = None if pd.isna(row["value"]) else float(row["value"])
+        prev = before.get(key)
+        delta = None
+        if value is not None and prev is not None and before.get("n_clients", 0) >= ctx.policy.k:
+            delta = value - prev
+        n_text = f"n = {now[n_key]:,} {n_unit}" if not row["suppressed"] else ""
+        if key == "alliance_outcome_r" and value is not None and now["r_n"] > 3:
+            lo, hi = fisher_z_ci(value, now["r_n"])
+            n_text = f"95% CI {lo:.2f} to {hi:.2f} · {n_text}"
+        tiles.append(
+            Tile(
+                key=key,
+                label=label,
+                value=value,
+                fmt=fmt,
+                n_text=n_text,
+                help=help_text,
+                delta=delta,
+                delta_fmt=delta_fmt,
+                higher_is_better=better,
+                withheld=bool(row["suppressed"]),
+            )
+        )
+    return tiles
+
+
+def _alliance_trend(ctx: Context) -> Panel:
+    f = ctx.filters
+    df = queries.run(
+        ctx.con,
+        "monthly_alliance",
+        **ctx.params(),
+        alliance="srs",
+        srs_cutoff=ctx.settings.srs_cutoff,
+    )
+    title = "Alliance by month"
+    if df.empty:
+        return empty_panel("alliance_trend", title, "No SRS ratings in this selection.")
+    half = 1.96 * df["sd_score"] / np.sqrt(df["n"])
+    df = df.assign(low=df["mean_score"] - half, high=df["mean_score"] + half)
+    safe = protect(
+        ctx,
+        df,
+        value_cols=["n", "mean_score", "sd_score", "below", "below_rate", "low", "high"],
+        complementary=False,
+    )
+    fig = charts.lines(
+        safe,
+        x="month",
+        y="mean_score",
+        group=None,
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Mean SRS total per calendar month (0–40), 95% CI band",
+            n_text=f"n = {int(df['n'].sum()):,} ratings",
+        ),
+        x_label="Month",
+        y_label="Mean SRS",
+        value_format="num1",
+    )
+    return Panel(
+        key="alliance_trend",
+        title=title,
+        subtitle="",
+        figure=fig,
+        data=safe,
+        reading=(
+            "Each point is the month's mean SRS; the band is its 95% confidence interval. "
+            "A few tenths of a point either way is usual month-to-month noise; the Alliance "
+            "page tests for real shifts with control-chart rules." + withheld_note(ctx, safe)
+        ),
+        withheld=any_withheld(safe),
+        section=f.period_text(),
+    )
+
+
+def _dropout_trend(ctx: Context) -> Panel:
+    df = queries.run(ctx.con, "monthly_dropout", **ctx.params())
+    title = "Dropout rate by month"
+    if df.empty:
+        return empty_panel("dropout_trend", title, "No episodes ended in this selection.")
+    low, high = wilson_interval(df["dropouts"].to_numpy(), df["ended"].to_numpy())
+    df = df.assign(low=low, high=high)
+    safe = protect(ctx, df, value_cols=["ended", "dropouts", "dropout_rate", "low", "high"])
+    fig = charts.lines(
+        safe,
+        x="month",
+        y="dropout_rate",
+        group=None,
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Dropouts / ended episodes by month of the last session",
+            "95% Wilson band",
+            n_text=f"n = {int(df['ended'].sum()):,} ended episodes",
+        ),
+        x_label="Month the episode ended",
+        y_label="Dropout rate",
+        value_format="pct",
+    )
+    return Panel(
+        key="dropout_trend",
+        title=title,
+        subtitle="",
+        figure=fig,
+        data=safe,
+        reading=(
+            "Share of episodes ending that month whose end reason was dropout. "
+            "Months with few endings have wide bands; published clinics average ≈ 20% "
+            "(Swift & Greenberg 2012)." + withheld_note(ctx, safe)
+        ),
+        withheld=any_withheld(safe),
+    )
+
+
+def build(ctx: Context) -> View:
+    now = headline(ctx)
+    if 0 < now["n_clients"] < ctx.policy.k or now["n_clients"] == 0:
+        return View(
+            TITLE,
+            QUESTION,
+            notice=too_small_notice(ctx, now["n_clients"]),
+            n_clients=now["n_clients"],
+        )
+    before = headline(ctx, ctx.filters.previous_period())
+    tiles = _tiles(ctx, now, before)
+    panels = [_alliance_trend(ctx), _dropout_trend(ctx)]
+    return View(TITLE, QUESTION, tiles=tiles, panels=panels, n_clients=now["n_clients"])
+
+
+def too_small_notice(ctx: Context, n_clients: int) -> str:
+    if n_clients == 0:
+        return "No sessions match these filters. Widen the period or clear a filter."
+    return (
+        f"This selection describes fewer than {ctx.policy.k} clients, so no numbers are shown: "
+        "with so few people, figures could identify individuals and would be too noisy to act "
+        "on. Widen the period or clear a filter."
+    )

@@ -1,0 +1,7 @@
+"""Overview: how strong is the alliance, who drops out, and do clients get better?"""
+
+from alliance import ui
+from alliance.views import overview
+
+ctx = ui.context()
+ui.render_view(ui.view("overview", overview.build, ctx), ctx)

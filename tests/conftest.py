@@ -1,0 +1,62 @@
+"""Shared fixtures: a real demo-clinic DuckDB file per test session, and AppTest set-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from alliance import db
+from alliance.filters import Filters
+from alliance.panel import Context
+from alliance.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SESSIONS = 30_000
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real demo clinic (30k sessions, seed 7) built once per test run."""
+    path = tmp_path_factory.mktemp("demo") / "alliance.duckdb"
+    db.write_demo(path, sessions=DEMO_SESSIONS, seed=7)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_con(demo_db: Path) -> duckdb.DuckDBPyConnection:
+    con = db.open_read_only(demo_db)
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def demo_ctx(demo_con: duckdb.DuckDBPyConnection) -> Context:
+    """Context over the last 12 months of the demo clinic, default settings."""
+    filters = Filters(first_month=dt.date(2025, 11, 1), last_month=dt.date(2026, 10, 1))
+    return Context(con=demo_con, filters=filters, settings=Settings())
+
+
+@pytest.fixture
+def app_env(demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the app at the demo database and work around an AppTest quirk.
+
+    AppTest re-detects the legacy pages/ folder on every run and then runs only the current
+    page script, skipping the entry script (the real server does not: st.navigation switches
+    that legacy mode off for good). Keeping the flag off makes AppTest run dashboard.py each
+    time, as the server does.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+    monkeypatch.setenv("ALLIANCE_DB", str(demo_db))
+    monkeypatch.chdir(ROOT)
+    return demo_db

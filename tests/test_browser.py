@@ -1,0 +1,129 @@
+"""The real thing: the Streamlit server in headless Chromium, every page, screenshots.
+
+Never skipped: if Chromium or Playwright is missing this fails (the Makefile installs them).
+Screenshots go to artifacts/screenshots/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.browser
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PAGES = sorted(p.stem for p in (ROOT / "pages").glob("*.py"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(demo_db: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "ALLIANCE_DB": str(demo_db)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("streamlit server did not start")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser_page() -> Iterator[Page]:
+    assert Path(CHROMIUM).exists(), "chromium is required for browser tests (make test installs it)"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 2600})
+        yield page
+        browser.close()
+
+
+def wait_idle(page: Page, timeout: float = 60_000) -> None:
+    """Wait until Streamlit has finished the current run."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders_in_chromium(server: str, browser_page: Page, name: str) -> None:
+    page = browser_page
+    page.goto(f"{server}/{'' if name == 'overview' else name}")
+    wait_idle(page)
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=60_000)
+    charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    if name in ("overview", "alliance", "dropout", "outcomes", "therapists", "demographics"):
+        charts.first.wait_for(timeout=60_000)
+        assert charts.count() >= 2
+    assert page.locator('[data-testid="stException"]').count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_filter_change_redraws_without_error(server: str, browser_page: Page) -> None:
+    page = browser_page
+    page.goto(f"{server}/?site=Riverside")
+    wait_idle(page)
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for(timeout=60_000)
+    assert "site=Riverside" in page.url
+    assert page.locator('[data-testid="stException"]').count() == 0
