@@ -1,12 +1,41 @@
 """Alliance dashboard: the frame shared by every page.
 
 Page config, the demo/data notice, the global filter sidebar and navigation; each page in
-pages/ is a short script that reads the filters and lays out its view.
+pages/ is a short script that reads the filters and lays out its view. The navigation below is
+the one list of pages (order, titles, icons, sections).
 """
+
+from pathlib import Path
 
 import streamlit as st
 
 from alliance import ui
+
+HERE = Path(__file__).resolve().parent
+NAVIGATION = {
+    "Clinic": [
+        ("overview", "Overview", ":material/dashboard:"),
+    ],
+    "Alliance": [
+        ("alliance", "Alliance (trust)", ":material/handshake:"),
+        ("profile", "Alliance profile", ":material/radar:"),
+        ("ruptures", "Ruptures & repair", ":material/healing:"),
+    ],
+    "Dropout & outcomes": [
+        ("dropout", "Dropout", ":material/logout:"),
+        ("outcomes", "Outcomes", ":material/trending_up:"),
+    ],
+    "People": [
+        ("therapists", "Therapists", ":material/groups:"),
+        ("demographics", "Client demographics", ":material/diversity_3:"),
+    ],
+    "Reports & data": [
+        ("reports", "Report pack", ":material/slideshow:"),
+        ("data", "Data", ":material/upload_file:"),
+        ("settings", "Settings", ":material/tune:"),
+        ("audit", "Audit log", ":material/history:"),
+    ],
+}
 
 st.set_page_config(
     page_title="Alliance dashboard",
@@ -14,15 +43,17 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
-
 ui.ensure_database()
 
 pages = {
-    "Clinic": [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    ],
+    section: [
+        st.Page(f"pages/{name}.py", title=title, icon=icon, default=name == "overview")
+        for name, title, icon in entries
+        if (HERE / "pages" / f"{name}.py").exists()  # pages appear once they exist
+    ]
+    for section, entries in NAVIGATION.items()
 }
-page = st.navigation(pages)
+page = st.navigation({section: items for section, items in pages.items() if items})
 ui.sidebar_filters(ui.filter_options())
 ui.banners()
 page.run()

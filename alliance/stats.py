@@ -383,8 +383,8 @@ def therapist_icc(
     accepted when it converged with a finite REML log-likelihood no worse than at the ANOVA
     estimate (lbfgs can report convergence stuck at tau2 = 0). Otherwise, and for larger data,
     the closed-form ANOVA estimator on the residuals of OLS y ~ intake is used (unbalanced
-    one-way, n0 = (N - sum n_g^2 / N) / (G - 1), tau2 truncated at 0). Fewer than 2 groups or
-    fewer than G + 2 rows give NaN.
+    one-way, n0 = (N - sum n_g^2 / N) / (G - 1), tau2 truncated at 0). Fewer than 2 groups,
+    fewer than G + 2 rows or no residual variance give NaN (method "none").
     """
     yy, xx = _arr(y), _arr(intake)
     g = group if isinstance(group, pd.Series) else pd.Series(np.asarray(group, dtype=object))
@@ -397,6 +397,8 @@ def therapist_icc(
         return ICC(NAN, NAN, NAN, NAN, NAN, groups, n, "none")
     design = sm.add_constant(xx, has_constant="add")
     resid = yy - design @ np.linalg.lstsq(design, yy, rcond=None)[0]
+    if not resid.var() > 1e-12 * yy.var() > 0:  # nothing to share out (constant / exact fit)
+        return ICC(NAN, NAN, NAN, NAN, NAN, groups, n, "none")
     tau2, sigma2, low, high = _anova_components(resid, codes, conf)
     method = "anova"
     if n <= max_mixedlm_rows and sigma2 > 0:

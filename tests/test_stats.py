@@ -183,6 +183,7 @@ def test_mean_ci_by_hand() -> None:
     # SE = 2.138090 / sqrt(8) = .755929, t(.975, 7) = 2.364624 -> half = 1.787488
     est = mean_ci([2, 4, 4, 4, 5, 5, 7, 9, None])
     assert (est.value, est.low, est.high, est.n) == approx((5, 3.212512, 6.787488, 8), abs=1e-6)
+    assert mean_ci([3, 3, 3]) == Estimate(3.0, 3.0, 3.0, 3)
     one = mean_ci([3.0])
     assert one.value == 3.0 and math.isnan(one.low)
     assert math.isnan(mean_ci([]).value)
@@ -578,6 +579,8 @@ def test_icc_large_data_uses_anova_quickly() -> None:
 def test_icc_degenerate_inputs() -> None:
     assert math.isnan(therapist_icc([1, 2, 3, 4], [1, 2, 3, 4], ["a"] * 4).icc)
     assert math.isnan(therapist_icc([1, 2, 3], [1, 2, 3], ["a", "b", "c"]).icc)
+    constant = therapist_icc([1.0] * 6, [1, 2, 3, 4, 5, 6], list("AABBCC"))
+    assert math.isnan(constant.icc) and constant.method == "none"
 
 
 # --------------------------------------------------------------------------- shrinkage
