@@ -44,16 +44,19 @@ st.set_page_config(
     initial_sidebar_state="expanded",
 )
 ui.ensure_database()
+ui.sign_in()
 
 pages = {
     section: [
         st.Page(f"pages/{name}.py", title=title, icon=icon, default=name == "overview")
         for name, title, icon in entries
         if (HERE / "pages" / f"{name}.py").exists()  # pages appear once they exist
+        and ui.page_allowed(name)  # role: Data and Audit log are for directors
     ]
     for section, entries in NAVIGATION.items()
 }
 page = st.navigation({section: items for section, items in pages.items() if items})
+ui.meeting_mode_toggle()
 ui.sidebar_filters(ui.filter_options())
 ui.banners()
 page.run()

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from alliance import db, queries
+from alliance import access, audit as audit_log, db, queries
 from alliance.filters import (
     FILTER_LABELS,
     FilterOptions,
@@ -26,8 +26,6 @@ from alliance.filters import (
 from alliance.panel import Context, Panel, View
 from alliance.privacy import display_table
 from alliance.settings import ALLIANCE_MEASURES, MEASURES, Settings
-
-SETTINGS_KEY = "alliance_settings"
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -81,12 +79,116 @@ def _filter_options(version: str, allowed: tuple[str, ...] | None) -> FilterOpti
 
 
 def filter_options() -> FilterOptions:
+    """Options the signed-in role may choose from (a viewer gets no therapist codes)."""
     allowed = st.session_state.get("allowed_sites")
-    return _filter_options(data_version(), tuple(allowed) if allowed else None)
+    options = _filter_options(data_version(), tuple(allowed) if allowed is not None else None)
+    if not st.session_state.get("therapist_level", True):
+        values = {k: v for k, v in options.values.items() if k != "therapist"}
+        options = dataclasses.replace(options, values=values)
+    return options
+
+
+def settings_path() -> Path:
+    """Clinic-wide settings live beside the database (they define every number shown)."""
+    path = db_path()
+    return path.with_name(path.stem + ".settings.json")
+
+
+@st.cache_data(ttl=60, max_entries=4, show_spinner=False)
+def _load_settings(path: str, mtime_ns: int) -> Settings:
+    return Settings.load(Path(path))
 
 
 def settings() -> Settings:
-    return st.session_state.get(SETTINGS_KEY) or Settings()
+    path = settings_path()
+    mtime = path.stat().st_mtime_ns if path.exists() else 0
+    return _load_settings(str(path), mtime)
+
+
+def save_settings(new: Settings) -> None:
+    path = settings_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new.to_json())
+    tmp.replace(path)
+
+
+# --- sign-in, roles, audit ---------------------------------------------------------------------
+def _auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def sign_in() -> access.Role:
+    """Guard every page: with an [auth] section in secrets, require sign-in and a role.
+
+    Without auth configured the app runs in local single-user mode and says so on every page.
+    """
+    state = st.session_state
+    if not _auth_configured():
+        role, user = access.LOCAL, "local user"
+        state["auth_mode_text"] = (
+            "Local single-user mode: no sign-in is configured, so anyone who can open this "
+            "address sees everything. See the README, section Sign-in, to configure it."
+        )
+    else:
+        if not st.user.is_logged_in:
+            st.title("Alliance dashboard", anchor=False)
+            st.write("Sign in with your clinic account to see the dashboard.")
+            st.button("Sign in", type="primary", on_click=st.login)
+            st.stop()
+        user = str(st.user.get("email") or st.user.get("sub") or "unknown")
+        role = access.resolve_role(st.user.to_dict(), access.load_rules())
+        if role is None:
+            st.error("Your account has no role in this dashboard. Ask a clinical director.")
+            st.button("Sign out", on_click=st.logout)
+            st.stop()
+        state["auth_mode_text"] = f"Signed in as {user} · role: {role.name}"
+        st.sidebar.button("Sign out", on_click=st.logout)
+    state["role"] = role
+    state["user_name"] = user
+    state["allowed_sites"] = role.allowed_sites
+    state["therapist_level"] = role.therapist_level
+    return role
+
+
+def role() -> access.Role:
+    return st.session_state.get("role", access.LOCAL)
+
+
+def can(permission: str) -> bool:
+    """import, edit_settings, view_audit, export."""
+    return bool(getattr(role(), f"can_{permission}"))
+
+
+def page_allowed(name: str) -> bool:
+    needs = {"data": "import", "audit": "view_audit"}
+    return name not in needs or can(needs[name])
+
+
+def audit(event: str, detail: dict) -> None:
+    """Record an export, download, import or settings change (never client data)."""
+    payload = {**detail}
+    if "filters" not in payload and "f_period" in st.session_state:
+        payload["filters"] = current_filters().to_query_params()
+    audit_log.record(
+        db_path(),
+        user=st.session_state.get("user_name", "local user"),
+        role=role().name,
+        event=event,
+        detail=payload,
+    )
+
+
+def meeting_mode_toggle() -> bool:
+    """Meeting mode: therapist codes become A, B, C… per view and the therapist filter hides."""
+    return st.sidebar.toggle(
+        "Meeting mode",
+        key="meeting_mode",
+        help="For presenting to a room: therapists are shown as A, B, C… (assigned per chart, "
+        "carrying no identity) and the therapist filter is hidden.",
+    )
 
 
 # --- global filters -----------------------------------------------------------------------------
@@ -102,7 +204,7 @@ def _months(options: FilterOptions) -> list[str]:
     return out
 
 
-def sidebar_filters(options: FilterOptions, *, therapist_filter: bool = True) -> Filters:
+def sidebar_filters(options: FilterOptions) -> Filters:
     """The global filter sidebar, initialised from (and mirrored to) the URL query string."""
     state = st.session_state
     if "f_init" not in state:
@@ -121,6 +223,7 @@ def sidebar_filters(options: FilterOptions, *, therapist_filter: bool = True) ->
         st.sidebar.warning(notice, icon=":material/warning:")
 
     sb = st.sidebar
+    therapist_filter = state.get("therapist_level", True) and not state.get("meeting_mode")
     sb.header("Filters")
     months = _months(options)
     if state["f_period"][0] not in months or state["f_period"][1] not in months:
@@ -174,6 +277,8 @@ def current_filters() -> Filters:
         name: None if state.get(f"f_{name}", ALL) == ALL else state[f"f_{name}"]
         for name in FILTER_LABELS
     }
+    if not state.get("therapist_level", True) or state.get("meeting_mode"):
+        chosen["therapist"] = None  # enforced here too, not only by hiding the widget
     return Filters(
         first_month=parse_month(first),
         last_month=parse_month(last),
@@ -231,7 +336,7 @@ def view(name: str, build: Callable[[Context], View], ctx: Context) -> View:
             data_version(),
             ctx.filters,
             ctx.settings,
-            tuple(ctx.allowed_sites) if ctx.allowed_sites else None,
+            tuple(ctx.allowed_sites) if ctx.allowed_sites is not None else None,
             ctx.therapist_level,
             ctx.meeting_mode,
             build,
