@@ -14,7 +14,8 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from alliance import access, audit as audit_log, db, queries
+from alliance import access, db, queries
+from alliance import audit as audit_log
 from alliance.filters import (
     FILTER_LABELS,
     FilterOptions,
