@@ -206,7 +206,8 @@ def funnel(
     chosen ``method`` only when it is significant (``info["method_used"]`` says what was
     applied). Flags compare each value with the limits at its own n (strictly outside), the
     99.8% flag taking precedence. Returns (points, limits, info):
-    points columns unit, n, value, se, z, low_95, high_95, low_998, high_998, flag;
+    points columns unit, n, value, se, z, z_adj (z with the widening applied), low_95, high_95,
+    low_998, high_998, flag;
     limits columns n, low_95, high_95, low_998, high_998, target;
     info keys kind, target, sigma, phi, tau2, significant, p_value, n_units, method,
     method_used.
@@ -235,6 +236,8 @@ def funnel(
             return funnel_limits_proportion(target, at, tau2=tau2, phi=phi)
         return funnel_limits_mean(target, sig, at, tau2=tau2, phi=phi)
 
+    with np.errstate(divide="ignore", invalid="ignore"):  # z against the widened null
+        pts["z_adj"] = (pts["value"] - target) / np.sqrt(phi * pts["se"] ** 2 + tau2)
     own = limits(pts["n"].to_numpy())
     for col in ("low_95", "high_95", "low_998", "high_998"):
         pts[col] = own[col].to_numpy()

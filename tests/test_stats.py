@@ -392,6 +392,10 @@ def test_funnel_additive_widening_only_when_significant() -> None:
     expected = 0.3 + Z95 * np.sqrt(0.21 / m + info["tau2"])
     assert limits["high_95"].to_numpy() == approx(np.clip(expected, 0, 1))
     assert set(points["flag"]) <= set(spc.FLAGS)
+    se = np.sqrt(0.21 / points["n"])
+    z_adj = (points["value"] - 0.3) / np.sqrt(se**2 + info["tau2"])
+    assert points["z_adj"].to_numpy() == approx(z_adj.to_numpy())
+    assert (points["flag"] != "within").sum() < (np.abs(points["z"]) > Z95).sum()
 
     calm = pd.DataFrame({"unit": range(40), "n": n, "value": rng.binomial(n, 0.3) / n})
     _, calm_limits, calm_info = funnel(calm, kind="proportion", target=0.3, method="additive")
@@ -553,6 +557,40 @@ def test_icc_skips_optimizer_stuck_at_boundary(monkeypatch: pytest.MonkeyPatch) 
     est = therapist_icc(d["y"], d["intake"], d["therapist"])
     assert est.method in ("reml-bfgs", "reml-powell", "reml-nm")
     assert est.icc == approx(0.05, abs=0.03) and est.tau2 > 0
+
+
+def test_icc_rejects_fit_worse_than_anova(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an optimizer that "converges" to a point with a lower REML likelihood than the ANOVA
+    # starting value must not be used
+    d = simulate_clinic(0.20, seed=21)
+    original = MixedLM.fit
+
+    def fit(self: MixedLM, *args: object, method: str = "lbfgs", **kwargs: object) -> object:
+        res = original(self, *args, method=method, **kwargs)
+        if method != "lbfgs":
+            return res
+
+        class Worse:
+            converged = True
+            cov_re = np.array([[0.0]])
+            scale = 1.0
+            llf = res.llf - 10
+
+        return Worse()
+
+    monkeypatch.setattr(MixedLM, "fit", fit)
+    est = therapist_icc(d["y"], d["intake"], d["therapist"])
+    assert est.method == "reml-bfgs" and est.icc == approx(0.20, abs=0.08)
+
+
+def test_icc_anova_unbalanced_by_hand() -> None:
+    # constant intake; A 1,3 (mean 2, SS 2); B 4,6,8 (mean 6, SS 8); C 2,3,4,5 (mean 3.5, SS 5)
+    # grand mean 36/9 = 4; SSB = 2*4 + 3*4 + 4*.25 = 21 -> MSB = 10.5; MSW = 15/6 = 2.5
+    # n0 = (9 - (4 + 9 + 16)/9) / 2 = 26/9; tau2 = 8 / (26/9) = 72/26; ICC = 2.769231/5.269231
+    y = [1, 3, 4, 6, 8, 2, 3, 4, 5]
+    est = therapist_icc(y, [7] * 9, list("AABBBCCCC"), max_mixedlm_rows=0)
+    assert (est.tau2, est.sigma2) == approx((72 / 26, 2.5))
+    assert est.icc == approx((72 / 26) / (72 / 26 + 2.5))  # .525547
 
 
 def test_icc_anova_by_hand() -> None:
