@@ -58,7 +58,12 @@ class Tile:
         return "–" if self.value is None else format(self.value, self.fmt)
 
     def delta_text(self) -> str | None:
-        return None if self.delta is None else format(self.delta, self.delta_fmt)
+        """A change in a rate is shown in percentage points, not percent."""
+        if self.delta is None:
+            return None
+        if self.delta_fmt.endswith("%"):
+            return f"{self.delta * 100:+.1f} pts"
+        return format(self.delta, self.delta_fmt)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,22 @@ from alliance.privacy import display_table
 from alliance.settings import ALLIANCE_MEASURES, MEASURES, Settings
 
 
+# --- frame ----------------------------------------------------------------------------------------
+def frame_guard() -> None:
+    """First line of every page: make sure the page runs inside dashboard.py's frame.
+
+    Because the pages live in pages/, Streamlit starts in its legacy multipage mode until the
+    entry script has called st.navigation once. If a server's very first request is a deep link
+    (e.g. /outcomes), the page would run alone, without sign-in and filters. Switch the legacy
+    mode off and rerun: the rerun goes through dashboard.py, which then runs this page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 # --- data ---------------------------------------------------------------------------------------
 def db_path() -> Path:
     return db.default_db_path()
@@ -382,6 +398,56 @@ def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object 
     if not panel.data.empty:
         with st.expander("Data behind this chart"):
             st.dataframe(display_data(panel.data, ctx), hide_index=True, width="stretch")
+    allowed = globals().get("can")
+    if allowed is None or allowed("export"):
+        # Downloads: the bytes are built only when a button is clicked (a callable `data`
+        # runs on click, in its own thread), so a rerun never exports every chart.
+        from alliance import exports
+
+        meta = exports.export_meta(ctx)
+        record = globals().get("audit")
+        helps = {
+            "png": "The chart for slides (2240 × 1260 px) with its title, filters, n and footer",
+            "svg": "The chart as a vector image (print, documents)",
+            "pdf": "The chart as a one-page PDF",
+            "csv": "The data behind the chart, withheld cells as on screen",
+            "xlsx": "The data behind the chart as a workbook, with a sheet saying what it is",
+        }
+
+        # A fragment: the click's audit callback reruns this row only, not the page (a page
+        # rerun would also re-register every other chart's download).
+        @st.fragment
+        def download_row() -> None:
+            with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+                st.caption("Download", width="content")
+                for item in exports.panel_downloads(panel, meta):
+                    st.download_button(
+                        item.label,
+                        data=item.build,
+                        file_name=item.file_name,
+                        mime=item.mime,
+                        key=f"{key_prefix}{panel.key}_dl_{item.fmt}",
+                        help=helps.get(item.fmt),
+                        icon=":material/download:",
+                        type="tertiary",
+                        on_click=record if record else "ignore",
+                        args=(
+                            (
+                                f"download_{item.fmt}",
+                                {
+                                    "chart": panel.key,
+                                    "format": item.fmt,
+                                    "file": item.file_name,
+                                    # given here: audit() cannot read the filters in a callback
+                                    "filters": ctx.filters.to_query_params(),
+                                },
+                            )
+                            if record
+                            else None
+                        ),
+                    )
+
+        download_row()
     return event
 
 

@@ -4,6 +4,8 @@ import streamlit as st
 
 from alliance import audit, ui
 
+ui.frame_guard()
+
 st.title("Audit log", anchor=False)
 st.caption(
     "Every chart download, data export, report pack, import and settings change, newest first. "

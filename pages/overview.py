@@ -3,5 +3,7 @@
 from alliance import ui
 from alliance.views import overview
 
+ui.frame_guard()
+
 ctx = ui.context()
 ui.render_view(ui.view("overview", overview.build, ctx), ctx)

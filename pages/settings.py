@@ -5,6 +5,8 @@ import streamlit as st
 from alliance import ui
 from alliance.settings import Settings
 
+ui.frame_guard()
+
 st.title("Settings", anchor=False)
 st.caption(
     "Which definitions the dashboard uses. Every chart that depends on a setting prints the value "

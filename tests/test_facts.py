@@ -171,3 +171,25 @@ def test_unknown_or_missing_parameters_are_errors(con):
         queries.run(con, "overview_sessions", **f.sql_params())
     with pytest.raises(queries.QueryError, match="unknown"):
         queries.run(con, "overview_sessions", **f.sql_params(), srs_cutoff=36.0, extra=1)
+
+
+def test_reliable_change_threshold_is_exact_despite_floating_point(tmp_path):
+    """ORS 3.2 -> 8.2 is an improvement of exactly 5.0: reliable (>= 5), not 4.9999."""
+    path = tmp_path / "fp.duckdb"
+    with db.writer(path, fresh=True) as w:
+        w.execute("insert into sites values (1, 'North')")
+        w.execute("insert into therapists values (1, 'p1', 'T-AAAA')")
+        w.execute("insert into clients values (1, 'c1')")
+        w.execute(
+            "insert into episodes values (1, 1, 'e1', null, 'unknown', 'unknown', 'unknown', 'planned')"
+        )
+        w.execute(
+            "insert into sessions (session_id, episode_id, therapist_id, site_id, session_date, "
+            "ors_total) values (1, 1, 1, 1, '2025-01-06', 3.2), (2, 1, 1, 1, '2025-01-13', 8.2)"
+        )
+        db.rebuild_facts(w)
+    con = db.open_read_only(path)
+    f = Filters(first_month=D(2025, 1, 1), last_month=D(2025, 1, 1))
+    e = queries.run(con, "overview_episodes", **f.sql_params(), **Settings().outcome_params("ors"))
+    assert e.iloc[0]["reliable_improvement"] == 1
+    con.close()

@@ -34,10 +34,11 @@ scored as (
     select
         o.*,
         -- SRS total: as given, else the sum of its four items (0-40)
-        coalesce(
+        -- rounded to one decimal so sums of items compare exactly (no 33.49999...)
+        round(coalesce(
             o.srs_total::double,
             o.srs_relationship::double + o.srs_goals + o.srs_approach + o.srs_overall
-        ) as srs,
+        ), 1) as srs,
         -- WAI-SR mean item score (1-5): items, else subscale sums
         coalesce(
             (o.wai_1 + o.wai_2 + o.wai_3 + o.wai_4 + o.wai_5 + o.wai_6
@@ -47,10 +48,10 @@ scored as (
         coalesce((o.wai_1 + o.wai_2 + o.wai_10 + o.wai_12) / 4.0, o.wai_task / 4.0) as wai_task_mean,
         coalesce((o.wai_3 + o.wai_5 + o.wai_7 + o.wai_9) / 4.0, o.wai_bond / 4.0) as wai_bond_mean,
         coalesce((o.wai_4 + o.wai_6 + o.wai_8 + o.wai_11) / 4.0, o.wai_goal / 4.0) as wai_goal_mean,
-        coalesce(
+        round(coalesce(
             o.ors_total::double,
             o.ors_individual::double + o.ors_interpersonal + o.ors_social + o.ors_overall
-        ) as ors
+        ), 1) as ors
     from ordered as o
 ),
 final as (
@@ -177,8 +178,10 @@ e as (
     select * from episode_facts
 ),
 long as (
+    -- rounded: scores have one decimal, and 8.2 - 3.2 must be 5.0 (not 4.9999...) so that
+    -- reliable change (>= 5) is decided exactly
     select episode_id, 'ors' as measure, ors_first as first_score, ors_last as last_score,
-           ors_n as n_admin, ors_last - ors_first as improvement
+           ors_n as n_admin, round(ors_last - ors_first, 1) as improvement
     from e where ors_n > 0
     union all
     select episode_id, 'phq9', phq9_first, phq9_last, phq9_n, phq9_first - phq9_last

@@ -1,0 +1,188 @@
+"""`python -m alliance bench`: every page's server-side work at scale, against plain pandas.
+
+For each page it runs the page's complete view (its named queries, statistics and figure
+building; no Streamlit cache) for R random filter combinations and reports p50/p95 seconds. It
+then runs the same computations the way most Streamlit dashboards are built — everything loaded
+into pandas DataFrames in memory, filtered and grouped there (alliance/bench_pandas.py) — over the
+same data and filters, and reports the ratio per page. Each approach runs in its own process so
+that its peak resident memory is its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from alliance import db
+from alliance.filters import add_months
+from alliance.panel import Context
+from alliance.settings import Settings
+
+PAGES = {
+    "overview": "alliance.views.overview",
+    "alliance": "alliance.views.alliance_page",
+    "dropout": "alliance.views.dropout",
+    "outcomes": "alliance.views.outcomes",
+    "therapists": "alliance.views.therapists",
+    "demographics": "alliance.views.demographics",
+    "profile": "alliance.views.profile",
+    "ruptures": "alliance.views.ruptures",
+}
+BENCH_DIR = db.ROOT / "data" / "bench"
+
+
+def bench_db(sessions: int, seed: int) -> Path:
+    return BENCH_DIR / f"demo-{sessions}-{seed}.duckdb"
+
+
+def random_filters(con, repeat: int, seed: int = 1) -> list:
+    """R random, realistic filter combinations (a period of 1-12 months, often a site...)."""
+    from alliance import queries
+    from alliance.filters import Filters
+
+    df = queries.run(con, "filter_options", allowed_sites=None)
+    months = sorted(df.loc[df["dimension"] == "month", "value"])
+    first = dt.date.fromisoformat(months[0])
+    last = dt.date.fromisoformat(months[-1])
+    values = {d: sorted(p["value"]) for d, p in df[df["dimension"] != "month"].groupby("dimension")}
+    rng = random.Random(seed)
+    out = []
+    for _ in range(repeat):
+        length = rng.choice([1, 3, 6, 12, 12, 12])
+        end = add_months(last, -rng.choice([0, 0, 0, 1, 3, 6]))
+        start = max(first, add_months(end, -(length - 1)))
+        pick = {}
+        for attr, p in (
+            ("site", 0.5),
+            ("program", 0.3),
+            ("age_band", 0.2),
+            ("gender", 0.15),
+            ("race_ethnicity", 0.15),
+            ("therapist", 0.1),
+        ):
+            if rng.random() < p:
+                pick[attr] = rng.choice(values[attr])
+        out.append(
+            Filters(
+                first_month=start,
+                last_month=end,
+                alliance_measure=rng.choice(["srs", "srs", "srs", "wai"]),
+                outcome_measure=rng.choice(["ors", "ors", "phq9", "gad7"]),
+                **pick,
+            )
+        )
+    return out
+
+
+def _time_pages(run_page, filters: list) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+    for page in PAGES:
+        for f in filters:
+            started = time.perf_counter()
+            run_page(page, f)
+            times.setdefault(page, []).append(time.perf_counter() - started)
+    return times
+
+
+def worker(kind: str, path: Path, repeat: int) -> dict:
+    """Run in a child process: time every page for `repeat` filter sets; report peak RSS."""
+    con = db.open_read_only(path)
+    filters = random_filters(con, repeat)
+    settings = Settings()
+    if kind == "duckdb":
+        modules = {page: importlib.import_module(mod) for page, mod in PAGES.items()}
+
+        def run_page(page: str, f) -> None:
+            modules[page].build(Context(con=con, filters=f, settings=settings))
+
+        # one warm-up pass (imports, DuckDB's first-touch of the file), not timed
+        for page in PAGES:
+            run_page(page, filters[0])
+        times = _time_pages(run_page, filters)
+    else:
+        from alliance import bench_pandas
+
+        started = time.perf_counter()
+        data = bench_pandas.load(con)
+        load_s = time.perf_counter() - started
+        con.close()
+
+        def run_page(page: str, f) -> None:
+            bench_pandas.PAGES[page](data, f, settings)
+
+        times = _time_pages(run_page, filters)
+        times["_load_s"] = [load_s]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"times": times, "peak_rss_mb": peak}
+
+
+def _child(kind: str, path: Path, repeat: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "alliance.bench", kind, str(path), str(repeat)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=db.ROOT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench {kind} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[idx]
+
+
+def run(sessions: int, repeat: int, seed: int = 7, pandas: bool = True) -> dict:
+    path = bench_db(sessions, seed)
+    build_s = None
+    if not path.exists():
+        started = time.perf_counter()
+        db.write_demo(path, sessions=sessions, seed=seed)
+        build_s = time.perf_counter() - started
+    ours = _child("duckdb", path, repeat)
+    theirs = _child("pandas", path, repeat) if pandas else None
+    pages = {}
+    for page in PAGES:
+        t = ours["times"][page]
+        entry = {"p50_s": round(statistics.median(t), 4), "p95_s": round(_pct(t, 0.95), 4)}
+        if theirs:
+            pt = theirs["times"][page]
+            entry["pandas_p50_s"] = round(statistics.median(pt), 4)
+            entry["ratio"] = round(entry["pandas_p50_s"] / entry["p50_s"], 2)
+        pages[page] = entry
+    result = {
+        "sessions": sessions,
+        "seed": seed,
+        "repeat": repeat,
+        "build_s": round(build_s, 1) if build_s is not None else None,
+        "build_note": None if build_s is not None else f"reused {path.name}",
+        "pages": pages,
+        "peak_rss_mb": round(ours["peak_rss_mb"], 1),
+    }
+    if theirs:
+        result["min_ratio"] = min(p["ratio"] for p in pages.values())
+        result["pandas_peak_rss_mb"] = round(theirs["peak_rss_mb"], 1)
+        result["pandas_load_s"] = round(theirs["times"]["_load_s"][0], 2)
+    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    return result
+
+
+def main(argv: list[str]) -> None:
+    kind, path, repeat = argv[0], Path(argv[1]), int(argv[2])
+    print(json.dumps(worker(kind, path, repeat)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

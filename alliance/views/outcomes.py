@@ -1,0 +1,948 @@
+"""Outcomes: do clients get better on the chosen measure, and does early alliance go with it?
+
+Every number follows ``/work/shared/metrics.md`` ("Outcomes"): change between the first and last
+administration of an ended episode finished in the period with at least two administrations,
+improvement oriented so that positive = better (ORS last - first; PHQ-9 and GAD-7 first - last);
+recovery over the episodes that started in the clinical range. Cutoffs and reliable change come
+from the settings (``Settings.outcome_params``), never from constants here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from scipy import stats as sps
+
+from alliance import charts, queries
+from alliance.filters import Filters
+from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.settings import MEASURES
+from alliance.stats import fisher_z_ci, wilson_interval
+from alliance.views.common import (
+    CORRELATION_NOTE,
+    SMALL_N_NOTE,
+    any_withheld,
+    protect,
+    subtitle,
+    withheld_note,
+)
+
+TITLE = "Outcomes"
+QUESTION = (
+    "Do clients get better on the chosen measure, how many change reliably or recover, "
+    "and does a stronger early alliance go with more improvement?"
+)
+
+# Flückiger, Del Re, Wampold & Horvath (2018), Psychotherapy 55(4): adult individual therapy.
+PUBLISHED_R = 0.278
+PUBLISHED_R_CI = (0.256, 0.299)
+PUBLISHED_R_TEXT = "published r ≈ .28 (95% CI .26–.30; Flückiger et al. 2018)"
+
+MAX_SESSION = 12  # trajectory: session numbers from 12 on are pooled as "12+"
+BIN_WIDTH = 1.0  # improvement histogram: 1-point bins centred on whole points
+# histogram end bins: every reliable deterioration in one bar (a rare outcome split into
+# 1-point cells would mostly fall under the privacy threshold), improvements of 3 x the
+# reliable change or more in another
+TOP_FACTOR = 3
+MAX_ALLIANCE_BINS = 10  # early-SRS tenths when there are enough episodes
+EPISODES_PER_ALLIANCE_BIN = 40  # fewer groups for smaller selections
+
+RATE_LABELS = {
+    "reliable_improvement_rate": "Reliable improvement",
+    "reliable_deterioration_rate": "Reliable deterioration",
+    "recovery_rate": "Recovery",
+    "reliable_recovery_rate": "Reliable recovery",
+}
+BAND_COLOURS = {
+    "reliable deterioration": charts.VERMILLION,
+    "no reliable change": "#B9B9B9",
+    "reliable improvement": charts.BLUE,
+}
+TERCILE_NAMES = {1: "Lowest third", 2: "Middle third", 3: "Highest third"}
+
+
+# --------------------------------------------------------------------------- headline figures
+
+
+def _num(x: object) -> float | None:
+    if x is None or x is pd.NA:
+        return None
+    x = float(x)  # type: ignore[arg-type]
+    return None if math.isnan(x) else x
+
+
+def _wilson(x: int, n: int) -> list[float] | None:
+    if n <= 0:
+        return None
+    low, high = wilson_interval(x, n)
+    return [float(low[0]), float(high[0])]
+
+
+def _mean_interval(mean: float | None, sd: float | None, n: int) -> list[float] | None:
+    """Student t 95% interval of a mean from its summary statistics (SD with n - 1)."""
+    if mean is None or sd is None or n < 2:
+        return None
+    half = float(sps.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return [mean - half, mean + half]
+
+
+def _summary_raw(ctx: Context, measure: str, filters: Filters | None = None) -> dict:
+    """The outcome headline figures for `measure`, unsuppressed (see `outcome_summary`)."""
+    row = queries.run(
+        ctx.con,
+        "outcomes_summary",
+        **ctx.params(filters),
+        **ctx.settings.outcome_params(measure),
+    ).iloc[0]
+    n = int(row["outcome_n"])
+    clinical_n = int(row["clinical_n"])
+    r_n = int(row["r_n"])
+    counts = {
+        "reliable_improvement_rate": (int(row["reliable_improvement"]), n),
+        "reliable_deterioration_rate": (int(row["reliable_deterioration"]), n),
+        "recovery_rate": (int(row["recovered"]), clinical_n),
+        "reliable_recovery_rate": (int(row["reliably_recovered"]), clinical_n),
+    }
+    out: dict = {"measure": measure}
+    for key, (x, m) in counts.items():
+        out[key] = x / m if m else None
+        out[f"{key}_ci"] = _wilson(x, m)
+    r = _num(row["r"]) if r_n >= 4 else None
+    out["alliance_outcome_r"] = r
+    ci = fisher_z_ci(r, r_n) if r is not None else (float("nan"), float("nan"))
+    out["alliance_outcome_r_ci"] = None if math.isnan(ci[0]) else [ci[0], ci[1]]
+    mean_imp, sd_first = _num(row["mean_improvement"]), _num(row["sd_first"])
+    # metrics.md: mean improvement / SD of the first administration (as stats.pre_post_effect_size)
+    out["pre_post_effect_size"] = mean_imp / sd_first if mean_imp is not None and sd_first else None
+    out["mean_improvement"] = mean_imp
+    out["mean_improvement_ci"] = _mean_interval(mean_imp, _num(row["sd_improvement"]), n)
+    out["outcome_n"] = n
+    out["outcome_clients"] = int(row["n_clients"])
+    out["clinical_n"] = clinical_n
+    out["clinical_clients"] = int(row["clinical_clients"])
+    out["r_n"] = r_n
+    out["r_clients"] = int(row["r_clients"])
+    out["ended"] = int(row["ended"])
+    out["counts"] = {key: x for key, (x, _) in counts.items()}
+    return out
+
+
+# which population (distinct clients) each headline figure describes, for the privacy step
+_POPULATION = {
+    "reliable_improvement_rate": "outcome_clients",
+    "reliable_deterioration_rate": "outcome_clients",
+    "recovery_rate": "clinical_clients",
+    "reliable_recovery_rate": "clinical_clients",
+    "alliance_outcome_r": "r_clients",
+    "pre_post_effect_size": "outcome_clients",
+    "mean_improvement": "outcome_clients",
+    "outcome_n": "outcome_clients",
+}
+
+
+def _withheld_keys(ctx: Context, raw: dict) -> set[str]:
+    frame = pd.DataFrame(
+        {
+            "key": list(_POPULATION),
+            "n_clients": [raw[pop] for pop in _POPULATION.values()],
+            "value": [0.0] * len(_POPULATION),
+        }
+    )
+    safe = protect(ctx, frame, value_cols=["value"], complementary=False)
+    return set(safe.loc[safe["suppressed"], "key"])
+
+
+def outcome_summary(
+    ctx: Context, measure: str = "ors", filters: Filters | None = None
+) -> dict[str, object]:
+    """Outcome headline figures for `measure` over the context's filters (metrics.md).
+
+    Keys: ``reliable_improvement_rate``, ``reliable_deterioration_rate``, ``recovery_rate``,
+    ``reliable_recovery_rate`` (0-1, each with ``<key>_ci`` = [low, high] Wilson 95%),
+    ``alliance_outcome_r`` (Pearson r of early SRS and improvement) with
+    ``alliance_outcome_r_ci`` (Fisher z 95%), ``pre_post_effect_size`` (mean improvement / SD of
+    the first administration), ``mean_improvement`` (+ ``_ci``, t 95%), ``outcome_n`` (ended
+    episodes finished in the period with >= 2 administrations), ``clinical_n`` (of those, in
+    the clinical range at the start), ``r_n``, ``ended``, the matching distinct-client counts,
+    and ``withheld``: the keys withheld by the privacy rule (their population has 1 .. k-1
+    clients; value and interval are then None). Missing or undefined values are None, never NaN.
+    """
+    raw = _summary_raw(ctx, measure, filters)
+    withheld = _withheld_keys(ctx, raw)
+    out = {k: v for k, v in raw.items() if k != "counts"}
+    for key in withheld:
+        out[key] = None
+        if f"{key}_ci" in out:
+            out[f"{key}_ci"] = None
+    out["withheld"] = sorted(withheld)
+    return out
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
+    measure = ctx.filters.outcome_measure
+    m = MEASURES[measure]
+    rc = ctx.settings.reliable_change(measure)
+    definition = ctx.settings.outcome_definition(measure)
+    withheld = _withheld_keys(ctx, now)
+    before_withheld = _withheld_keys(ctx, before) if before["outcome_clients"] else set(_POPULATION)
+    episodes = f"ended episodes with ≥ 2 {m.label} scores"
+    clinical = f"of them starting in the clinical range ({_clinical_text(ctx, measure)})"
+    specs = [
+        (
+            "reliable_improvement_rate",
+            "Reliable improvement",
+            ".1%",
+            True,
+            f"Share of {episodes} that improved by ≥ {rc:g} points ({definition}).",
+        ),
+        (
+            "reliable_deterioration_rate",
+            "Reliable deterioration",
+            ".1%",
+            False,
+            f"Share of {episodes} that worsened by ≥ {rc:g} points ({definition}).",
+        ),
+        (
+            "recovery_rate",
+            "Recovery",
+            ".1%",
+            True,
+            f"Of the {episodes} {clinical}: share out of that range at the last score.",
+        ),
+        (
+            "reliable_recovery_rate",
+            "Reliable recovery",
+            ".1%",
+            True,
+            f"Of the {episodes} {clinical}: share that recovered and improved by ≥ {rc:g} points.",
+        ),
+        (
+            "pre_post_effect_size",
+            "Pre–post effect size",
+            ".2f",
+            True,
+            f"Mean {m.label} improvement / SD of the first score, over the {episodes}. "
+            "Uncontrolled: it includes natural recovery and regression to the mean.",
+        ),
+        (
+            "mean_improvement",
+            "Mean improvement",
+            "+.1f",
+            True,
+            f"Mean change in {m.label} points between first and last score, positive = better.",
+        ),
+        (
+            "alliance_outcome_r",
+            "Alliance–outcome r",
+            ".2f",
+            True,
+            f"Pearson r between early SRS (mean of the first 3) and {m.label} improvement; "
+            f"{PUBLISHED_R_TEXT}. {CORRELATION_NOTE}",
+        ),
+        (
+            "outcome_n",
+            "Episodes with change scores",
+            ",.0f",
+            None,
+            f"Ended episodes finished in the period with at least two {m.label} scores: the "
+            "episodes every figure on this page describes.",
+        ),
+    ]
+    tiles = []
+    for key, label, fmt, better, help_text in specs:
+        is_withheld = key in withheld
+        value = None if is_withheld else now.get(key)
+        if key in ("recovery_rate", "reliable_recovery_rate"):
+            n_text = f"n = {now['clinical_n']:,} episodes in clinical range"
+        elif key == "alliance_outcome_r":
+            n_text = f"n = {now['r_n']:,} episodes · published ≈ .28"
+        elif key == "outcome_n":
+            share = now["outcome_n"] / now["ended"] if now["ended"] else None
+            n_text = f"{share:.0%} of {now['ended']:,} ended episodes" if share is not None else ""
+        else:
+            n_text = f"n = {now['outcome_n']:,} episodes"
+        ci = now.get(f"{key}_ci")
+        if ci and value is not None:
+            ci_fmt = ".0%" if fmt.endswith("%") else ".2f" if key == "alliance_outcome_r" else ".1f"
+            n_text = f"95% CI {format(ci[0], ci_fmt)} to {format(ci[1], ci_fmt)} · {n_text}"
+        delta = None
+        prev = before.get(key)
+        if (
+            value is not None
+            and prev is not None
+            and key not in before_withheld
+            and better is not None
+        ):
+            delta = value - prev
+        delta_fmt = {"%": "+.1%", "f": "+.2f"}[fmt[-1]] if fmt[-1] in "%f" else "+,.0f"
+        tiles.append(
+            Tile(
+                key=key,
+                label=label,
+                value=value,
+                fmt=fmt,
+                n_text="" if is_withheld else n_text,
+                help=help_text,
+                delta=delta,
+                delta_fmt=delta_fmt,
+                higher_is_better=better,
+                withheld=is_withheld,
+            )
+        )
+    return tiles
+
+
+def _clinical_text(ctx: Context, measure: str) -> str:
+    cut = ctx.settings.clinical_cutoff(measure)
+    label = MEASURES[measure].label
+    return f"{label} < {cut:g}" if MEASURES[measure].higher_is_better else f"{label} ≥ {cut:g}"
+
+
+def _measure_text(ctx: Context, measure: str) -> str:
+    """'ORS (higher = better), change = last - first' for subtitles."""
+    m = MEASURES[measure]
+    change = "last − first" if m.higher_is_better else "first − last"
+    return f"{m.label} ({m.direction_text}); improvement = {change}, positive = better"
+
+
+def _cohort_text(measure: str) -> str:
+    return f"ended episodes finished in the period with ≥ 2 {MEASURES[measure].label} scores"
+
+
+def _fit_layout(fig: go.Figure, *, legend_below: bool = False) -> go.Figure:
+    """Room for a long subtitle above the plot, and the legend under it where there is one."""
+    sub = fig.layout.title.subtitle.text or ""
+    lines = sub.count("<br>") + 1 if sub else 0
+    extra = 19 * max(lines - 2, 0)  # the theme leaves room for a title and two subtitle lines
+    margin = {"t": 95 + extra}
+    if legend_below:
+        margin["b"] = 120
+        fig.update_layout(
+            legend={
+                "orientation": "h",
+                "x": 0.0,
+                "xanchor": "left",
+                "y": -0.24,
+                "yanchor": "top",
+                "traceorder": "normal",
+            }
+        )
+    fig.update_layout(
+        margin=margin,
+        height=int(fig.layout.height or 430) + extra + (40 if legend_below else 0),
+        # pin the title to the top so a taller margin does not push it into the subtitle
+        title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 14}},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def _distribution(ctx: Context, now: dict) -> Panel:
+    measure = ctx.filters.outcome_measure
+    m = MEASURES[measure]
+    rc = ctx.settings.reliable_change(measure)
+    title = f"How much did clients change? {m.label} improvement"
+    lowest, highest = -rc, TOP_FACTOR * rc
+    df = queries.run(
+        ctx.con,
+        "outcomes_distribution",
+        **ctx.params(),
+        measure=measure,
+        reliable_change=rc,
+        bin_width=BIN_WIDTH,
+        lowest_bin=lowest,
+        highest_bin=highest,
+    )
+    if df.empty:
+        return empty_panel("distribution", title, f"No episodes with ≥ 2 {m.label} scores.")
+    # Each band's cells add up to a headline count (and all cells to the total): partitioning
+    # by band keeps >= 2 withheld cells of >= k clients in any band with a withheld cell,
+    # which also protects the grand total.
+    safe = protect(ctx, df, value_cols=["episodes"], partition_cols=["band"])
+    fig = _improvement_histogram(
+        safe,
+        rc=rc,
+        lowest=lowest,
+        highest=highest,
+        bin_width=BIN_WIDTH,
+        label=m.label,
+        total=now["outcome_n"],
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            _measure_text(ctx, measure),
+            f"reliable change ≥ {rc:g} points (dashed lines)",
+            _cohort_text(measure),
+            n_text=f"n = {now['outcome_n']:,} episodes",
+        ),
+        suppressed_label=ctx.policy.label,
+    )
+    _fit_layout(fig, legend_below=True)
+    return Panel(
+        key="distribution",
+        title=title,
+        subtitle="",
+        reading=(
+            f"Each bar is the share of episodes whose {m.label} changed by that many points "
+            f"(right = better). Blue bars improved by at least {rc:g} points, more than "
+            "measurement error; red bars worsened that much. Change from first to last score "
+            "includes natural recovery and regression to the mean, so it is not all the "
+            "therapy's doing." + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=_distribution_table(safe, lowest, highest, now["outcome_n"]),
+        withheld=any_withheld(safe),
+        stats={"reliable_change": rc},
+    )
+
+
+def _distribution_table(
+    safe: pd.DataFrame, lowest: float, highest: float, total: int
+) -> pd.DataFrame:
+    """The suppressed cells as shown under the chart: bin label, band, counts and share."""
+    labels = [
+        f"≤ {b:g}" if b == lowest else f"≥ {b:g}" if b == highest else f"{b:g}" for b in safe["bin"]
+    ]
+    return pd.DataFrame(
+        {
+            "improvement_points": labels,
+            "band": safe["band"],
+            "n_clients": safe["n_clients"],
+            "episodes": safe["episodes"],
+            "share_of_episodes": safe["episodes"] / total if total else np.nan,
+            "suppressed": safe["suppressed"],
+        }
+    )
+
+
+def _improvement_histogram(
+    df: pd.DataFrame,
+    *,
+    rc: float,
+    lowest: float,
+    highest: float,
+    bin_width: float,
+    label: str,
+    total: int,
+    title: str,
+    subtitle: str,
+    suppressed_label: str,
+) -> go.Figure:
+    """Stacked bars of episode shares by improvement bin, coloured by reliable-change band.
+
+    Shares are of `total` (all episodes, withheld cells included), so a withheld cell never
+    inflates the others.
+    """
+    fig = go.Figure()
+    for band, colour in BAND_COLOURS.items():
+        part = df[df["band"] == band]
+        if part.empty:
+            continue
+        share = part["episodes"] / total if total else part["episodes"] * np.nan
+        fig.add_trace(
+            go.Bar(
+                x=part["bin"],
+                y=share,
+                name=band.capitalize(),
+                marker_color=colour,
+                width=bin_width * 0.95,
+                customdata=np.column_stack([part["episodes"].to_numpy(dtype=float)]),
+                hovertemplate=(
+                    f"{band.capitalize()}<br>change %{{x:+g}} points: %{{y:.1%}} "
+                    "(%{customdata[0]:,.0f} episodes)<extra></extra>"
+                ),
+            )
+        )
+    edge = rc - bin_width / 2  # the bar holding exactly ±rc lies outside these lines
+    for x, text, pos in (
+        (-edge, f"worse by ≥ {rc:g}", "top left"),
+        (edge, f"better by ≥ {rc:g}", "top right"),
+    ):
+        fig.add_vline(
+            x=x,
+            line={"color": charts.GREY, "dash": "dash", "width": 1.8},
+            annotation_text=text,
+            annotation_position=pos,
+            annotation_font={"color": charts.GREY, "size": 13},
+        )
+    hidden = df[df["suppressed"]] if "suppressed" in df else df.iloc[0:0]
+    if len(hidden):
+        fig.add_annotation(
+            xref="paper",
+            yref="paper",
+            x=1.0,
+            y=-0.24,
+            xanchor="right",
+            yanchor="top",
+            showarrow=False,
+            text=f"{len(hidden)} small cell(s) withheld ({suppressed_label})",
+            font={"color": charts.GREY, "size": 13},
+        )
+    ticks = np.arange(lowest, highest + 0.1, rc)
+    fig.update_xaxes(
+        title=f"Improvement in {label} points (positive = better; end bars pool the tails)",
+        tickvals=ticks,
+        ticktext=[
+            f"≤ −{-t:g}" if t == lowest else f"≥ {t:g}" if t == highest else f"{t:g}" for t in ticks
+        ],
+        range=[lowest - bin_width, highest + bin_width],
+        zeroline=True,
+        zerolinecolor="#999",
+    )
+    fig.update_yaxes(title="Share of episodes", tickformat=".0%", rangemode="tozero")
+    fig.update_layout(barmode="stack", bargap=0.05)
+    return charts.themed(fig, title=title, subtitle=subtitle)
+
+
+def _monthly(ctx: Context, now: dict) -> list[Panel]:
+    measure = ctx.filters.outcome_measure
+    m = MEASURES[measure]
+    rc = ctx.settings.reliable_change(measure)
+    df = queries.run(
+        ctx.con, "outcomes_monthly", **ctx.params(), **ctx.settings.outcome_params(measure)
+    )
+    titles = (
+        f"Reliable improvement and deterioration by month ({m.label})",
+        f"Recovery and reliable recovery by month ({m.label})",
+    )
+    if df.empty:
+        msg = f"No episodes with ≥ 2 {m.label} scores ended in this selection."
+        return [
+            empty_panel("monthly_change", titles[0], msg),
+            empty_panel("monthly_recovery", titles[1], msg),
+        ]
+    # improvement / deterioration over all outcome episodes of the month
+    a = df.rename(columns={"outcome_n": "n"})[
+        ["month", "n_clients", "n", "reliable_improvement", "reliable_deterioration"]
+    ]
+    # recovery over the month's episodes that started in the clinical range
+    b = df.rename(columns={"clinical_n": "n"}).drop(columns="n_clients")
+    b = b.rename(columns={"clinical_clients": "n_clients"})[
+        ["month", "n_clients", "n", "recovered", "reliably_recovered"]
+    ]
+    panels = []
+    specs = (
+        (
+            "monthly_change",
+            titles[0],
+            a,
+            {
+                "reliable_improvement": "Reliable improvement",
+                "reliable_deterioration": "Reliable deterioration",
+            },
+            f"Share of ended episodes with ≥ 2 {m.label} scores that changed by ≥ {rc:g} points",
+            now["outcome_n"],
+            "episodes",
+            (
+                f"Lines are the month's shares; bands are 95% Wilson intervals. Improvement by at "
+                f"least {rc:g} points is more than the measure's error. Months with few endings "
+                "have wide bands: look for sustained movement, not single months."
+            ),
+        ),
+        (
+            "monthly_recovery",
+            titles[1],
+            b,
+            {"recovered": "Recovery", "reliably_recovered": "Reliable recovery"},
+            f"Of ended episodes with ≥ 2 {m.label} scores starting in the clinical range "
+            f"({_clinical_text(ctx, measure)})",
+            f"share ending out of it (reliable recovery: and improved by ≥ {rc:g})",
+            now["clinical_n"],
+            "episodes in clinical range",
+            (
+                "Recovery counts only episodes that started in the clinical range. Reliable "
+                "recovery also needs a change larger than measurement error, so it is never "
+                "above recovery. " + SMALL_N_NOTE
+            ),
+        ),
+    )
+    for key, title, frame, rates, *definition, n_total, n_unit, reading in specs:
+        value_cols = ["n", *rates]
+        safe = protect(ctx, frame, value_cols=value_cols)
+        long_parts = []
+        for col, name in rates.items():
+            x = frame[col].to_numpy(dtype=float)
+            n = frame["n"].to_numpy(dtype=float)
+            low, high = wilson_interval(x, n)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rate = np.where(n > 0, x / n, np.nan)
+            hide = safe["suppressed"].to_numpy(dtype=bool)
+            long_parts.append(
+                pd.DataFrame(
+                    {
+                        "month": pd.to_datetime(frame["month"]),
+                        "rate_name": name,
+                        "rate": np.where(hide, np.nan, rate),
+                        "low": np.where(hide, np.nan, low),
+                        "high": np.where(hide, np.nan, high),
+                    }
+                )
+            )
+        long = pd.concat(long_parts, ignore_index=True)
+        if long["rate"].notna().sum() == 0:
+            panels.append(
+                empty_panel(
+                    key,
+                    title,
+                    f"Every month describes fewer than {ctx.policy.k} clients here, so no monthly "
+                    "rates are shown. Widen the period or clear a filter.",
+                )
+            )
+            continue
+        fig = charts.lines(
+            long,
+            x="month",
+            y="rate",
+            group="rate_name",
+            low="low",
+            high="high",
+            title=title,
+            subtitle=subtitle(
+                ctx,
+                *definition,
+                "by month the episode ended · 95% Wilson band",
+                n_text=f"n = {n_total:,} {n_unit}",
+            ),
+            x_label="Month the episode ended",
+            y_label="Share of episodes",
+            value_format="pct",
+        )
+        fig.update_yaxes(rangemode="tozero")
+        _fit_layout(fig, legend_below=True)
+        data = _monthly_table(safe, long)
+        panels.append(
+            Panel(
+                key=key,
+                title=title,
+                subtitle="",
+                reading=reading + withheld_note(ctx, safe),
+                figure=fig,
+                data=data,
+                withheld=any_withheld(safe),
+            )
+        )
+    return panels
+
+
+def _monthly_table(safe: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+    """The suppressed monthly counts beside their rates and intervals (one row per month)."""
+    out = safe.copy()
+    out["month"] = pd.to_datetime(out["month"])
+    for name, part in long.groupby("rate_name", sort=False):
+        key = name.lower().replace(" ", "_")
+        part = part.set_index("month")
+        out[f"{key}_rate"] = out["month"].map(part["rate"]).to_numpy()
+        out[f"{key}_low"] = out["month"].map(part["low"]).to_numpy()
+        out[f"{key}_high"] = out["month"].map(part["high"]).to_numpy()
+    out["month"] = out["month"].dt.strftime("%b %Y")
+    return out
+
+
+def _trajectory(ctx: Context, now: dict) -> Panel:
+    measure = ctx.filters.outcome_measure
+    m = MEASURES[measure]
+    title = f"{m.label} session by session, by early alliance"
+    df = queries.run(
+        ctx.con,
+        "outcomes_trajectory",
+        **ctx.params(),
+        measure=measure,
+        max_session=MAX_SESSION,
+    )
+    if df.empty:
+        return empty_panel(
+            "trajectory", title, f"No episodes with both an early SRS and ≥ 2 {m.label} scores."
+        )
+    cut_low, cut_high = float(df["cut_low"].iloc[0]), float(df["cut_high"].iloc[0])
+    names = {
+        1: f"{TERCILE_NAMES[1]} of early SRS (≤ {cut_low:.1f})",
+        2: f"{TERCILE_NAMES[2]} ({cut_low:.1f}–{cut_high:.1f})",
+        3: f"{TERCILE_NAMES[3]} (> {cut_high:.1f})",
+    }
+    df = df.assign(
+        group=df["tercile"].map(names),
+        session=df["session_number"].map(lambda s: f"{s}+" if s >= MAX_SESSION else str(s)),
+    )
+    n = df["episodes"].to_numpy(dtype=float)
+    tq = sps.t.ppf(0.975, np.maximum(n - 1, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.where(n >= 2, tq * df["sd_score"].to_numpy(dtype=float) / np.sqrt(n), np.nan)
+    df = df.assign(low=df["mean_score"] - half, high=df["mean_score"] + half)
+    # the terciles split the episodes seen at one session number
+    safe = protect(
+        ctx,
+        df,
+        value_cols=["episodes", "mean_score", "sd_score", "low", "high"],
+        partition_cols=["session_number"],
+    )
+    if safe["mean_score"].notna().sum() == 0:
+        return empty_panel(
+            "trajectory",
+            title,
+            f"Each early-alliance third describes fewer than {ctx.policy.k} clients here, so no "
+            "trajectories are shown. Widen the period or clear a filter.",
+        )
+    r_n = now["r_n"]  # the same episodes: >= 2 scores and an early SRS
+    fig = charts.lines(
+        safe.sort_values(["tercile", "session_number"]),
+        x="session_number",
+        y="mean_score",
+        group="group",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            f"Mean {m.label} score by session number ({m.direction_text}), 95% CI band",
+            f"sessions {MAX_SESSION}+ pooled",
+            _cohort_text(measure),
+            "split into thirds by early SRS (mean of the first 3)",
+            n_text=f"n = {r_n:,} episodes",
+        ),
+        x_label="Session number in the episode",
+        y_label=f"{m.label} score ({m.direction_text})",
+        value_format="num1",
+    )
+    cut = ctx.settings.clinical_cutoff(measure)
+    fig.add_hline(
+        y=cut,
+        line={"color": charts.GREY, "dash": "dot", "width": 1.5},
+        annotation_text=f"clinical cutoff ({_clinical_text(ctx, measure)} = clinical range)",
+        annotation_position="bottom left",
+        annotation_font={"color": charts.GREY, "size": 12},
+    )
+    _fit_layout(fig, legend_below=True)
+    fig.update_xaxes(
+        tickvals=list(range(1, MAX_SESSION + 1)),
+        ticktext=[str(i) if i < MAX_SESSION else f"{i}+" for i in range(1, MAX_SESSION + 1)],
+    )
+    direction = "rise" if m.higher_is_better else "fall"
+    table = safe.drop(columns=["group", "cut_low", "cut_high"]).assign(
+        early_srs_third=safe["tercile"].map(names)
+    )
+    return Panel(
+        key="trajectory",
+        title=title,
+        subtitle="",
+        reading=(
+            f"Each line follows the episodes of one early-alliance third; better outcomes "
+            f"{direction} on this scale. Later points describe only the episodes that lasted "
+            "that long, so a line's shape mixes change within clients with who stays. "
+            + CORRELATION_NOTE
+            + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=table[
+            [
+                "early_srs_third",
+                "session",
+                "n_clients",
+                "episodes",
+                "mean_score",
+                "low",
+                "high",
+                "suppressed",
+            ]
+        ],
+        withheld=any_withheld(safe),
+        stats={"cut_low": cut_low, "cut_high": cut_high},
+    )
+
+
+def _alliance_bins(ctx: Context, now: dict) -> Panel:
+    measure = ctx.filters.outcome_measure
+    m = MEASURES[measure]
+    title = f"Early alliance and {m.label} improvement"
+    r_n = now["r_n"]
+    if r_n < 4:
+        return empty_panel(
+            "alliance_outcome",
+            title,
+            f"Too few episodes with both an early SRS and ≥ 2 {m.label} scores to relate them.",
+        )
+    bins = int(np.clip(r_n // EPISODES_PER_ALLIANCE_BIN, 2, MAX_ALLIANCE_BINS))
+    fractions = [i / bins for i in range(1, bins)]
+    df = queries.run(
+        ctx.con,
+        "outcomes_alliance_bins",
+        **ctx.params(),
+        measure=measure,
+        fractions=fractions,
+    )
+    n = df["episodes"].to_numpy(dtype=float)
+    tq = sps.t.ppf(0.975, np.maximum(n - 1, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.where(
+            n >= 2, tq * df["sd_improvement"].to_numpy(dtype=float) / np.sqrt(n), np.nan
+        )
+    df = df.assign(
+        group=[_bin_label(lo, hi) for lo, hi in zip(df["bin_low"], df["bin_high"], strict=True)],
+        low=df["mean_improvement"] - half,
+        high=df["mean_improvement"] + half,
+    )
+    # the groups partition the episodes of the correlation
+    safe = protect(
+        ctx,
+        df,
+        value_cols=[
+            "episodes",
+            "mean_early_srs",
+            "mean_improvement",
+            "sd_improvement",
+            "low",
+            "high",
+        ],
+    )
+    r = now["alliance_outcome_r"]
+    ci = now["alliance_outcome_r_ci"]
+    r_withheld = now["r_clients"] < ctx.policy.k
+    if r is None or r_withheld:
+        r_text = "r not computable" if not r_withheld else f"r withheld ({ctx.policy.label})"
+    else:
+        ci_text = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+        r_text = f"r = {r:.2f}{ci_text}, n = {r_n:,}"
+    share = f"about {100 / bins:.0f}% of episodes each" if bins > 2 else "halves"
+    group_word = f"episodes grouped by early SRS ({share}; tied scores kept together)"
+    fig = charts.bars(
+        safe,
+        x="group",
+        y="mean_improvement",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            f"Mean {m.label} improvement (points, positive = better), 95% CI",
+            group_word,
+            "early SRS = mean of the first 3 SRS totals (0–40)",
+            _cohort_text(measure),
+            n_text=f"n = {r_n:,} episodes with an early SRS",
+        ),
+        x_label="Early SRS (mean of the first 3 SRS totals)",
+        y_label=f"Mean {m.label} improvement (points)",
+        value_format="num1",
+        suppressed_label=ctx.policy.label,
+    )
+    fig.update_yaxes(rangemode="normal", zeroline=True, zerolinecolor="#999")
+    _fit_layout(fig)
+    if r is not None and not r_withheld:
+        fig.add_annotation(
+            xref="paper",
+            yref="paper",
+            x=0.01,
+            y=0.99,
+            xanchor="left",
+            yanchor="top",
+            showarrow=False,
+            align="left",
+            bgcolor="rgba(255,255,255,0.9)",
+            bordercolor="#bbb",
+            borderpad=6,
+            text=(
+                f"<b>This clinic:</b> Pearson {r_text}<br>"
+                "<b>Published:</b> r = .28 (95% CI .26–.30), Flückiger et al. 2018"
+            ),
+            font={"size": 13},
+        )
+    return Panel(
+        key="alliance_outcome",
+        title=title,
+        subtitle="",
+        reading=(
+            "Bars are the mean improvement of episodes grouped by their early SRS; whiskers "
+            "are 95% intervals. A rising pattern means a stronger early alliance goes with more "
+            f"improvement. {CORRELATION_NOTE} Change scores also carry regression to the mean: "
+            "clients who start worse tend to improve more whatever happens, and intake "
+            "severity can colour how they rate the alliance." + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=safe[
+            [
+                "group",
+                "n_clients",
+                "episodes",
+                "mean_early_srs",
+                "mean_improvement",
+                "low",
+                "high",
+                "suppressed",
+            ]
+        ],
+        withheld=any_withheld(safe),
+        stats={
+            "r": float("nan") if r is None else r,
+            "r_low": float("nan") if not ci else ci[0],
+            "r_high": float("nan") if not ci else ci[1],
+            "r_n": r_n,
+            "published_r": PUBLISHED_R,
+        },
+    )
+
+
+def _bin_label(low: object, high: object) -> str:
+    lo, hi = _num(low), _num(high)
+    if lo is None and hi is None:
+        return "all"
+    if lo is None:
+        return f"≤ {hi:.1f}"
+    if hi is None:
+        return f"> {lo:.1f}"
+    return f"{lo:.1f}–{hi:.1f}"
+
+
+# --------------------------------------------------------------------------- the view
+
+
+def _empty_notice(ctx: Context, now: dict) -> str:
+    label = MEASURES[ctx.filters.outcome_measure].label
+    if now["ended"] == 0:
+        return (
+            "No episodes ended in this selection, so there are no outcomes to show. Widen the "
+            "period or clear a filter."
+        )
+    return (
+        f"Episodes ended in this selection, but none had two or more {label} scores "
+        f"(the {label} may not be used at these sites or programs). Choose another outcome "
+        "measure, widen the period or clear a filter."
+    )
+
+
+def build(ctx: Context) -> View:
+    measure = ctx.filters.outcome_measure
+    now = _summary_raw(ctx, measure)
+    n_clients = now["outcome_clients"]
+    if n_clients == 0:
+        return View(TITLE, QUESTION, notice=_empty_notice(ctx, now), n_clients=0)
+    if n_clients < ctx.policy.k:
+        return View(
+            TITLE,
+            QUESTION,
+            notice=(
+                f"The outcomes in this selection describe fewer than {ctx.policy.k} clients, so "
+                "no numbers are shown: with so few people, figures could identify individuals "
+                "and would be too noisy to act on. Widen the period or clear a filter."
+            ),
+            n_clients=n_clients,
+        )
+    before = _summary_raw(ctx, measure, ctx.filters.previous_period())
+    panels = [
+        _distribution(ctx, now),
+        *_monthly(ctx, now),
+        _trajectory(ctx, now),
+        _alliance_bins(ctx, now),
+    ]
+    return View(
+        TITLE,
+        QUESTION,
+        tiles=_tiles(ctx, now, before),
+        panels=panels,
+        n_clients=n_clients,
+    )

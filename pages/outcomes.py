@@ -1,0 +1,7 @@
+"""Outcomes: do clients get better on the chosen measure, and does early alliance go with it?"""
+
+from alliance import ui
+from alliance.views import outcomes
+
+ctx = ui.context()
+ui.render_view(ui.view("outcomes", outcomes.build, ctx), ctx)
