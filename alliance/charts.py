@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies
 BLUE = "#0072B2"
@@ -26,12 +27,39 @@ FONT = "Source Sans Pro, Arial, sans-serif"
 BASE_FONT_SIZE = 15
 
 
-def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> go.Figure:
-    """Apply the house theme, title and subtitle (measure · definition · period · n)."""
-    fig.update_layout(
-        template="plotly_white",
+def _register_template() -> None:
+    """The house theme as a plotly template, registered once as the process default.
+
+    Applying a template per figure costs ~0.15 s (plotly validates it each time); a default
+    template costs nothing per figure, and exports embed it like any other layout.
+    """
+    template = go.layout.Template(pio.templates["plotly_white"])
+    axis = {
+        "showline": True,
+        "linecolor": "#999",
+        "ticks": "outside",
+        "gridcolor": "#eee",
+        "title": {"standoff": 8},
+    }
+    template.layout.update(
         colorway=PALETTE,
         font={"family": FONT, "size": BASE_FONT_SIZE, "color": "#222"},
+        margin={"l": 70, "r": 30, "t": 95, "b": 60},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        hoverlabel={"font_size": 14},
+        xaxis=axis,
+        yaxis=axis,
+    )
+    pio.templates["alliance"] = template
+    pio.templates.default = "alliance"
+
+
+_register_template()
+
+
+def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> go.Figure:
+    """Title and subtitle (measure · definition · period · n) on the house theme."""
+    fig.update_layout(
         title={
             "text": title,
             "x": 0.0,
@@ -39,13 +67,8 @@ def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> g
             "font": {"size": 20},
             "subtitle": {"text": subtitle, "font": {"size": 13, "color": GREY}},
         },
-        margin={"l": 70, "r": 30, "t": 95, "b": 60},
         height=height,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        hoverlabel={"font_size": 14},
     )
-    fig.update_xaxes(showline=True, linecolor="#999", ticks="outside", gridcolor="#eee")
-    fig.update_yaxes(showline=True, linecolor="#999", ticks="outside", gridcolor="#eee")
     return fig
 
 

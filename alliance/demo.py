@@ -97,6 +97,31 @@ def _grouped_cumsum(values: np.ndarray, group_starts: np.ndarray) -> np.ndarray:
     return total - offsets
 
 
+def _detected_ruptures(
+    srs: np.ndarray, ep_of: np.ndarray, keep: np.ndarray, n_ep: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per episode: any repaired rupture (and none unrepaired); any unrepaired rupture."""
+    adm = np.flatnonzero(~np.isnan(srs) & keep)
+    ep, v = ep_of[adm], srs[adm]
+
+    def shifted(k: int) -> np.ndarray:
+        out = np.full(v.shape, np.nan)
+        if k > 0:
+            same = ep[k:] == ep[:-k]
+            out[k:] = np.where(same, v[:-k], np.nan)
+        else:
+            same = ep[:k] == ep[-k:]
+            out[:k] = np.where(same, v[-k:], np.nan)
+        return out
+
+    prev, nxt1, nxt2 = shifted(1), shifted(-1), shifted(-2)
+    rupture = np.round(prev - v, 4) >= 2
+    repaired = rupture & (np.round(np.fmax(nxt1, nxt2) - prev, 4) >= 0)
+    unrep = np.bincount(ep[rupture & ~repaired], minlength=n_ep) > 0
+    rep = (np.bincount(ep[repaired], minlength=n_ep) > 0) & ~unrep
+    return rep, unrep
+
+
 def _days(d: dt.date) -> int:
     return (d - dt.date(1970, 1, 1)).days
 
@@ -129,7 +154,7 @@ def build_demo(
     ther_start = np.maximum(site_open[ther_site], _days(PERIOD_START))
     ther_start[small] = _days(PERIOD_END) - rng.integers(120, 300, small.size)
     ther_alliance = rng.normal(0.0, 0.42, n_ther)  # therapist part of the alliance (SD units)
-    ther_outcome = rng.normal(0.0, 0.55, n_ther)  # therapist effect on ORS change, not via alliance
+    ther_outcome = rng.normal(0.0, 0.95, n_ther)  # therapist effect on ORS change, not via alliance
     ther_minority = rng.normal(0.0, 0.35, n_ther)  # therapist-varying minority dropout gap
     ther_repair = rng.normal(0.0, 0.6, n_ther)  # therapists differ in repairing ruptures
 
@@ -207,8 +232,6 @@ def build_demo(
     drop_size = rng.uniform(3.0, 7.0, n_s) * rupture
     unrepaired_offset = _grouped_cumsum(drop_size * (rupture & ~repaired) * 0.7, starts)
     transient = drop_size * repaired
-    ep_repaired = np.bincount(ep_of, weights=repaired, minlength=n_ep) > 0
-    ep_unrepaired = np.bincount(ep_of, weights=rupture & ~repaired, minlength=n_ep) > 0
 
     month = (day - _days(PERIOD_START)) / 30.44
     qi = (ep_site[ep_of] == 1) & (day >= _days(QI_TRAINING_MONTH) + 30)
@@ -261,15 +284,20 @@ def build_demo(
 
     # --- outcomes ----------------------------------------------------------------------------
     say(0.65, "Modelling outcomes")
+    # ruptures as the dashboard detects them (metrics.md: a drop of >= 2 from the previous SRS,
+    # repaired when one of the next two SRS is back at or above the pre-rupture level): the
+    # outcome link is tied to these, so repaired ruptures go with more improvement (r ~ .25,
+    # Safran, Muran & Eubanks-Carter 2011) and unrepaired ones with less
+    ep_det_rep, ep_det_unrep = _detected_ruptures(srs_given, ep_of, keep, n_ep)
     intake = np.clip(rng.normal(19.0, 6.5, n_ep), 1, 39)
     improve = (
         5.6
-        + 3.0 * ther_alliance[ep_ther]
-        + 1.9 * client_alliance
+        + 2.7 * ther_alliance[ep_ther]
+        + 1.65 * client_alliance
         + ther_outcome[ep_ther]
         + 0.30 * (19.0 - intake)
-        + 1.6 * ep_repaired
-        - 1.0 * ep_unrepaired
+        + 1.6 * ep_det_rep
+        - 1.0 * ep_det_unrep
         + rng.normal(0.0, 4.8, n_ep)
     )
     realized = np.where(dropout, 0.35 * drop_len / planned_len, 1.0)
