@@ -1,0 +1,791 @@
+"""Alliance (trust): how strong is the alliance clients report, is it changing, does it build?
+
+Panels: the distribution of the chosen alliance score (SRS total, or the WAI-SR mean item score
+with its Task / Bond / Goal subscales), the monthly mean as an X-bar control chart with the IHI
+run-chart rules, the alliance by session number, and alliance drops with the dropout that
+followed. Definitions: ../shared/metrics.md ("Alliance", "Quality improvement views").
+
+`spc_frame` and `spc_note` are shared with the Dropout page's p-chart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from numpy.typing import ArrayLike
+from scipy import stats as sps
+
+from alliance import charts, queries
+from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.stats import risk_difference, run_rules, wilson_interval, xbar_chart
+from alliance.views.common import (
+    SMALL_N_NOTE,
+    any_withheld,
+    protect,
+    srs_cutoff_text,
+    subtitle,
+    withheld_note,
+)
+from alliance.views.overview import too_small_notice
+
+TITLE = "Alliance (trust)"
+QUESTION = (
+    "How strong is the alliance clients report, is it changing over time, and does it build "
+    "over the first sessions?"
+)
+LAST_SESSION_NUMBER = 12  # session numbers from 12 on are pooled ("12+")
+FIXED_COHORT_SESSIONS = 6  # the fixed cohort: episodes seen from session 1 through session 6
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How one alliance measure is binned, labelled and formatted."""
+
+    key: str
+    label: str  # e.g. "SRS total"
+    long_label: str
+    unit: str
+    bin_floor: float  # scores below are pooled into one bin
+    bin_width: float
+    scale_max: float
+    ticks: tuple[float, ...]
+    decimals: int
+
+    @property
+    def value_format(self) -> str:
+        return "num1" if self.decimals == 1 else "num2"
+
+    def fmt(self, value: float) -> str:
+        return f"{value:.{self.decimals}f}"
+
+
+SCALES = {
+    "srs": Scale(
+        "srs",
+        "SRS total",
+        "Session Rating Scale total (0–40)",
+        "points",
+        25.0,
+        1.0,
+        40.0,
+        (30.0, 35.0),
+        1,
+    ),
+    "wai": Scale(
+        "wai",
+        "WAI-SR mean item score",
+        "WAI-SR mean item score (1–5)",
+        "",
+        2.5,
+        0.25,
+        5.0,
+        (3.0, 3.5, 4.0, 4.5),
+        2,
+    ),
+}
+SUBSCALES = {
+    "task": "Task: agreeing on what to work on",
+    "bond": "Bond: liking and trusting each other",
+    "goal": "Goal: agreeing on the goals",
+    "total": "Whole scale (mean of 12 items)",
+}
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def mean_interval(
+    mean: ArrayLike, sd: ArrayLike, n: ArrayLike, conf: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Student t interval mean -/+ t(n-1) sd / sqrt(n) from summary statistics (NaN if n < 2).
+
+    The same interval as alliance.stats.mean_ci, from (mean, SD, n) computed in the database
+    instead of raw values.
+    """
+    m = pd.Series(mean, dtype="float64").to_numpy(na_value=np.nan)
+    s = pd.Series(sd, dtype="float64").to_numpy(na_value=np.nan)
+    k = pd.Series(n, dtype="float64").to_numpy(na_value=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(k >= 2, sps.t.ppf(0.5 + conf / 2, np.maximum(k - 1, 1)), np.nan)
+        half = t * s / np.sqrt(k)
+    return m - half, m + half
+
+
+def baseline_mask(values: pd.Series, months: int) -> np.ndarray:
+    """The SPC baseline: the first `months` points of the shown range that have a value.
+
+    Counting points with data (not calendar months) keeps a chart usable when a site opened, or
+    cells were withheld, early in the range.
+    """
+    has = values.notna().to_numpy()
+    return has & (np.cumsum(has) <= months)
+
+
+def spc_frame(
+    month: pd.Series,
+    value: ArrayLike,
+    centre: ArrayLike,
+    lcl: ArrayLike,
+    ucl: ArrayLike,
+    baseline: np.ndarray,
+) -> pd.DataFrame:
+    """The frame charts.spc_chart draws: values, control lines and the IHI run-chart rules.
+
+    shift (6+ points on one side) and trend (5+ rising or falling) are judged against the
+    median of the baseline points, frozen and extended over the later months (IHI practice);
+    astronomical = outside the 3-sigma limits. Missing (withheld) points are skipped and never
+    flagged.
+    """
+    v = pd.Series(value, dtype="float64").to_numpy(na_value=np.nan)
+    median = float(np.nanmedian(v[baseline])) if baseline.any() else np.nan
+    rules = run_rules(v, median, np.asarray(lcl, dtype=float), np.asarray(ucl, dtype=float))
+    return pd.DataFrame(
+        {
+            "month": pd.to_datetime(month).to_numpy(),
+            "value": v,
+            "centre": np.asarray(centre, dtype=float),
+            "lcl": np.asarray(lcl, dtype=float),
+            "ucl": np.asarray(ucl, dtype=float),
+            "baseline_median": median,
+            "baseline": baseline,
+            "shift": rules["shift"].to_numpy(),
+            "trend": rules["trend"].to_numpy(),
+            "astronomical": rules["astronomical"].to_numpy(),
+        }
+    )
+
+
+def fit_layout(fig: go.Figure, *, rate_axis: str | None = None) -> go.Figure:
+    """Room for a multi-line subtitle, the legend under the plot, bands without markers.
+
+    charts.themed leaves room for a two-line subtitle and puts the legend on the plot's top
+    edge, where a longer subtitle runs into it. `rate_axis` ("x" or "y") starts a rate axis at
+    0 so that small differences between rates are not magnified.
+    """
+    sub = fig.layout.title.subtitle.text or ""
+    lines = sub.count("<br>") + 1
+    top = 72 + 20 * lines + (14 if fig.layout.annotations or fig.layout.shapes else 0)
+    legend = any(tr.showlegend is not False for tr in fig.data) and len(fig.data) > 1
+    bottom = 125 if legend else 60
+    height = (fig.layout.height or 430) + (top - 95) + (bottom - 60)
+    fig.update_layout(
+        margin={"t": top, "b": bottom},
+        height=height,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
+    )
+    fig.update_traces(mode="lines", selector={"fill": "toself"})
+    if fig.layout.yaxis.type == "category":  # dot-and-whisker rows: half a row of air around
+        rows = list(dict.fromkeys(y for tr in fig.data if tr.y is not None for y in tr.y))
+        fig.update_yaxes(autorange=False, range=[len(rows) - 0.5, -0.5])
+    if rate_axis == "x":
+        fig.update_xaxes(rangemode="tozero")
+    elif rate_axis == "y":
+        fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def spc_baseline_text(frame: pd.DataFrame) -> str:
+    months = frame.loc[frame["baseline"], "month"]
+    if months.empty:
+        return "no baseline"
+    a, b = months.min().strftime("%b %Y"), months.max().strftime("%b %Y")
+    return f"baseline {a} – {b} ({len(months)} months)"
+
+
+def spc_baseline_end(frame: pd.DataFrame) -> pd.Timestamp | None:
+    months = frame.loc[frame["baseline"], "month"]
+    if months.empty or bool(frame["baseline"].all()):
+        return None  # the whole range is the baseline: nothing to shade apart
+    return months.max() + pd.Timedelta(days=15)
+
+
+def spc_note(frame: pd.DataFrame) -> str:
+    """Plain sentence on what the run-chart rules found."""
+    found = []
+    for col, text in (
+        ("astronomical", "outside the limits"),
+        ("shift", "in a shift (6+ months on one side of the baseline median)"),
+        ("trend", "in a trend (5+ months rising or falling)"),
+    ):
+        hit = frame.loc[frame[col].fillna(False).astype(bool), "month"]
+        if len(hit):
+            found.append(f"{len(hit)} month(s) {text}, first {hit.min():%b %Y}")
+    if not found:
+        return (
+            "No run-chart rule fires: the months vary no more than chance would make them "
+            "(common-cause variation)."
+        )
+    flagged = frame[["shift", "trend", "astronomical"]].fillna(False).astype(bool).any(axis=1)
+    unstable = bool((flagged & frame["baseline"]).any())
+    return (
+        "Signals: "
+        + "; ".join(found)
+        + ". A signal says something changed, not what: check what happened then."
+        + (
+            " Signals inside the baseline mean the baseline itself was not stable."
+            if unstable
+            else ""
+        )
+    )
+
+
+def _wilson_text(x: float, n: float) -> str:
+    lo, hi = wilson_interval(x, n)
+    return f"95% CI {lo[0]:.1%} to {hi[0]:.1%}"
+
+
+def _num(x: object) -> float | None:
+    return None if x is None or pd.isna(x) else float(x)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def summary(ctx: Context) -> dict[str, float | int | None]:
+    """Alliance headline figures for the view (unsuppressed: callers pass them through protect)."""
+    s = queries.run(
+        ctx.con, "alliance_summary", **ctx.params(), srs_cutoff=ctx.settings.srs_cutoff
+    ).iloc[0]
+    d = queries.run(
+        ctx.con, "alliance_drops", **ctx.params(), rupture_threshold=ctx.settings.rupture_threshold
+    ).iloc[0]
+    return {
+        "sessions": int(s["sessions"]),
+        "n_clients": int(s["n_clients"]),
+        "srs_n": int(s["srs_n"]),
+        "srs_clients": int(s["srs_clients"]),
+        "mean_srs": _num(s["mean_srs"]),
+        "sd_srs": _num(s["sd_srs"]),
+        "srs_below": int(s["srs_below"]),
+        "srs_below_rate": s["srs_below"] / s["srs_n"] if s["srs_n"] else None,
+        "wai_n": int(s["wai_n"]),
+        "wai_clients": int(s["wai_clients"]),
+        "mean_wai": _num(s["mean_wai"]),
+        "sd_wai": _num(s["sd_wai"]),
+        "drop_clients": int(d["n_clients"]),
+        "with_previous": int(d["with_previous"]),
+        "drops": int(d["drops"]),
+        "drop_rate": _num(d["drop_rate"]),
+    }
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+def _tiles(ctx: Context, s: dict) -> list[Tile]:
+    measure = ctx.filters.alliance_measure
+    k = ctx.policy.k
+    rows = []
+    if measure == "wai":
+        rows.append(
+            (
+                "mean_wai",
+                "Mean WAI-SR item score",
+                ".2f",
+                s["mean_wai"],
+                s["wai_clients"],
+                f"n = {s['wai_n']:,} ratings, {s['wai_clients']:,} clients",
+                "Mean WAI-SR mean item score (1–5, total / 12) over the WAI-SR ratings in the "
+                "period. Recorded only where the WAI-SR is used.",
+                True,
+            )
+        )
+    else:
+        rows.append(
+            (
+                "mean_srs",
+                "Mean SRS",
+                ".1f",
+                s["mean_srs"],
+                s["srs_clients"],
+                f"n = {s['srs_n']:,} ratings, {s['srs_clients']:,} clients",
+                "Mean Session Rating Scale total (0–40) over the SRS ratings in the period.",
+                True,
+            )
+        )
+    below_text = ""
+    if s["srs_n"]:
+        below_text = f"{_wilson_text(s['srs_below'], s['srs_n'])} · n = {s['srs_n']:,} ratings"
+    drop_text = ""
+    if s["with_previous"]:
+        drop_text = (
+            f"{_wilson_text(s['drops'], s['with_previous'])} · n = {s['with_previous']:,} ratings"
+        )
+    thr = ctx.settings.rupture_threshold
+    rows += [
+        (
+            "srs_below_cutoff_rate",
+            "SRS below cutoff",
+            ".1%",
+            s["srs_below_rate"],
+            s["srs_clients"],
+            below_text,
+            f"Share of SRS ratings with {srs_cutoff_text(ctx)} (OpenFIT's cutoff; a setting). "
+            "Interval: Wilson 95%.",
+            False,
+        ),
+        (
+            "drop_rate",
+            "Alliance drops",
+            ".1%",
+            s["drop_rate"],
+            s["drop_clients"],
+            drop_text,
+            f"Share of SRS ratings at least {thr:g} points below the same episode's previous "
+            "SRS (a setting), among ratings that have a previous one. Details on the "
+            "Ruptures & repair page.",
+            False,
+        ),
+        (
+            "srs_recorded",
+            "Sessions with an SRS",
+            ".1%",
+            s["srs_n"] / s["sessions"] if s["sessions"] else None,
+            s["n_clients"],
+            f"n = {s['sessions']:,} sessions",
+            "Share of attended sessions in the period with an SRS total: low completion makes "
+            "every alliance figure less representative.",
+            True,
+        ),
+    ]
+    raw = pd.DataFrame(
+        {
+            "key": [r[0] for r in rows],
+            "n_clients": [r[4] for r in rows],
+            "value": [r[3] for r in rows],
+        }
+    )
+    safe = protect(ctx, raw, value_cols=["value"], complementary=False)
+    tiles = []
+    for r, (_, row) in zip(rows, safe.iterrows(), strict=True):
+        key, label, fmt, _, n_clients, n_text, help_text, better = r
+        withheld = bool(row["suppressed"]) or 0 < n_clients < k
+        value = None if withheld or pd.isna(row["value"]) else float(row["value"])
+        tiles.append(
+            Tile(
+                key=key,
+                label=label,
+                value=value,
+                fmt=fmt,
+                n_text="" if withheld else n_text,
+                help=help_text,
+                higher_is_better=better,
+                withheld=withheld,
+            )
+        )
+    return tiles
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def _no_ratings(scale: Scale) -> str:
+    if scale.key == "wai":
+        return (
+            "No WAI-SR ratings in this selection (the WAI-SR is recorded only at some sites and "
+            "programs). Choose SRS as the alliance measure, or widen the filters."
+        )
+    return "No SRS ratings in this selection. Widen the period or clear a filter."
+
+
+def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
+    title = f"How clients rate the alliance: {scale.label}"
+    df = queries.run(
+        ctx.con,
+        "alliance_distribution",
+        **ctx.params(),
+        alliance=scale.key,
+        bin_floor=scale.bin_floor,
+        bin_width=scale.bin_width,
+        scale_max=scale.scale_max,
+    )
+    if df.empty:
+        return empty_panel("distribution", title, _no_ratings(scale))
+    # bins add up to all ratings shown in the subtitle: one partition
+    safe = protect(ctx, df, value_cols=["n", "share"])
+    half = scale.bin_width / 2
+    low, high = safe["bin_low"], safe["bin_high"]
+    pooled = low.isna()
+    top = (low == high).fillna(False)
+    x = np.where(pooled, scale.bin_floor - half, np.where(top, scale.scale_max + half, low + half))
+    f = scale.fmt if scale.key == "wai" else (lambda v: f"{v:g}")
+    labels = [
+        f"below {f(scale.bin_floor)}"
+        if p
+        else f"{f(scale.scale_max)} (top score)"
+        if t
+        else f"{f(lo)} to under {f(hi)}"
+        for p, t, lo, hi in zip(pooled, top, low, high, strict=True)
+    ]
+    plot = safe.assign(x=x, bin=labels)
+    n_ratings = int(df["n"].sum())
+    n_clients = s["srs_clients"] if scale.key == "srs" else s["wai_clients"]
+    cutoff = ctx.settings.srs_cutoff if scale.key == "srs" else None
+    parts = [
+        f"{scale.long_label} per session: share of ratings in each {scale.bin_width:g}-point bin",
+        f"scores below {f(scale.bin_floor)} pooled, the top score on its own",
+    ]
+    if cutoff is not None:
+        parts.append(srs_cutoff_text(ctx))
+    fig = charts.histogram_bins(
+        plot,
+        bin_col="x",
+        count_col="n",
+        title=title,
+        subtitle=subtitle(
+            ctx, *parts, n_text=f"n = {n_ratings:,} ratings from {n_clients:,} clients"
+        ),
+        x_label=scale.long_label,
+        y_label="Share of ratings",
+        cutoff=cutoff,
+        cutoff_label=f"cutoff {cutoff:g}" if cutoff is not None else "cutoff",
+        suppressed_label=ctx.policy.label,
+    )
+    # histogram_bins rescales the visible counts to sum to 1; show each bin's share of ALL
+    # ratings instead, so a withheld bin does not inflate the others
+    fig.update_traces(
+        y=plot["share"],
+        customdata=plot[["bin"]].to_numpy(),
+        hovertemplate="%{customdata[0]}: %{y:.1%} of ratings<extra></extra>",
+        selector={"type": "bar"},
+    )
+    ticks = [scale.bin_floor - half, *scale.ticks, scale.scale_max + half]
+    fig.update_xaxes(
+        tickvals=ticks,
+        ticktext=[f"<{f(scale.bin_floor)}", *(f(t) for t in scale.ticks), f(scale.scale_max)],
+    )
+    top_share = plot.loc[top, "share"]
+    reading = ""
+    if len(top_share) and pd.notna(top_share.iloc[0]):
+        reading = (
+            f"{top_share.iloc[0]:.0%} of ratings are the top score: the scale has a ceiling, so "
+            "differences between high scores carry little information. "
+        )
+    if scale.key == "srs" and s["srs_n"]:
+        reading += (
+            f"{s['srs_below_rate']:.1%} of ratings are below the cutoff "
+            f"({_wilson_text(s['srs_below'], s['srs_n'])}): the sessions worth a conversation "
+            "about how therapy is going. "
+        )
+    reading += "Each rating counts once, so clients seen more often weigh more."
+    return Panel(
+        key="distribution",
+        title=title,
+        subtitle="",
+        reading=reading + withheld_note(ctx, safe),
+        figure=fit_layout(fig),
+        data=safe.drop(columns=["x"], errors="ignore").assign(bin=labels)[
+            ["bin", "n_clients", "n", "share", "suppressed", "suppression"]
+        ],
+        withheld=any_withheld(safe),
+        stats={"srs_below_cutoff_rate": s["srs_below_rate"] or np.nan},
+    )
+
+
+def _wai_subscales(ctx: Context) -> Panel:
+    title = "WAI-SR subscales: task, bond and goal"
+    df = queries.run(ctx.con, "alliance_wai_subscales", **ctx.params())
+    if df.empty:
+        return empty_panel("wai_subscales", title, _no_ratings(SCALES["wai"]))
+    low, high = mean_interval(df["mean_score"], df["sd_score"], df["episodes"])
+    df = df.assign(subscale=df["subscale"].map(SUBSCALES), low=low, high=high)
+    # the four rows describe the same clients (not parts of a total): primary suppression only
+    safe = protect(
+        ctx,
+        df,
+        value_cols=["episodes", "administrations", "mean_score", "sd_score", "low", "high"],
+        complementary=False,
+    )
+    episodes = int(df["episodes"].max())
+    fig = charts.interval_dots(
+        safe,
+        category="subscale",
+        value="mean_score",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "WAI-SR subscale = mean of its 4 items (1–5)",
+            "mean over episodes of each episode's mean rating in the period, 95% CI",
+            n_text=f"n = {episodes:,} episodes, {int(df['administrations'].max()):,} ratings",
+        ),
+        x_label="Mean item score (1 = seldom, 5 = always)",
+        value_format="num2",
+        suppressed_label=ctx.policy.label,
+    )
+    return Panel(
+        key="wai_subscales",
+        title=title,
+        subtitle="",
+        reading=(
+            "Bond usually scores highest and Task lowest in published samples. A subscale well "
+            "below the others points to where the alliance is weakest (e.g. agreeing on tasks). "
+            "Each episode counts once, so the intervals allow for repeated ratings. "
+            + SMALL_N_NOTE
+            + withheld_note(ctx, safe)
+        ),
+        figure=fit_layout(fig),
+        data=safe,
+        withheld=any_withheld(safe),
+    )
+
+
+def _control_chart(ctx: Context, scale: Scale) -> Panel:
+    title = f"Monthly mean {scale.label}: control chart"
+    df = queries.run(
+        ctx.con,
+        "monthly_alliance",
+        **ctx.params(),
+        alliance=scale.key,
+        srs_cutoff=ctx.settings.srs_cutoff,
+    )
+    if df.empty:
+        return empty_panel("alliance_spc", title, _no_ratings(scale))
+    # months add up to the period's ratings: one partition, so a withheld month stays hidden
+    safe = protect(ctx, df, value_cols=["n", "mean_score", "sd_score", "below", "below_rate"])
+    base = baseline_mask(safe["mean_score"], ctx.settings.spc_baseline_months)
+    if not base.any():
+        return empty_panel(
+            "alliance_spc",
+            title,
+            f"Every month describes fewer than {ctx.policy.k} clients: widen the selection.",
+        )
+    chart = xbar_chart(safe["mean_score"], safe["sd_score"], safe["n"], baseline=base)
+    frame = spc_frame(
+        safe["month"], chart["mean"], chart["centre"], chart["lcl"], chart["ucl"], base
+    )
+    frame = frame.assign(
+        n_clients=safe["n_clients"].to_numpy(),
+        n=safe["n"].to_numpy(),
+        suppressed=safe["suppressed"].to_numpy(),
+        suppression=safe["suppression"].to_numpy(),
+    )
+    fig = charts.spc_chart(
+        frame,
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            f"Mean {scale.long_label} per month (X-bar chart)",
+            f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
+            f"{ctx.settings.spc_baseline_months} months with ratings (a setting)",
+            "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
+            n_text=f"n = {int(df['n'].sum()):,} ratings",
+        ),
+        y_label=f"Mean {scale.label}",
+        value_format=scale.value_format,
+        baseline_end=spc_baseline_end(frame),
+    )
+    few = int(base.sum()) < 8
+    return Panel(
+        key="alliance_spc",
+        title=title,
+        subtitle="",
+        reading=(
+            spc_note(frame)
+            + " Limits are narrow when a month has many ratings."
+            + (" With so few baseline months the limits are rough." if few else "")
+            + withheld_note(ctx, safe)
+        ),
+        figure=fit_layout(fig),
+        data=frame,
+        withheld=any_withheld(safe),
+    )
+
+
+def _by_session_number(ctx: Context, scale: Scale) -> Panel:
+    title = f"Does the alliance build? {scale.label} by session number"
+    df = queries.run(
+        ctx.con,
+        "alliance_by_session_number",
+        **ctx.params(),
+        alliance=scale.key,
+        last_number=LAST_SESSION_NUMBER,
+        cohort_sessions=FIXED_COHORT_SESSIONS,
+    )
+    if df.empty:
+        return empty_panel("by_session", title, _no_ratings(scale))
+    low, high = mean_interval(df["mean_score"], df["sd_score"], df["n"])
+    fixed_label = f"Same episodes, sessions 1–{FIXED_COHORT_SESSIONS}"
+    df = df.assign(
+        low=low,
+        high=high,
+        group=df["cohort"].map({"all": "All episodes", "fixed": fixed_label}),
+        session=np.where(
+            df["session_number"] >= LAST_SESSION_NUMBER,
+            f"{LAST_SESSION_NUMBER}+",
+            df["session_number"].astype(str),
+        ),
+    )
+    # each point is its own group of ratings, not part of a shown total
+    safe = protect(
+        ctx, df, value_cols=["n", "mean_score", "sd_score", "low", "high"], complementary=False
+    )
+    all_rows = safe[safe["cohort"] == "all"]
+    fig = charts.lines(
+        safe,
+        x="session",
+        y="mean_score",
+        group="group",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            f"Mean {scale.long_label} at each session number (the episode's n-th attended "
+            f"session), 95% CI; {LAST_SESSION_NUMBER}+ pools later sessions",
+            f"dashed: episodes seen from session 1 through {FIXED_COHORT_SESSIONS} in the period",
+            n_text=f"n = {int(df.loc[df['cohort'] == 'all', 'n'].sum()):,} ratings",
+        ),
+        x_label="Session number",
+        y_label=f"Mean {scale.label}",
+        value_format=scale.value_format,
+        dash_groups={fixed_label: "dash"},
+    )
+    fig.update_xaxes(type="category")
+    reading = ""
+    vis = all_rows.dropna(subset=["mean_score"])
+    if len(vis) >= 2:
+        first, last = vis.iloc[0], vis.iloc[-1]
+        reading = (
+            f"Across all episodes the mean goes from {scale.fmt(first['mean_score'])} at session "
+            f"{first['session']} to {scale.fmt(last['mean_score'])} at session {last['session']}. "
+        )
+    reading += (
+        "Clients with a weak alliance tend to leave early, so later sessions hold the clients "
+        "who stayed: part of any rise in all episodes is who remains. The dashed line follows "
+        "the same episodes and shows how much the alliance builds within them."
+    )
+    return Panel(
+        key="by_session",
+        title=title,
+        subtitle="",
+        reading=reading + withheld_note(ctx, safe),
+        figure=fit_layout(fig),
+        data=safe[
+            ["group", "session", "n_clients", "n", "mean_score", "low", "high", "suppressed"]
+        ],
+        withheld=any_withheld(safe),
+    )
+
+
+def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
+    title = "Alliance drops and what followed them"
+    thr = ctx.settings.rupture_threshold
+    df = queries.run(ctx.con, "alliance_drops_dropout", **ctx.params(), rupture_threshold=thr)
+    if df.empty:
+        return empty_panel(
+            "drops",
+            title,
+            "No ended episode with two or more SRS ratings finished in this selection.",
+        )
+    df = df.sort_values("had_drop", ascending=False, ignore_index=True)
+    low, high = wilson_interval(df["dropouts"].to_numpy(), df["episodes"].to_numpy())
+    df = df.assign(
+        group=np.where(df["had_drop"], f"With a drop of {thr:g}+ points", "Without a drop"),
+        low=low,
+        high=high,
+    )
+    # the two groups split the same episodes: withholding one withholds both
+    safe = protect(ctx, df, value_cols=["episodes", "dropouts", "dropout_rate", "low", "high"])
+    total_ep, total_drop = int(df["episodes"].sum()), int(df["dropouts"].sum())
+    overall = total_drop / total_ep if total_ep else None
+    fig = charts.interval_dots(
+        safe,
+        category="group",
+        value="dropout_rate",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Dropout rate of ended episodes with 2+ SRS ratings, by whether any SRS was "
+            f"≥ {thr:g} points below the episode's previous SRS (a setting); 95% Wilson CI",
+            f"drops: {s['drop_rate']:.1%} of {s['with_previous']:,} SRS ratings with a previous "
+            "one in the period"
+            if s["drop_rate"] is not None
+            else "",
+            n_text=f"n = {total_ep:,} ended episodes",
+        ),
+        x_label="Dropout rate",
+        reference=overall,
+        reference_label="these episodes overall",
+        value_format="pct",
+        suppressed_label=ctx.policy.label,
+    )
+    reading = ""
+    if not any_withheld(safe) and len(df) == 2:
+        yes, no = df[df["had_drop"]].iloc[0], df[~df["had_drop"]].iloc[0]
+        rd = risk_difference(yes["dropouts"], yes["episodes"], no["dropouts"], no["episodes"])
+        if np.isfinite(rd.value):
+            chance = rd.low <= 0 <= rd.high
+            reading = (
+                f"Dropout: {yes['dropout_rate']:.1%} of episodes with a drop, "
+                f"{no['dropout_rate']:.1%} without, a difference of {rd.value * 100:+.1f} "
+                f"percentage points (95% CI {rd.low * 100:+.1f} to {rd.high * 100:+.1f})"
+                + (", within what chance alone produces. " if chance else ". ")
+            )
+    reading += (
+        "An association, not a cause: longer episodes have more chances of a drop, and clients "
+        "who drop out may differ in other ways. Whether drops were repaired, and by whom, is on "
+        "the Ruptures & repair page."
+    )
+    return Panel(
+        key="drops",
+        title=title,
+        subtitle="",
+        reading=reading + withheld_note(ctx, safe),
+        figure=fit_layout(fig, rate_axis="x"),
+        data=safe[
+            [
+                "group",
+                "n_clients",
+                "episodes",
+                "dropouts",
+                "dropout_rate",
+                "low",
+                "high",
+                "suppressed",
+            ]
+        ],
+        withheld=any_withheld(safe),
+    )
+
+
+# --------------------------------------------------------------------------- the view
+
+
+def build(ctx: Context) -> View:
+    s = summary(ctx)
+    if s["n_clients"] < ctx.policy.k:
+        return View(
+            TITLE, QUESTION, notice=too_small_notice(ctx, s["n_clients"]), n_clients=s["n_clients"]
+        )
+    scale = SCALES.get(ctx.filters.alliance_measure, SCALES["srs"])
+    panels = [_distribution(ctx, scale, s)]
+    if scale.key == "wai":
+        panels.append(_wai_subscales(ctx))
+    panels += [
+        _control_chart(ctx, scale),
+        _by_session_number(ctx, scale),
+        _drops_and_dropout(ctx, s),
+    ]
+    return View(TITLE, QUESTION, tiles=_tiles(ctx, s), panels=panels, n_clients=s["n_clients"])
+
+
+__all__ = [
+    "QUESTION",
+    "SCALES",
+    "TITLE",
+    "baseline_mask",
+    "build",
+    "mean_interval",
+    "spc_baseline_end",
+    "spc_baseline_text",
+    "spc_frame",
+    "spc_note",
+    "summary",
+]

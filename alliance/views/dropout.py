@@ -1,0 +1,757 @@
+"""Dropout: who leaves therapy early, and how is that linked to the early alliance?
+
+Panels: the monthly dropout rate as a p-chart with the IHI run-chart rules; dropout by
+early-alliance band and quintile (Wilson intervals); the fitted logistic curve of dropout against
+the early SRS with its confidence band; Cohen's d by site beside the published d ≈ .55; and when
+dropouts leave compared with planned endings. Definitions: ../shared/metrics.md ("Dropout and its
+link to alliance"). `dropout_alliance_stats` gives the headline statistics to the CLI summary.
+
+Every alliance-dropout statistic is computed from grouped data (query dropout_early_srs: ended
+episodes counted by exact early SRS and site), a few thousand rows at most however many episodes,
+with no loss: see the query's header.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import statsmodels.api as sm
+from scipy import stats as sps
+from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
+
+from alliance import charts, queries
+from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.stats import (
+    Estimate,
+    cohens_d,
+    p_chart,
+    point_biserial_r,
+    wilson_interval,
+)
+from alliance.views.alliance_page import (
+    baseline_mask,
+    fit_layout,
+    spc_baseline_end,
+    spc_baseline_text,
+    spc_frame,
+    spc_note,
+)
+from alliance.views.common import (
+    CORRELATION_NOTE,
+    SMALL_N_NOTE,
+    any_withheld,
+    protect,
+    subtitle,
+    withheld_note,
+)
+from alliance.views.overview import too_small_notice
+
+TITLE = "Dropout"
+QUESTION = (
+    "How many clients leave therapy without a planned ending, when do they leave, and how is "
+    "that linked to the alliance in the first sessions?"
+)
+LAST_SESSION = 13  # last sessions from 13 on are pooled ("13+")
+PUBLISHED_D = 0.55  # Sharf, Primavera & Diener 2010, Psychotherapy 47:637 (11 studies, n = 1,301)
+PUBLISHED_TEXT = "published d ≈ .55 (Sharf, Primavera & Diener 2010)"
+EARLY_SRS_TEXT = "early SRS = mean SRS total of the episode's first 3 rated sessions"
+NAN = float("nan")
+STAT_KEYS = (
+    "alliance_dropout_d",
+    "alliance_dropout_d_ci",
+    "dropout_or_per_sd_lower",
+    "dropout_or_per_sd_lower_ci",
+    "dropout_point_biserial_r",
+    "dropout_point_biserial_r_ci",
+    "n",
+)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _expand(groups: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-episode (early_srs, dropout 0/1) rebuilt exactly from the grouped counts."""
+    x = groups["early_srs"].to_numpy(dtype=float)
+    drops = groups["dropouts"].to_numpy(dtype=np.int64)
+    others = groups["episodes"].to_numpy(dtype=np.int64) - drops
+    srs = np.concatenate([np.repeat(x, drops), np.repeat(x, others)])
+    dropout = np.concatenate([np.ones(drops.sum()), np.zeros(others.sum())])
+    return srs, dropout
+
+
+def _pool(groups: pd.DataFrame) -> pd.DataFrame:
+    """The grouped counts summed over sites: one row per exact early SRS."""
+    return groups.groupby("early_srs", as_index=False)[["episodes", "dropouts"]].sum()
+
+
+class _GroupedLogit:
+    """Logit P(dropout) = a + b z, z = early SRS standardized over the episodes (ddof = 1).
+
+    Fitted as a binomial GLM on (dropouts, non-dropouts) per exact early-SRS value: the same
+    likelihood as a per-episode logistic regression, so the same estimates and Wald standard
+    errors as alliance.stats.logistic_or_per_sd_lower / logistic_curve on the expanded episodes
+    (tests/test_view_dropout.py checks it), in milliseconds instead of seconds at 10^6 episodes.
+    """
+
+    def __init__(self, pooled: pd.DataFrame) -> None:
+        x = pooled["early_srs"].to_numpy(dtype=float)
+        n = pooled["episodes"].to_numpy(dtype=float)
+        d = pooled["dropouts"].to_numpy(dtype=float)
+        self.n = int(n.sum())
+        self.res = None
+        if self.n < 3 or x.size < 2 or d.sum() in (0, self.n):
+            return
+        self.centre = float(np.sum(n * x) / self.n)
+        self.scale = float(np.sqrt(np.sum(n * (x - self.centre) ** 2) / (self.n - 1)))
+        design = sm.add_constant((x - self.centre) / self.scale, has_constant="add")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", PerfectSeparationWarning)
+            try:
+                res = sm.GLM(
+                    np.column_stack([d, n - d]), design, family=sm.families.Binomial()
+                ).fit()
+            except (PerfectSeparationError, PerfectSeparationWarning, np.linalg.LinAlgError):
+                return
+        if res.converged and np.all(np.isfinite(res.bse)):
+            self.res = res
+
+    def or_per_sd_lower(self, conf: float = 0.95) -> Estimate:
+        if self.res is None:
+            return Estimate(NAN, NAN, NAN, self.n)
+        b, se = float(self.res.params[1]), float(self.res.bse[1])
+        half = float(sps.norm.ppf(0.5 + conf / 2)) * se
+        return Estimate(
+            float(np.exp(-b)), float(np.exp(-b - half)), float(np.exp(-b + half)), self.n
+        )
+
+    def curve(self, grid: np.ndarray, conf: float = 0.95) -> pd.DataFrame:
+        """Fitted P(dropout) on `grid` with a delta-method band formed on the logit scale."""
+        out = pd.DataFrame({"x": grid, "p": NAN, "low": NAN, "high": NAN})
+        if self.res is None:
+            return out
+        design = np.column_stack([np.ones_like(grid), (grid - self.centre) / self.scale])
+        eta = design @ np.asarray(self.res.params)
+        cov = np.asarray(self.res.cov_params())
+        se = np.sqrt(np.einsum("ij,jk,ik->i", design, cov, design))
+        z = float(sps.norm.ppf(0.5 + conf / 2))
+        out["p"] = sps.logistic.cdf(eta)
+        out["low"] = sps.logistic.cdf(eta - z * se)
+        out["high"] = sps.logistic.cdf(eta + z * se)
+        return out
+
+
+def _effect_stats(pooled: pd.DataFrame) -> dict[str, Estimate]:
+    srs, dropout = _expand(pooled)
+    return {
+        # d = (mean early SRS of other endings - mean of dropouts) / pooled SD: positive when
+        # dropouts had the weaker early alliance, as the published d
+        "d": cohens_d(srs[dropout == 0], srs[dropout == 1]),
+        "r": point_biserial_r(srs, dropout),
+        "or": _GroupedLogit(pooled).or_per_sd_lower(),
+    }
+
+
+def _ci(e: Estimate) -> list[float]:
+    return [e.low, e.high]
+
+
+def dropout_alliance_stats(ctx: Context) -> dict[str, float | list[float] | int]:
+    """The alliance-dropout headline statistics of metrics.md for the view's filters.
+
+    Over ended episodes finished in the period that have an early SRS (`n`):
+    alliance_dropout_d: Cohen's d = (mean early SRS of non-dropout endings - mean of dropouts) /
+    pooled SD (n - 1 weighting), interval d -/+ 1.96 SE; dropout_or_per_sd_lower: odds ratio of
+    dropout per 1 SD lower early SRS from a logistic regression on the standardized early SRS,
+    Wald 95% CI; dropout_point_biserial_r: Pearson r of early SRS with dropout (0/1), Fisher-z
+    95% CI (negative: a higher early SRS goes with less dropout). `*_ci` = [low, high].
+    Not computable (e.g. no dropouts) -> NaN. Unsuppressed: a caller that shows them applies
+    the privacy rule (both the dropout and the other episodes must describe >= k clients).
+    """
+    groups = queries.run(ctx.con, "dropout_early_srs", **ctx.params())
+    pooled = _pool(groups)
+    est = _effect_stats(pooled)
+    return {
+        "alliance_dropout_d": est["d"].value,
+        "alliance_dropout_d_ci": _ci(est["d"]),
+        "dropout_or_per_sd_lower": est["or"].value,
+        "dropout_or_per_sd_lower_ci": _ci(est["or"]),
+        "dropout_point_biserial_r": est["r"].value,
+        "dropout_point_biserial_r_ci": _ci(est["r"]),
+        "n": int(pooled["episodes"].sum()),
+    }
+
+
+# --------------------------------------------------------------------------- data
+
+
+def summary(ctx: Context) -> dict[str, float | int | None]:
+    """Dropout headline counts for the view (unsuppressed)."""
+    s = queries.run(ctx.con, "dropout_summary", **ctx.params()).iloc[0]
+    out: dict[str, float | int | None] = {}
+    for key, value in s.items():
+        if pd.isna(value):
+            out[str(key)] = None
+        elif key in ("dropout_rate", "median_last_dropout", "median_last_planned"):
+            out[str(key)] = float(value)
+        else:
+            out[str(key)] = int(value)
+    return out
+
+
+def _effect_groups(ctx: Context) -> pd.DataFrame:
+    """Client counts by (site or all, dropout), wide: site, dropout_clients, other_clients..."""
+    g = queries.run(ctx.con, "dropout_effect_groups", **ctx.params())
+    g = g.assign(site=g["site"].fillna("__all__"))
+    wide = g.pivot_table(
+        index="site", columns="dropout", values=["n_clients", "episodes"], fill_value=0
+    )
+    out = pd.DataFrame(index=wide.index)
+    for col, key in (("n_clients", "clients"), ("episodes", "episodes")):
+        for flag, name in ((True, "dropout"), (False, "other")):
+            out[f"{name}_{key}"] = (
+                wide[(col, flag)].astype(int) if (col, flag) in wide.columns else 0
+            )
+    return out.reset_index()
+
+
+def _effects_withheld(ctx: Context, dropout_clients: int, other_clients: int) -> bool:
+    """A statistic comparing dropouts with other endings describes both groups: each needs k."""
+    frame = pd.DataFrame({"n_clients": [dropout_clients, other_clients], "v": [0.0, 0.0]})
+    return bool(protect(ctx, frame, value_cols=["v"], complementary=False)["suppressed"].any())
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+def _tiles(ctx: Context, s: dict, effects: dict[str, Estimate], withheld: bool) -> list[Tile]:
+    k = ctx.policy.k
+    rate_withheld = 0 < s["n_clients"] < k
+    rate_text = ""
+    if s["ended"] and not rate_withheld:
+        lo, hi = wilson_interval(s["dropouts"], s["ended"])
+        rate_text = f"95% CI {lo[0]:.1%} to {hi[0]:.1%} · n = {s['ended']:,} ended episodes"
+    n_eff = f"n = {s['with_early_srs']:,} ended episodes with an early SRS"
+
+    def est_text(e: Estimate, fmt: str) -> str:
+        if withheld or not np.isfinite(e.value):
+            return ""
+        return f"95% CI {e.low:{fmt}} to {e.high:{fmt}} · {n_eff}"
+
+    def value(e: Estimate) -> float | None:
+        return None if withheld or not np.isfinite(e.value) else e.value
+
+    return [
+        Tile(
+            key="dropout_rate",
+            label="Dropout rate",
+            value=None if rate_withheld else s["dropout_rate"],
+            fmt=".1%",
+            n_text=rate_text,
+            help="Ended episodes (finished in the period) whose end reason is dropout, over all "
+            "ended episodes. Published clinics average about 20% (Swift & Greenberg 2012).",
+            higher_is_better=False,
+            withheld=rate_withheld,
+        ),
+        Tile(
+            key="alliance_dropout_d",
+            label="Alliance gap, Cohen's d",
+            value=value(effects["d"]),
+            fmt=".2f",
+            n_text=" · ".join(p for p in (est_text(effects["d"], ".2f"), PUBLISHED_TEXT) if p),
+            help="(Mean early SRS of episodes not ending in dropout − mean of dropouts) / pooled "
+            f"SD; {EARLY_SRS_TEXT}. Positive = dropouts started with a weaker alliance. "
+            "About .2 is small, .5 medium, .8 large.",
+            higher_is_better=None,
+            withheld=withheld,
+        ),
+        Tile(
+            key="dropout_or_per_sd_lower",
+            label="Dropout odds ratio",
+            value=value(effects["or"]),
+            fmt=".2f",
+            n_text=est_text(effects["or"], ".2f"),
+            help="Odds ratio per 1 SD lower early SRS, from a logistic regression of dropout on "
+            "the standardized early SRS: how many times the odds of dropout multiply for an "
+            "early SRS one SD lower. "
+            "Published ≈ 1.7. Wald 95% CI.",
+            higher_is_better=None,
+            withheld=withheld,
+        ),
+        Tile(
+            key="dropout_point_biserial_r",
+            label="Early SRS – dropout r",
+            value=value(effects["r"]),
+            fmt=".2f",
+            n_text=est_text(effects["r"], ".2f"),
+            help="Point-biserial correlation of the early SRS with dropout (1 = dropout): "
+            "negative when a higher early alliance goes with less dropout. Fisher-z 95% CI. "
+            + CORRELATION_NOTE,
+            higher_is_better=None,
+            withheld=withheld,
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def _p_chart(ctx: Context) -> Panel:
+    title = "Dropout rate by month: control chart"
+    df = queries.run(ctx.con, "monthly_dropout", **ctx.params())
+    if df.empty:
+        return empty_panel("dropout_spc", title, "No episodes ended in this selection.")
+    # months add up to the period's endings: one partition
+    safe = protect(ctx, df, value_cols=["ended", "dropouts", "dropout_rate"])
+    base = baseline_mask(safe["dropout_rate"], ctx.settings.spc_baseline_months)
+    if not base.any():
+        return empty_panel(
+            "dropout_spc",
+            title,
+            f"Every month describes fewer than {ctx.policy.k} clients: widen the selection.",
+        )
+    chart = p_chart(safe["dropouts"], safe["ended"], baseline=base)
+    frame = spc_frame(safe["month"], chart["p"], chart["centre"], chart["lcl"], chart["ucl"], base)
+    frame = frame.assign(
+        n_clients=safe["n_clients"].to_numpy(),
+        ended=safe["ended"].to_numpy(),
+        dropouts=safe["dropouts"].to_numpy(),
+        suppressed=safe["suppressed"].to_numpy(),
+        suppression=safe["suppression"].to_numpy(),
+    )
+    fig = charts.spc_chart(
+        frame,
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Dropouts / ended episodes by month of the last session (p-chart)",
+            f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
+            f"{ctx.settings.spc_baseline_months} months with endings (a setting)",
+            "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
+            n_text=f"n = {int(df['ended'].sum()):,} ended episodes",
+        ),
+        y_label="Dropout rate",
+        value_format="pct",
+        baseline_end=spc_baseline_end(frame),
+    )
+    return Panel(
+        key="dropout_spc",
+        title=title,
+        subtitle="",
+        reading=(
+            spc_note(frame)
+            + " Limits are wider in months with few endings."
+            + withheld_note(ctx, safe)
+        ),
+        figure=fit_layout(fig, rate_axis="y"),
+        data=frame,
+        withheld=any_withheld(safe),
+    )
+
+
+def _band_labels(cutoff: float) -> dict[str, str]:
+    return {
+        "below": f"Early SRS below {cutoff:g}",
+        "at_or_above": f"Early SRS {cutoff:g} or above",
+    }
+
+
+def _quintile_label(row: pd.Series) -> str:
+    q, lo, hi = int(row["quintile"]), row["cut_low"], row["cut_high"]
+    if pd.isna(lo):
+        return f"Q{q} lowest: up to {hi:.1f}"
+    if pd.isna(hi):
+        return f"Q{q} highest: above {lo:.1f}"
+    return f"Q{q}: {lo:.1f} to {hi:.1f}"
+
+
+def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
+    title = "Dropout by early alliance"
+    cutoff = ctx.settings.srs_cutoff
+    bands = queries.run(ctx.con, "dropout_by_alliance_band", **ctx.params(), srs_cutoff=cutoff)
+    quint = queries.run(ctx.con, "dropout_by_quintile", **ctx.params())
+    if bands.empty:
+        return (
+            empty_panel(
+                "dropout_bands", title, "No ended episode with an early SRS in this selection."
+            ),
+            pd.DataFrame(),
+        )
+    bands = bands.assign(split="Cutoff", group=bands["band"].map(_band_labels(cutoff)))
+    quint = quint.assign(split="Early-SRS quintile", group=quint.apply(_quintile_label, axis=1))
+    cols = ["split", "group", "n_clients", "episodes", "dropouts", "dropout_rate", "mean_early_srs"]
+    both = pd.concat([bands[cols], quint[cols]], ignore_index=True)
+    low, high = wilson_interval(both["dropouts"].to_numpy(), both["episodes"].to_numpy())
+    both = both.assign(low=low, high=high)
+    # the bands split the episodes, and so do the quintiles: one partition each
+    safe = protect(
+        ctx,
+        both,
+        value_cols=["episodes", "dropouts", "dropout_rate", "mean_early_srs", "low", "high"],
+        partition_cols=["split"],
+    )
+    overall = s["early_dropouts"] / s["with_early_srs"] if s["with_early_srs"] else None
+    fig = charts.interval_dots(
+        safe,
+        category="group",
+        value="dropout_rate",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Dropout rate of ended episodes by early SRS: below vs at or above the cutoff "
+            "(a setting), and in fifths (quintiles) of the early SRS; 95% Wilson CI",
+            EARLY_SRS_TEXT,
+            n_text=f"n = {s['with_early_srs']:,} ended episodes",
+        ),
+        x_label="Dropout rate",
+        reference=overall,
+        reference_label="all these episodes",
+        value_format="pct",
+        colour_by="split",
+        suppressed_label=ctx.policy.label,
+    )
+    reading = ""
+    vis = safe[safe["split"] == "Cutoff"].dropna(subset=["dropout_rate"])
+    if len(vis) == 2:
+        below, above = vis.iloc[0], vis.iloc[1]
+        reading = (
+            f"{below['dropout_rate']:.0%} of episodes that started below the cutoff ended in "
+            f"dropout, against {above['dropout_rate']:.0%} of those at or above it. "
+        )
+    reading += (
+        "Quintiles with the same early SRS stay together, so their sizes can differ. "
+        + CORRELATION_NOTE
+        + " "
+        + SMALL_N_NOTE
+    )
+    panel = Panel(
+        key="dropout_bands",
+        title=title,
+        subtitle="",
+        reading=reading + withheld_note(ctx, safe),
+        figure=fit_layout(fig, rate_axis="x"),
+        data=safe[
+            [
+                "split",
+                "group",
+                "n_clients",
+                "episodes",
+                "dropouts",
+                "dropout_rate",
+                "low",
+                "high",
+                "mean_early_srs",
+                "suppressed",
+            ]
+        ],
+        withheld=any_withheld(safe),
+    )
+    return panel, safe[safe["split"] == "Early-SRS quintile"]
+
+
+def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
+    order = np.argsort(x)
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(x[order][np.searchsorted(cum, q)])
+
+
+def _logistic_curve(
+    ctx: Context, pooled: pd.DataFrame, quintiles: pd.DataFrame, withheld: bool, n_clients: int
+) -> Panel:
+    title = "Chance of dropout by early alliance: fitted curve"
+    if pooled.empty or withheld:
+        msg = (
+            "No ended episode with an early SRS in this selection."
+            if pooled.empty
+            else f"Dropouts or other endings describe fewer than {ctx.policy.k} clients here: "
+            "the curve is withheld."
+        )
+        return empty_panel("dropout_curve", title, msg)
+    model = _GroupedLogit(pooled)
+    if model.res is None:
+        return empty_panel(
+            "dropout_curve", title, "The logistic model cannot be fitted here (e.g. no dropouts)."
+        )
+    x, w = pooled["early_srs"].to_numpy(float), pooled["episodes"].to_numpy(float)
+    # drawn over the middle 95% of episodes, rounded outward to whole points: no single
+    # client's score marks an end of the line, and the ends are not extrapolated far
+    lo = max(0.0, np.floor(_weighted_quantile(x, w, 0.025)))
+    hi = min(40.0, np.ceil(_weighted_quantile(x, w, 0.975)))
+    if hi <= lo:
+        hi = min(40.0, lo + 1)
+    curve = model.curve(np.linspace(lo, hi, 81))
+    fig = charts.lines(
+        curve,
+        x="x",
+        y="p",
+        group=None,
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Logistic regression of dropout on the early SRS, 95% confidence band; dots: "
+            "observed dropout rate of each early-SRS quintile (95% Wilson CI)",
+            EARLY_SRS_TEXT,
+            n_text=f"n = {model.n:,} ended episodes",
+        ),
+        x_label="Early SRS (mean of the first 3 rated sessions, 0–40)",
+        y_label="Chance of dropout",
+        value_format="pct",
+    )
+    fig.update_traces(name="fitted chance of dropout", selector={"mode": "lines+markers"})
+    fig.update_traces(mode="lines", selector={"mode": "lines+markers"})
+    vis = quintiles.dropna(subset=["dropout_rate", "mean_early_srs"])
+    if len(vis):
+        fig.add_trace(
+            go.Scatter(
+                x=vis["mean_early_srs"],
+                y=vis["dropout_rate"],
+                mode="markers",
+                name="observed, by quintile",
+                marker={"size": 10, "color": charts.ORANGE, "symbol": "diamond"},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": vis["high"] - vis["dropout_rate"],
+                    "arrayminus": vis["dropout_rate"] - vis["low"],
+                    "thickness": 1.5,
+                    "color": charts.ORANGE,
+                },
+                customdata=vis[["group"]].to_numpy(),
+                hovertemplate="%{customdata[0]}: %{y:.1%}<extra></extra>",
+            )
+        )
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(showlegend=True)
+    return Panel(
+        key="dropout_curve",
+        title=title,
+        subtitle="",
+        reading=(
+            f"Read the line at an early SRS to see the chance of dropout for episodes starting "
+            f"there: {curve['p'].iloc[0]:.0%} at {lo:g} points, {curve['p'].iloc[-1]:.0%} at "
+            f"{hi:g}. The dots check the curve against the data. A steeper curve means the "
+            "first sessions' SRS says more about who will leave. " + CORRELATION_NOTE
+        ),
+        figure=fit_layout(fig),
+        # every point of the curve comes from the model fitted to all these episodes
+        data=curve.rename(columns={"x": "early_srs", "p": "fitted_dropout_chance"}).assign(
+            n_clients=n_clients
+        ),
+    )
+
+
+def _effect_by_site(
+    ctx: Context, groups: pd.DataFrame, clients: pd.DataFrame, overall: dict[str, Estimate]
+) -> Panel:
+    title = "How much lower was the early alliance of dropouts? Cohen's d"
+    if groups.empty:
+        return empty_panel(
+            "dropout_d", title, "No ended episode with an early SRS in this selection."
+        )
+    rows = [("All sites in view", "__all__", overall["d"])]
+    sites = sorted(groups["site"].dropna().unique())
+    if len(sites) > 1:
+        for site in sites:
+            part = _pool(groups[groups["site"] == site])
+            srs, dropout = _expand(part)
+            rows.append((str(site), site, cohens_d(srs[dropout == 0], srs[dropout == 1])))
+    c = clients.set_index("site")
+    frame = pd.DataFrame(
+        {
+            "group": [r[0] for r in rows],
+            "scope": ["clinic" if r[1] == "__all__" else "site" for r in rows],
+            # the statistic describes both groups: judged by the smaller one
+            "n_clients": [
+                int(min(c.loc[r[1], "dropout_clients"], c.loc[r[1], "other_clients"]))
+                if r[1] in c.index
+                else 0
+                for r in rows
+            ],
+            "episodes": [r[2].n for r in rows],
+            "d": [r[2].value for r in rows],
+            "low": [r[2].low for r in rows],
+            "high": [r[2].high for r in rows],
+        }
+    )
+    # sites split the clinic's episodes: one partition; the clinic row stands alone
+    values = ["episodes", "d", "low", "high"]
+    safe = pd.concat(
+        [
+            protect(ctx, frame[frame["scope"] == "clinic"], value_cols=values, complementary=False),
+            protect(ctx, frame[frame["scope"] == "site"], value_cols=values),
+        ]
+    )
+    fig = charts.interval_dots(
+        safe,
+        category="group",
+        value="d",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Cohen's d = (mean early SRS of other endings − mean of dropouts) / pooled SD, "
+            "95% CI; positive = dropouts started with a weaker alliance",
+            "dotted line: " + PUBLISHED_TEXT,
+            n_text=f"n = {overall['d'].n:,} ended episodes",
+        ),
+        x_label="Cohen's d (early SRS, other endings minus dropouts)",
+        reference=PUBLISHED_D,
+        reference_label="published .55",
+        value_format="num2",
+        suppressed_label=ctx.policy.label,
+    )
+    fig.add_vline(x=0, line={"color": charts.GREY, "width": 1})
+    d = overall["d"]
+    reading = ""
+    if np.isfinite(d.value) and not bool(safe["suppressed"].iloc[0]):
+        inside = d.low <= PUBLISHED_D <= d.high
+        reading = f"Here d = {d.value:.2f} (95% CI {d.low:.2f} to {d.high:.2f}): " + (
+            "in line with the published .55. "
+            if inside
+            else "the interval excludes the published .55. "
+        )
+    reading += (
+        "A site whose interval crosses the dotted line does not differ from the literature. "
+        + SMALL_N_NOTE
+        + " "
+        + CORRELATION_NOTE
+    )
+    return Panel(
+        key="dropout_d",
+        title=title,
+        subtitle="",
+        reading=reading + withheld_note(ctx, safe),
+        figure=fit_layout(fig),
+        data=safe[["group", "n_clients", "episodes", "d", "low", "high", "suppressed"]],
+        withheld=any_withheld(safe),
+        stats={"alliance_dropout_d": d.value},
+    )
+
+
+def _cumulative_visible(part: pd.DataFrame) -> pd.Series:
+    """Running total of the bins' shares, stopped at the first withheld bin.
+
+    Beyond a withheld bin a running total would give its share away by subtraction; the part of
+    the curve before it is safe, and what remains after it is the combined share of the later
+    bins (at least two withheld bins of k clients together, by the complementary rule).
+    """
+    shares = part["share"].astype("float64")
+    blocked = part["suppressed"].astype(bool).cummax()
+    return shares.cumsum().mask(blocked)
+
+
+def _when_they_leave(ctx: Context, s: dict) -> Panel:
+    title = "When do clients leave? Share of endings by each session"
+    df = queries.run(ctx.con, "dropout_last_session", **ctx.params(), last_number=LAST_SESSION)
+    if df.empty:
+        return empty_panel("dropout_when", title, "No dropout or planned ending in this selection.")
+    df = df.assign(ending=df["ending"].map({"dropout": "Dropout", "planned": "Planned ending"}))
+    # the session bins of one kind of ending add up to its total: one partition per ending
+    safe = protect(ctx, df, value_cols=["episodes", "share"], partition_cols=["ending"])
+    safe = safe.sort_values(["ending", "bin_order"])
+    safe["ended_by"] = safe.groupby("ending", group_keys=False)[["share", "suppressed"]].apply(
+        _cumulative_visible
+    )
+    # the pooled last bin always completes 100%: the curve stops at the last single session
+    plot = safe[safe["bin_order"] < LAST_SESSION]
+    fig = charts.lines(
+        plot,
+        x="last_session",
+        y="ended_by",
+        group="ending",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Share of dropouts and of planned endings whose last session was at or before each "
+            "session number (attended sessions, counting those before the period)",
+            "'other' endings not shown",
+            n_text=f"n = {s['dropouts']:,} dropouts, {s['planned']:,} planned endings",
+        ),
+        x_label="Session number",
+        y_label="Share ended by this session",
+        value_format="pct",
+    )
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(range=[0, 1.02])
+    reading = ""
+    at4 = plot[plot["bin_order"] == 4].set_index("ending")["ended_by"]
+    if at4.notna().all() and len(at4) == 2:
+        reading = (
+            f"By session 4, {at4['Dropout']:.0%} of the dropouts had left, against "
+            f"{at4['Planned ending']:.0%} of the planned endings. "
+        )
+    k = ctx.policy.k
+    if (
+        s["median_last_dropout"] is not None
+        and s["median_last_planned"] is not None
+        and s["dropout_clients"] >= k
+        and s["planned_clients"] >= k
+    ):
+        reading += (
+            f"Half of the dropouts had left by session {s['median_last_dropout']:g}, half of the "
+            f"planned endings came by session {s['median_last_planned']:g}. "
+        )
+    reading += (
+        "Where the dropout line climbs steeply, engagement is won or lost: that is where asking "
+        "for feedback, and acting on a low SRS, matters most."
+    )
+    if plot["ended_by"].isna().any():
+        reading += " A line stops where the next session's count is withheld."
+    return Panel(
+        key="dropout_when",
+        title=title,
+        subtitle="",
+        reading=reading + withheld_note(ctx, safe),
+        figure=fit_layout(fig),
+        data=safe[
+            ["ending", "last_session", "n_clients", "episodes", "share", "ended_by", "suppressed"]
+        ],
+        withheld=any_withheld(safe),
+    )
+
+
+# --------------------------------------------------------------------------- the view
+
+
+def build(ctx: Context) -> View:
+    s = summary(ctx)
+    if s["n_clients"] == 0:
+        return View(
+            TITLE,
+            QUESTION,
+            notice="No episodes ended in this selection. Dropout counts episodes by the month "
+            "of their last session: widen the period or clear a filter.",
+        )
+    if s["n_clients"] < ctx.policy.k:
+        return View(
+            TITLE, QUESTION, notice=too_small_notice(ctx, s["n_clients"]), n_clients=s["n_clients"]
+        )
+    groups = queries.run(ctx.con, "dropout_early_srs", **ctx.params())
+    pooled = _pool(groups)
+    effects = _effect_stats(pooled)
+    withheld = _effects_withheld(ctx, s["early_dropout_clients"], s["early_other_clients"])
+    clients = _effect_groups(ctx)
+    bands, quintiles = _bands_and_quintiles(ctx, s)
+    panels = [
+        _p_chart(ctx),
+        bands,
+        _logistic_curve(ctx, pooled, quintiles, withheld, s["early_clients"]),
+        _effect_by_site(ctx, groups, clients, effects),
+        _when_they_leave(ctx, s),
+    ]
+    return View(
+        TITLE,
+        QUESTION,
+        tiles=_tiles(ctx, s, effects, withheld),
+        panels=panels,
+        n_clients=s["n_clients"],
+    )

@@ -1,0 +1,1281 @@
+"""Alliance profile: the alliance in the clinic's own terms, dimension by dimension.
+
+The clinic talks about trust and feeling heard, goals set together and an approach that fits the
+person. The alliance measures carry these as items (metrics.md "Alliance dimensions"): SRS
+relationship / goals and topics / approach or method / overall (0-10), WAI-SR Bond / Goal / Task
+(mean item 1-5). Every number here is a mean over episodes of each episode's mean item score in
+the period, so a long episode counts once and the intervals rest on episodes, not sessions.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from scipy import stats as sps
+
+from alliance import charts, queries
+from alliance.filters import Filters
+from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.spc import funnel, overdispersion, pooled_sd
+from alliance.stats import empirical_bayes_shrink
+from alliance.views.common import (
+    SMALL_N_NOTE,
+    any_withheld,
+    protect,
+    subtitle,
+    withheld_note,
+)
+from alliance.views.overview import too_small_notice
+
+TITLE = "Alliance profile"
+QUESTION = (
+    "Which part of the alliance is weakest (feeling heard, working on the client's goals, an "
+    "approach that fits), and for whom?"
+)
+
+DIMENSIONS = ("heard", "goals", "approach", "overall")
+LABELS = {
+    "heard": "Felt heard and respected",
+    "goals": "Worked on what I wanted",
+    "approach": "Approach fit me",
+    "overall": "Overall",
+}
+SRS_ITEMS = {
+    "heard": "SRS item “Relationship” (felt heard, understood and respected)",
+    "goals": "SRS item “Goals and topics”",
+    "approach": "SRS item “Approach or method”",
+    "overall": "SRS item “Overall”",
+}
+WAI_ITEMS = {
+    "heard": "WAI-SR Bond subscale (items 3, 5, 7, 9)",
+    "goals": "WAI-SR Goal subscale (items 4, 6, 8, 11)",
+    "approach": "WAI-SR Task subscale (items 1, 2, 10, 12)",
+}
+COLOURS = {
+    "heard": charts.BLUE,
+    "goals": charts.GREEN,
+    "approach": charts.VERMILLION,
+    "overall": charts.GREY,
+}
+GROUP_BYS = (
+    "clinic",
+    "site",
+    "program",
+    "therapist",
+    "month",
+    "age_band",
+    "gender",
+    "race_ethnicity",
+)
+DEMOGRAPHICS = {"race_ethnicity": "Race/ethnicity", "age_band": "Age band", "gender": "Gender"}
+NOT_A_GROUP = {"unknown", "(no program)"}
+Z95 = 1.959963984540054
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+def dimensions(ctx: Context) -> tuple[str, ...]:
+    """The dimensions of the chosen instrument (WAI-SR has no 'overall' item)."""
+    return DIMENSIONS[:3] if ctx.filters.alliance_measure == "wai" else DIMENSIONS
+
+
+def item_names(ctx: Context) -> dict[str, str]:
+    return WAI_ITEMS if ctx.filters.alliance_measure == "wai" else SRS_ITEMS
+
+
+def scale_text(ctx: Context) -> str:
+    if ctx.filters.alliance_measure == "wai":
+        return "WAI-SR subscale mean item score (1–5)"
+    return "SRS item score (0–10)"
+
+
+def items_caption(ctx: Context, dims: Iterable[str] | None = None) -> str:
+    """'Felt heard and respected = SRS item “Relationship” …' for the chart captions."""
+    names = item_names(ctx)
+    return "; ".join(f"{LABELS[d]} = {names[d]}" for d in (dims or dimensions(ctx)))
+
+
+def weighting_text() -> str:
+    return "mean over episodes of each episode's mean item score in the period"
+
+
+def therapist_labels(codes: Iterable[str], ctx: Context, volume: pd.Series | None = None) -> dict:
+    """Display names for therapist codes: the codes, or in meeting mode A, B, C… (by volume).
+
+    The letters are assigned per view, largest caseload first, so a screen shared in a meeting
+    shows no codes.
+    """
+    codes = list(dict.fromkeys(codes))
+    if not ctx.meeting_mode:
+        return {c: c for c in codes}
+    if volume is not None:
+        order = sorted(codes, key=lambda c: (-float(volume.get(c, 0)), c))
+    else:
+        order = sorted(codes)
+    letters = list(string.ascii_uppercase)
+    names = letters + [a + b for a in letters for b in letters]
+    return {c: f"Therapist {names[i]}" for i, c in enumerate(order)}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def profile_table(ctx: Context, filters: Filters | None = None, *, detail: bool = True):
+    """Every grouping of the dimension means in one query (unsuppressed: pass what you show
+    through `protect`).
+
+    Columns: grouping ('clinic', 'site', 'program', 'therapist', 'month', 'age_band',
+    'gender', 'race_ethnicity', 'therapist/<demographic>'), unit, subgroup, dimension, label,
+    n_clients, episodes, administrations, mean_score, sd_score, low, high (95% t interval over
+    episodes; NaN with one episode). detail=False computes only the clinic, program and
+    demographic groupings.
+    """
+    f = filters or ctx.filters
+    df = queries.run(
+        ctx.con,
+        "profile_dimensions",
+        **ctx.params(f),
+        alliance=f.alliance_measure,
+        detail=detail,
+    )
+    keep = DIMENSIONS[:3] if f.alliance_measure == "wai" else DIMENSIONS
+    df = df[df["dimension"].isin(keep)].reset_index(drop=True)
+    n = df["episodes"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(n >= 2, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+        half = t * df["sd_score"].to_numpy(dtype=float) / np.sqrt(n)
+    return df.assign(
+        label=df["dimension"].map(LABELS),
+        low=df["mean_score"] - half,
+        high=df["mean_score"] + half,
+    )
+
+
+def dimension_scores(
+    ctx: Context,
+    group_by: str = "clinic",
+    subgroup_by: str = "none",
+    filters: Filters | None = None,
+    *,
+    table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Dimension means per unit of one grouping (unsuppressed), from `table` if given.
+
+    group_by: one of GROUP_BYS; subgroup_by: 'none', or a demographic with group_by
+    'therapist'. Columns as `profile_table` without 'grouping'.
+    """
+    key = group_by if subgroup_by == "none" else f"{group_by}/{subgroup_by}"
+    if group_by not in GROUP_BYS or (
+        subgroup_by != "none" and (group_by != "therapist" or subgroup_by not in DEMOGRAPHICS)
+    ):
+        raise ValueError(f"unknown grouping {group_by!r} / {subgroup_by!r}")
+    if table is None:
+        detail = key not in ("clinic", "program", *DEMOGRAPHICS)
+        table = profile_table(ctx, filters, detail=detail)
+    part = table[table["grouping"] == key].drop(columns="grouping")
+    return part.reset_index(drop=True)
+
+
+def gap_vs_overall(
+    mean_g: np.ndarray,
+    sd_g: np.ndarray,
+    n_g: np.ndarray,
+    mean_all: float,
+    sd_all: float,
+    n_all: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Difference between a group's mean and the overall mean that includes it, with a 95% CI.
+
+    The rest of the clinic is recovered from the totals (n_r = N - n_g, its mean and SD from
+    the sums and sums of squares); the gap is (1 - w)(mean_g - mean_rest) with w = n_g / N and
+    SE (1 - w) sqrt(sd_g^2 / n_g + sd_rest^2 / n_rest) (normal approximation, as
+    stats.risk_difference_vs_overall does for rates). Returns (gap, low, high); the interval
+    is NaN where either side has fewer than 2 observations; a group that is the whole clinic
+    has gap 0.
+    """
+    mg, sg, ng = (np.asarray(a, dtype=float) for a in (mean_g, sd_g, n_g))
+    sg = np.nan_to_num(sg, nan=0.0)
+    nr = n_all - ng
+    sum_all, sum_g = n_all * mean_all, ng * mg
+    sq_all = (n_all - 1) * sd_all**2 + n_all * mean_all**2
+    sq_g = (ng - 1) * sg**2 + ng * mg**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mr = (sum_all - sum_g) / nr
+        var_r = np.clip((sq_all - sq_g - nr * mr**2) / (nr - 1), 0, None)
+        w = ng / n_all
+        gap = np.where(nr > 0, (1 - w) * (mg - mr), 0.0)
+        se = (1 - w) * np.sqrt(sg**2 / ng + var_r / nr)
+    ok = (ng >= 2) & (nr >= 2)
+    low = np.where(ok, gap - Z95 * se, np.nan)
+    high = np.where(ok, gap + Z95 * se, np.nan)
+    low = np.where(nr == 0, 0.0, low)
+    high = np.where(nr == 0, 0.0, high)
+    return gap, low, high
+
+
+def _with_gaps(groups: pd.DataFrame, clinic: pd.DataFrame) -> pd.DataFrame:
+    """Add gap, gap_low, gap_high (group mean - clinic-wide mean of the same dimension)."""
+    ref = clinic.set_index("dimension")
+    out = []
+    for dim, part in groups.groupby("dimension", sort=False):
+        if dim not in ref.index:
+            continue
+        r = ref.loc[dim]
+        gap, low, high = gap_vs_overall(
+            part["mean_score"].to_numpy(),
+            part["sd_score"].to_numpy(),
+            part["episodes"].to_numpy(),
+            float(r["mean_score"]),
+            float(r["sd_score"]),
+            float(r["episodes"]),
+        )
+        out.append(part.assign(gap=gap, gap_low=low, gap_high=high))
+    if not out:
+        return groups.assign(gap=np.nan, gap_low=np.nan, gap_high=np.nan)
+    return pd.concat(out, ignore_index=True)
+
+
+def _order(df: pd.DataFrame) -> pd.DataFrame:
+    rank = {d: i for i, d in enumerate(DIMENSIONS)}
+    return (
+        df.assign(_r=df["dimension"].map(rank))
+        .sort_values(["_r"], kind="stable")
+        .drop(columns="_r")
+    )
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _dot_figure(
+    df: pd.DataFrame,
+    *,
+    category: str,
+    value: str,
+    low: str,
+    high: str,
+    title: str,
+    subtitle_text: str,
+    axis_label: str,
+    horizontal: bool,
+    reference: float | None = None,
+    reference_label: str = "",
+    suppressed_label: str = "n < 11",
+    value_format: str = ".2f",
+    categories: list[str] | None = None,
+) -> go.Figure:
+    """Dots with 95% intervals, one colour per dimension, dodged within each category.
+
+    df: category, dimension, value, low, high (value NaN = withheld: the category is labelled).
+    """
+    fig = go.Figure()
+    cats = categories or list(dict.fromkeys(df[category].astype(str)))
+    for dim in DIMENSIONS:
+        part = df[(df["dimension"] == dim) & df[value].notna()]
+        if part.empty:
+            continue
+        err = {
+            "type": "data",
+            "symmetric": False,
+            "array": (part[high] - part[value]).fillna(0).to_numpy(),
+            "arrayminus": (part[value] - part[low]).fillna(0).to_numpy(),
+            "thickness": 2,
+            "width": 4,
+            "color": COLOURS[dim],
+        }
+        cat = part[category].astype(str).to_numpy()
+        val = part[value].to_numpy()
+        fig.add_trace(
+            go.Scatter(
+                x=val if horizontal else cat,
+                y=cat if horizontal else val,
+                mode="markers",
+                name=LABELS[dim],
+                offsetgroup=dim,
+                orientation="h" if horizontal else "v",
+                marker={"size": 11, "color": COLOURS[dim], "line": {"width": 1, "color": "white"}},
+                error_x=err if horizontal else None,
+                error_y=None if horizontal else err,
+                customdata=np.column_stack(
+                    [part["n_clients"].astype("float").to_numpy(), part[low], part[high]]
+                ),
+                hovertemplate=(
+                    f"{LABELS[dim]}<br>%{{{'y' if horizontal else 'x'}}}: "
+                    f"%{{{'x' if horizontal else 'y'}:{value_format}}} "
+                    f"(95% CI %{{customdata[1]:{value_format}}} to "
+                    f"%{{customdata[2]:{value_format}}})<br>%{{customdata[0]:,.0f}} clients"
+                    "<extra></extra>"
+                ),
+            )
+        )
+    hidden = [c for c in cats if df.loc[df[category].astype(str) == c, value].notna().sum() == 0]
+    for c in hidden:
+        fig.add_annotation(
+            x=(reference or 0) if horizontal else c,
+            y=c if horizontal else 0.5,
+            xref="x" if horizontal else "x",
+            yref="y" if horizontal else "paper",
+            text=suppressed_label,
+            showarrow=False,
+            font={"color": charts.GREY, "size": 13},
+            xanchor="left" if horizontal else "center",
+        )
+    if reference is not None:
+        line = {"color": charts.GREY, "dash": "dot", "width": 2}
+        if horizontal:
+            fig.add_vline(x=reference, line=line)
+        else:
+            fig.add_hline(y=reference, line=line)
+        if reference_label:
+            fig.add_annotation(
+                x=reference if horizontal else 1.0,
+                y=1.0 if horizontal else reference,
+                xref="x" if horizontal else "paper",
+                yref="paper" if horizontal else "y",
+                text=reference_label,
+                showarrow=False,
+                yanchor="bottom",
+                font={"color": charts.GREY, "size": 12},
+            )
+    fig.update_layout(scattermode="group", scattergap=0.35)
+    cat_axis = {"type": "category", "categoryorder": "array", "categoryarray": cats}
+    # a value range fitted to the intervals (grouped scatter would otherwise start at zero)
+    ends = pd.concat([df[low], df[high], df[value]]).dropna()
+    if reference is not None:
+        ends = pd.concat([ends, pd.Series([reference])])
+    span = None
+    if len(ends):
+        pad = max(float(ends.max() - ends.min()) * 0.08, 0.02)
+        span = [float(ends.min()) - pad, float(ends.max()) + pad]
+    if horizontal:
+        fig.update_yaxes(**cat_axis, autorange="reversed")
+        fig.update_xaxes(title=axis_label, tickformat=value_format, zeroline=False, range=span)
+        height = max(420, 210 + 16 * len(cats) * max(1, df["dimension"].nunique()))
+    else:
+        fig.update_xaxes(**cat_axis)
+        fig.update_yaxes(title=axis_label, tickformat=value_format, range=span)
+        height = 480
+    fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
+    return fit_layout(fig)
+
+
+def fit_layout(fig: go.Figure, *, legend_below: bool = True) -> go.Figure:
+    """Room for a subtitle of several lines, and the legend under the plot, clear of it.
+
+    The house theme leaves room for a two-line subtitle and puts the legend top right; these
+    pages print definitions and settings on every chart, so subtitles run to three or four
+    lines and the legends are long.
+    """
+    sub = fig.layout.title.subtitle.text or ""
+    lines = sub.count("<br>") + 1 if sub else 0
+    height = fig.layout.height or 430
+    top = 58 + 18 * lines
+    changes: dict = {
+        "margin": {"t": top},
+        "height": height + max(0, top - 95),
+        "title": {"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 14}},
+    }
+    if legend_below:
+        changes["legend"] = {
+            "orientation": "h",
+            "yref": "container",
+            "yanchor": "bottom",
+            "y": 0.0,
+            "xanchor": "left",
+            "x": 0.0,
+        }
+        changes["margin"]["b"] = 115
+        changes["height"] += 50
+    fig.update_layout(**changes)
+    return fig
+
+
+def _gap_heatmap(
+    df: pd.DataFrame,
+    *,
+    rows: list[str],
+    dims: tuple[str, ...],
+    title: str,
+    subtitle_text: str,
+    suppressed_label: str,
+) -> go.Figure:
+    """Rows (site / program) x dimensions, coloured by the gap from the clinic's dimension mean.
+
+    df: row, dimension, gap, gap_low, gap_high, weakest (bool). Withheld cells read "n < 11".
+    """
+    z, text = [], []
+    for r in rows:
+        zr, tr = [], []
+        for d in dims:
+            cell = df[(df["row"] == r) & (df["dimension"] == d)]
+            if cell.empty or pd.isna(cell["gap"].iloc[0]):
+                zr.append(None)
+                tr.append(suppressed_label if not cell.empty else "–")
+                continue
+            c = cell.iloc[0]
+            clear = bool(c["gap_low"] > 0 or c["gap_high"] < 0)
+            mark = "  ◀ weakest" if bool(c["weakest"]) else ""
+            gap = 0.0 if abs(c["gap"]) < 0.005 else float(c["gap"])
+            tr.append(f"{gap:+.2f}{'*' if clear else ''}{mark}")
+            zr.append(float(c["gap"]))
+        z.append(zr)
+        text.append(tr)
+    finite = [abs(v) for row in z for v in row if v is not None]
+    span = max(finite) if finite else 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[LABELS[d] for d in dims],
+            y=rows,
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 14},
+            zmin=-span,
+            zmax=span,
+            zmid=0,
+            colorscale=[[0, charts.VERMILLION], [0.5, "#f7f7f7"], [1, charts.BLUE]],
+            colorbar={"title": {"text": "points vs<br>clinic"}, "thickness": 14},
+            hovertemplate="%{y} · %{x}: %{text}<extra></extra>",
+            xgap=3,
+            ygap=3,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
+    fig.update_xaxes(side="top", showgrid=False, title=None)
+    height = max(360, 170 + 40 * len(rows))
+    fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
+    fit_layout(fig, legend_below=False)
+    fig.update_layout(margin={"t": fig.layout.margin.t + 40})
+    return fig
+
+
+def _strip_figure(
+    points: pd.DataFrame,
+    centres: pd.DataFrame,
+    *,
+    rows: list[str],
+    title: str,
+    subtitle_text: str,
+    axis_label: str,
+) -> go.Figure:
+    """Therapists' shrunken gaps as small dots per group row, the average gap as an open diamond
+    drawn underneath (dots shrunk all the way to the average sit inside it).
+
+    points: row, dimension, therapist, shrunk (NaN rows are not drawn).
+    centres: row, dimension, centre.
+    """
+    fig = go.Figure()
+    for dim in DIMENSIONS:
+        part = points[(points["dimension"] == dim) & points["shrunk"].notna()]
+        cen = centres[centres["dimension"] == dim]
+        if part.empty and cen.empty:
+            continue
+        if not cen.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=cen["centre"],
+                    y=cen["row"],
+                    mode="markers",
+                    name=f"{LABELS[dim]}: average",
+                    legendgroup=dim,
+                    offsetgroup=dim,
+                    orientation="h",
+                    showlegend=False,
+                    marker={
+                        "size": 17,
+                        "symbol": "diamond-open",
+                        "color": COLOURS[dim],
+                        "line": {"width": 3, "color": COLOURS[dim]},
+                    },
+                    hovertemplate=(
+                        f"{LABELS[dim]} · %{{y}}: average gap %{{x:+.2f}}<extra></extra>"
+                    ),
+                )
+            )
+        if not part.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=part["shrunk"],
+                    y=part["row"],
+                    mode="markers",
+                    name=LABELS[dim],
+                    legendgroup=dim,
+                    offsetgroup=dim,
+                    orientation="h",
+                    marker={"size": 8, "color": COLOURS[dim], "opacity": 0.6},
+                    customdata=part[["therapist"]].to_numpy(),
+                    hovertemplate=(
+                        f"%{{customdata[0]}} · {LABELS[dim]}<br>%{{y}}: "
+                        "%{x:+.2f} (shrunken)<extra></extra>"
+                    ),
+                )
+            )
+    fig.add_vline(x=0, line={"color": charts.GREY, "dash": "dot", "width": 2})
+    fig.update_layout(scattermode="group", scattergap=0.3)
+    fig.update_yaxes(
+        type="category", categoryorder="array", categoryarray=rows, autorange="reversed"
+    )
+    fig.update_xaxes(title=axis_label, tickformat="+.2f", zeroline=False)
+    height = max(420, 200 + 46 * len(rows))
+    fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
+    return fit_layout(fig)
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def _n_text(df: pd.DataFrame) -> str:
+    eps = int(df["episodes"].max()) if len(df) else 0
+    return f"n = {eps:,} episodes"
+
+
+def _tiles(ctx: Context, clinic: pd.DataFrame, before: pd.DataFrame) -> list[Tile]:
+    safe = protect(
+        ctx, clinic, value_cols=["mean_score", "low", "high", "sd_score"], complementary=False
+    )
+    prev = before.set_index("dimension")["mean_score"] if not before.empty else pd.Series()
+    prev_ok = (
+        before.set_index("dimension")["n_clients"] >= ctx.policy.k
+        if not before.empty
+        else pd.Series(dtype=bool)
+    )
+    names = item_names(ctx)
+    tiles = []
+    for _, row in _order(safe).iterrows():
+        d = row["dimension"]
+        value = None if pd.isna(row["mean_score"]) else float(row["mean_score"])
+        delta = None
+        if value is not None and d in prev.index and bool(prev_ok.get(d, False)):
+            delta = value - float(prev[d])
+        n_text = ""
+        if not row["suppressed"]:
+            ci = f"95% CI {row['low']:.2f}–{row['high']:.2f} · " if pd.notna(row["low"]) else ""
+            n_text = f"{ci}n = {int(row['episodes']):,} episodes"
+        tiles.append(
+            Tile(
+                key=f"dim_{d}",
+                label=LABELS[d],
+                value=value,
+                fmt=".2f",
+                n_text=n_text,
+                help=f"{names[d]}: {weighting_text()} ({scale_text(ctx)}).",
+                delta=delta,
+                delta_fmt="+.2f",
+                higher_is_better=True,
+                withheld=bool(row["suppressed"]),
+            )
+        )
+    return tiles
+
+
+def _side_by_side(
+    ctx: Context, clinic: pd.DataFrame, by: pd.DataFrame, group_by: str, noun: str
+) -> Panel:
+    key, title = f"by_{group_by}", f"The alliance dimensions by {noun}"
+    if by.empty:
+        return empty_panel(key, title, f"No alliance items recorded for any {noun}.")
+    rows = pd.concat([clinic.assign(unit="Whole clinic"), by], ignore_index=True)
+    # the clinic row is the total of the others: never withheld by the partition rule
+    whole = protect(
+        ctx,
+        rows.iloc[: len(clinic)],
+        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
+        complementary=False,
+    )
+    parts = protect(
+        ctx,
+        rows.iloc[len(clinic) :],
+        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
+        partition_cols=["dimension"],
+    )
+    safe = pd.concat([whole, parts], ignore_index=True)
+    cats = ["Whole clinic", *sorted(by["unit"].unique())]
+    fig = _dot_figure(
+        safe,
+        category="unit",
+        value="mean_score",
+        low="low",
+        high="high",
+        title=title,
+        subtitle_text=subtitle(
+            ctx,
+            f"{scale_text(ctx)}, {weighting_text()}",
+            "95% CI",
+            n_text=_n_text(clinic),
+        ),
+        axis_label="Mean item score",
+        horizontal=False,
+        suppressed_label=ctx.policy.label,
+        categories=cats,
+    )
+    table = safe[
+        ["unit", "label", "n_clients", "episodes", "mean_score", "low", "high", "suppressed"]
+    ].rename(columns={"unit": noun, "label": "dimension"})
+    return Panel(
+        key=key,
+        title=title,
+        subtitle="",
+        reading=(
+            f"Each dot is a dimension's mean for the {noun}, with its 95% interval. Compare "
+            f"colours within a {noun} to see its weakest part, and the same colour across "
+            f"{noun}s to see where a part is weaker. {items_caption(ctx)}. {SMALL_N_NOTE}"
+            + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=table,
+        withheld=any_withheld(safe),
+    )
+
+
+def _weakest(ctx: Context, clinic: pd.DataFrame, by_site: pd.DataFrame, by_prog: pd.DataFrame):
+    key, title = "weakest", "Which dimension is weakest, for whom"
+    parts = []
+    for kind, df in (("Site", by_site), ("Program", by_prog)):
+        if df.empty:
+            continue
+        g = _with_gaps(df, clinic).assign(kind=kind)
+        parts.append(
+            protect(
+                ctx,
+                g,
+                value_cols=[
+                    "mean_score",
+                    "sd_score",
+                    "low",
+                    "high",
+                    "gap",
+                    "gap_low",
+                    "gap_high",
+                    "episodes",
+                    "administrations",
+                ],
+                partition_cols=["kind", "dimension"],
+            )
+        )
+    if not parts:
+        return empty_panel(key, title, "No alliance items recorded in this selection.")
+    safe = pd.concat(parts, ignore_index=True)
+    safe["row"] = safe["kind"] + ": " + safe["unit"].astype(str)
+    # weakest = the most negative gap from the clinic's own mean of that dimension
+    shown = safe[safe["gap"].notna()]
+    # weakest: the row's lowest dimension among those clearly below the clinic (CI below 0)
+    below = shown[shown["gap_high"] < 0]
+    idx = below.groupby("row")["gap"].idxmin()
+    safe["weakest"] = safe.index.isin(idx.to_numpy())
+    rows = list(dict.fromkeys(safe["row"]))
+    dims = dimensions(ctx)
+    fig = _gap_heatmap(
+        safe,
+        rows=rows,
+        dims=dims,
+        title=title,
+        subtitle_text=subtitle(
+            ctx,
+            f"{scale_text(ctx)}: site or program mean minus the clinic's mean of the same "
+            "dimension (points)",
+            "* = 95% CI excludes 0",
+            n_text=_n_text(clinic),
+        ),
+        suppressed_label=ctx.policy.label,
+    )
+    weakest = safe[safe["weakest"]]
+    summary = "; ".join(
+        f"{r}: {LABELS[d]}" for r, d in zip(weakest["row"], weakest["dimension"], strict=True)
+    )
+    table = safe[
+        [
+            "kind",
+            "unit",
+            "label",
+            "n_clients",
+            "episodes",
+            "mean_score",
+            "gap",
+            "gap_low",
+            "gap_high",
+            "weakest",
+            "suppressed",
+        ]
+    ].rename(columns={"label": "dimension"})
+    return Panel(
+        key=key,
+        title=title,
+        subtitle="",
+        reading=(
+            "Each cell is how far a site's or program's mean lies above (blue) or below "
+            "(orange-red) the clinic's own mean of that dimension; * marks a gap whose 95% "
+            "interval excludes zero, ◀ the row's lowest such dimension below the clinic. "
+            "Items differ in level everywhere "
+            "(approach usually scores lowest), so the comparison is with the clinic's value "
+            "of the same item. Small gaps without * are noise. "
+            + (
+                f"Clearly below the clinic: {summary}."
+                if summary
+                else "No site or program is clearly below the clinic on any dimension."
+            )
+            + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=table,
+        withheld=any_withheld(safe),
+    )
+
+
+def _monthly(ctx: Context, monthly: pd.DataFrame) -> Panel:
+    key, title = "by_month", "The alliance dimensions by month"
+    if monthly.empty:
+        return empty_panel(key, title, "No alliance items recorded in this selection.")
+    safe = protect(
+        ctx,
+        monthly,
+        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
+        complementary=False,
+    )
+    safe = _order(safe).assign(month=pd.to_datetime(safe["unit"]))
+    safe = safe.sort_values(["month"], kind="stable")
+    fig = charts.lines(
+        _order(safe),
+        x="month",
+        y="mean_score",
+        group="label",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            f"{scale_text(ctx)}, episodes' mean item score within each calendar month",
+            "95% CI band",
+            n_text=f"n = {int(monthly['administrations'].sum()):,} administrations",
+        ),
+        x_label="Month",
+        y_label="Mean item score",
+        value_format="num2",
+    )
+    fit_layout(fig)
+    for tr in fig.data:
+        name = getattr(tr, "name", None)
+        for d in DIMENSIONS:
+            if name == LABELS[d]:
+                tr.line.color = COLOURS[d]
+                tr.marker.color = COLOURS[d]
+    # colour the bands like their lines (bands come just before their line)
+    traces = list(fig.data)
+    for i, tr in enumerate(traces[:-1]):
+        if getattr(tr, "fill", None) == "toself":
+            tr.fillcolor = traces[i + 1].line.color
+    table = safe[
+        ["unit", "label", "n_clients", "episodes", "mean_score", "low", "high", "suppressed"]
+    ].rename(columns={"unit": "month", "label": "dimension"})
+    return Panel(
+        key=key,
+        title=title,
+        subtitle="",
+        reading=(
+            "One line per dimension; bands are 95% intervals. Lines moving together mean the "
+            "whole alliance moved; one line moving alone points at that part. Month-to-month "
+            "wiggles inside the bands are noise." + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=table,
+        withheld=any_withheld(safe),
+    )
+
+
+def _funnels(ctx: Context, clinic: pd.DataFrame, by_ther: pd.DataFrame) -> list[Panel]:
+    """One panel: a funnel plot per dimension, side by side (small multiples)."""
+    key, title = "funnel_dimensions", "The alliance dimensions by therapist"
+    if not ctx.therapist_level:
+        return [
+            empty_panel(key, title, "Therapist-level comparisons are not available for your role.")
+        ]
+    if by_ther.empty:
+        return [empty_panel(key, title, "No therapist has alliance items recorded.")]
+    names = therapist_labels(by_ther["unit"], ctx, by_ther.groupby("unit")["episodes"].max())
+    ref = clinic.set_index("dimension")
+    safe = protect(
+        ctx,
+        by_ther,
+        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
+        partition_cols=["dimension"],
+    )
+    funnels, tables, sigmas, methods = [], [], [], set()
+    for d in dimensions(ctx):
+        part, part_safe = by_ther[by_ther["dimension"] == d], safe[safe["dimension"] == d]
+        shown = part_safe[part_safe["mean_score"].notna()]
+        sigma = pooled_sd(part["sd_score"], part["episodes"]) if len(part) else float("nan")
+        if d not in ref.index or len(shown) < 2 or not np.isfinite(sigma) or sigma <= 0:
+            continue
+        target = float(ref.loc[d, "mean_score"])
+        pts, lim, info = funnel(
+            pd.DataFrame(
+                {
+                    "unit": shown["unit"].map(names),
+                    "n": shown["episodes"].astype(float),
+                    "value": shown["mean_score"].astype(float),
+                }
+            ),
+            kind="mean",
+            target=target,
+            sigma=sigma,
+            method=ctx.settings.overdispersion,
+        )
+        funnels.append(
+            {
+                "name": f"“{LABELS[d]}”",
+                "points": pts,
+                "limits": lim,
+                "target": target,
+                "x_label": "Episodes",
+                "y_label": "Mean item score",
+                "value_format": "num2",
+            }
+        )
+        sigmas.append(f"{sigma:.2f}")
+        methods.add(info["method_used"])
+        flags = pts.set_index("unit")["flag"]
+        t = part_safe.assign(therapist=part_safe["unit"].map(names))
+        tables.append(t.assign(flag=t["therapist"].map(flags)))
+    if not funnels:
+        return [
+            empty_panel(
+                key,
+                title,
+                f"Fewer than two therapists with at least {ctx.policy.k} clients: no funnel.",
+            )
+        ]
+    widened = sorted(m for m in methods if m != "none")
+    od = (
+        f"limits widened for overdispersion ({', '.join(widened)}) where significant"
+        if widened
+        else "no significant overdispersion"
+    )
+    n_shown = pd.concat([f["points"]["unit"] for f in funnels]).nunique()
+    fig = funnel_grid(
+        funnels,
+        title=title,
+        subtitle_text=subtitle(
+            ctx,
+            f"{scale_text(ctx)}, {weighting_text()}",
+            "95% and 99.8% limits μ0 ± z·σ/√n around the clinic's mean",
+            "σ = pooled within-therapist SD, by panel " + " / ".join(sigmas),
+            od,
+            n_text=f"n = {int(by_ther.groupby('dimension')['episodes'].sum().max()):,} "
+            f"episodes, {n_shown} therapists shown",
+        ),
+    )
+    table = pd.concat(tables, ignore_index=True)[
+        ["label", "therapist", "n_clients", "episodes", "mean_score", "flag", "suppressed"]
+    ].rename(columns={"label": "dimension"})
+    flagged = table[table["flag"].notna() & (table["flag"] != "within")]
+    by_ther = flagged.groupby("therapist", sort=True)
+    outside = (
+        "Outside the 95% limits: "
+        + "; ".join(
+            f"{t} on "
+            + ", ".join(
+                f"“{d}” ({f.split()[0]})" for d, f in zip(g["dimension"], g["flag"], strict=True)
+            )
+            for t, g in by_ther
+        )
+        + ". "
+        if len(flagged)
+        else "No therapist lies outside the 95% limits. "
+    )
+    return [
+        Panel(
+            key=key,
+            title=title,
+            subtitle="",
+            reading=(
+                "One funnel per dimension. Each dot is a therapist's mean against their number of "
+                "episodes; the line is the clinic's mean, the funnels are 95% and 99.8% limits. "
+                "Dots inside the funnel differ from the clinic by no more than chance would; "
+                f"this is not a ranking. {outside}Who a therapist sees (case mix) is not "
+                f"adjusted for. {items_caption(ctx)}." + withheld_note(ctx, safe)
+            ),
+            figure=fig,
+            data=table,
+            withheld=any_withheld(safe),
+        )
+    ]
+
+
+def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figure:
+    """Small multiples of charts.funnel_plot sharing one legend, two per row.
+
+    items: dicts with name (subplot title), points, limits, target, x_label, y_label and
+    value_format ('num1', 'num2', 'pct'), as charts.funnel_plot takes them.
+    """
+    from plotly.subplots import make_subplots
+
+    cols = 2
+    rows = -(-len(items) // cols)
+    grid = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[it["name"] for it in items],
+        horizontal_spacing=0.09,
+        vertical_spacing=0.16 if rows > 1 else 0.1,
+    )
+    seen: set[str] = set()
+    ticks = {"num1": ".1f", "num2": ".1f", "pct": ".0%"}
+    for i, it in enumerate(items):
+        r, c = i // cols + 1, i % cols + 1
+        pts, lim, target = it["points"], it["limits"], it["target"]
+        single = charts.funnel_plot(
+            pts,
+            lim,
+            target=target,
+            title="",
+            subtitle="",
+            x_label=it["x_label"],
+            y_label=it["y_label"],
+            value_format=it["value_format"],
+        )
+        for tr in single.data:
+            name = tr.name or ""
+            tr.legendgroup = name
+            tr.showlegend = tr.showlegend is not False and name not in seen
+            if tr.showlegend:
+                seen.add(name)
+            grid.add_trace(tr, row=r, col=c)
+        grid.add_hline(y=target, line={"color": charts.BLACK, "width": 1.5}, row=r, col=c)
+        n_min = float(pts["n"].min())
+        near = lim[lim["n"] >= 0.6 * n_min]
+        vals = pd.concat([pts["value"], near["low_998"], near["high_998"]]).dropna()
+        pad = max(float(vals.max() - vals.min()) * 0.06, 1e-3)
+        grid.update_yaxes(
+            range=[float(vals.min()) - pad, float(vals.max()) + pad],
+            tickformat=ticks.get(it["value_format"], ".1f"),
+            title=it["y_label"] if c == 1 or it.get("own_axis") else None,
+            row=r,
+            col=c,
+        )
+        grid.update_xaxes(
+            rangemode="tozero",
+            title=it["x_label"] if r == rows else None,
+            row=r,
+            col=c,
+        )
+    fig = charts.themed(grid, title=title, subtitle=subtitle_text, height=340 * rows + 160)
+    return fit_layout(fig)
+
+
+def _demographic_gaps(ctx: Context, clinic: pd.DataFrame, scores: pd.DataFrame) -> list[Panel]:
+    panels = []
+    for attr, label in DEMOGRAPHICS.items():
+        key, title = f"gap_{attr}", f"The alliance dimensions by {label.lower()}"
+        df = dimension_scores(ctx, attr, table=scores)
+        if df.empty:
+            panels.append(empty_panel(key, title, "No alliance items recorded."))
+            continue
+        g = _with_gaps(df, clinic)
+        safe = protect(
+            ctx,
+            g,
+            value_cols=[
+                "mean_score",
+                "sd_score",
+                "low",
+                "high",
+                "gap",
+                "gap_low",
+                "gap_high",
+                "episodes",
+                "administrations",
+            ],
+            partition_cols=["dimension"],
+        )
+        cats = sorted(safe["unit"].unique(), key=lambda u: (u in NOT_A_GROUP, u))
+        fig = _dot_figure(
+            safe,
+            category="unit",
+            value="gap",
+            low="gap_low",
+            high="gap_high",
+            title=title,
+            subtitle_text=subtitle(
+                ctx,
+                f"Group mean minus clinic-wide mean of the same dimension ({scale_text(ctx)})",
+                "95% CI",
+                n_text=_n_text(clinic),
+            ),
+            axis_label="Points above (+) or below (−) the clinic-wide value",
+            horizontal=True,
+            reference=0.0,
+            reference_label="clinic-wide",
+            suppressed_label=ctx.policy.label,
+            value_format="+.2f",
+            categories=cats,
+        )
+        table = safe[
+            [
+                "unit",
+                "label",
+                "n_clients",
+                "episodes",
+                "mean_score",
+                "gap",
+                "gap_low",
+                "gap_high",
+                "suppressed",
+            ]
+        ].rename(columns={"unit": label.lower(), "label": "dimension"})
+        panels.append(
+            Panel(
+                key=key,
+                title=title,
+                subtitle="",
+                reading=(
+                    "Each dot is how far a group's mean lies from the clinic-wide value of the "
+                    "same dimension, with its 95% interval; an interval crossing the dotted line "
+                    "is no clear difference. A gap on “Approach fit me” but not on “Felt heard” "
+                    "suggests the way of working, not the relationship, fits that group less. "
+                    "Groups differ in other ways too: an association, not a cause."
+                    + withheld_note(ctx, safe)
+                ),
+                figure=fig,
+                data=table,
+                withheld=any_withheld(safe),
+                section="Tailoring to background and culture",
+            )
+        )
+    return panels
+
+
+def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each demographic group's gap within each therapist's caseload, shrunken (unsuppressed).
+
+    For therapist t and group g: raw gap = mean of t's g-episodes - mean of t's other episodes
+    (episode means of the dimension). Its sampling variance is s^2 (1/n_g + 1/n_rest) with s^2
+    the pooled within-cell variance, i.e. s^2 / n_eff with n_eff = 1 / (1/n_g + 1/n_rest);
+    stats.empirical_bayes_shrink pulls each raw gap toward the n_eff-weighted average gap by
+    tau2 / (tau2 + s^2 / n_eff), so small caseloads say little. Heterogeneity between therapists
+    is Cochran's Q about the precision-weighted mean (spc.overdispersion without winsorising).
+
+    Columns: attribute, group, dimension, therapist, n_clients (min of group and rest clients),
+    n_group, n_rest (episodes), raw_gap, shrunk, centre, tau, p_value.
+    """
+    cols = [
+        "attribute",
+        "group",
+        "dimension",
+        "therapist",
+        "n_clients",
+        "n_group",
+        "n_rest",
+        "raw_gap",
+        "shrunk",
+        "centre",
+        "tau",
+        "p_value",
+    ]
+    if table is None:
+        table = profile_table(ctx)
+    totals = dimension_scores(ctx, "therapist", table=table).set_index(["unit", "dimension"])
+    out = []
+    for attr in DEMOGRAPHICS:
+        cells = dimension_scores(ctx, "therapist", attr, table=table)
+        cells = cells[~cells["subgroup"].isin(NOT_A_GROUP)]
+        if cells.empty:
+            continue
+        tot = totals.reindex(pd.MultiIndex.from_frame(cells[["unit", "dimension"]]))
+        n_t = tot["episodes"].to_numpy(dtype=float)
+        sum_t = n_t * tot["mean_score"].to_numpy(dtype=float)
+        n_g = cells["episodes"].to_numpy(dtype=float)
+        n_r = n_t - n_g
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_r = (sum_t - n_g * cells["mean_score"].to_numpy(dtype=float)) / n_r
+            raw = cells["mean_score"].to_numpy(dtype=float) - mean_r
+            n_eff = np.where((n_g > 0) & (n_r > 0), 1 / (1 / n_g + 1 / n_r), 0.0)
+        clients_rest = tot["n_clients"].to_numpy(dtype=float) - cells["n_clients"].to_numpy()
+        frame = pd.DataFrame(
+            {
+                "attribute": attr,
+                "group": cells["subgroup"].to_numpy(),
+                "dimension": cells["dimension"].to_numpy(),
+                "therapist": cells["unit"].to_numpy(),
+                "n_clients": np.minimum(cells["n_clients"].to_numpy(), clients_rest).clip(0),
+                "n_group": n_g,
+                "n_rest": n_r,
+                "raw_gap": np.where(n_r > 0, raw, np.nan),
+                "n_eff": n_eff,
+            }
+        )
+        # within-cell variance of episode means, pooled per dimension (items differ in spread)
+        s2_by_dim = {
+            d: pooled_sd(part["sd_score"], part["episodes"]) ** 2
+            for d, part in cells.groupby("dimension")
+        }
+        for (_, dim), part in frame.groupby(["group", "dimension"], sort=False):
+            s2 = s2_by_dim[dim]
+            ok = part["n_eff"] > 0
+            shrunk = np.full(len(part), np.nan)
+            centre = tau = p = np.nan
+            if ok.sum() >= 2 and np.isfinite(s2) and s2 > 0:
+                y, n = part.loc[ok, "raw_gap"].to_numpy(), part.loc[ok, "n_eff"].to_numpy()
+                shrunk[ok.to_numpy()] = empirical_bayes_shrink(y, n, s2)
+                centre = float(np.sum(n * y) / n.sum())
+                w = n / s2
+                od = overdispersion(y, float(np.sum(w * y) / w.sum()), np.sqrt(s2 / n), winsor=0)
+                tau, p = float(np.sqrt(od.tau2)), float(od.p_value)
+            out.append(
+                part.drop(columns="n_eff").assign(shrunk=shrunk, centre=centre, tau=tau, p_value=p)
+            )
+    if not out:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat(out, ignore_index=True)
+    df["n_clients"] = df["n_clients"].astype("int64")
+    return df[cols]
+
+
+def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
+    key, title = "therapist_gaps", "Does a group's gap differ between therapists?"
+    if not ctx.therapist_level:
+        return empty_panel(
+            key, title, "Therapist-level comparisons are not available for your role."
+        )
+    df = therapist_gaps(ctx, scores)
+    if df.empty:
+        return empty_panel(key, title, "Not enough alliance items recorded by group.")
+    safe = protect(
+        ctx,
+        df,
+        value_cols=["n_group", "n_rest", "raw_gap", "shrunk"],
+        partition_cols=["attribute", "group", "dimension"],
+    )
+    visible = safe[safe["shrunk"].notna()]
+    if visible.empty:
+        return empty_panel(
+            key,
+            title,
+            f"No therapist has at least {ctx.policy.k} clients both in and outside a group, so "
+            "no within-caseload gap can be shown.",
+            section="Tailoring to background and culture",
+        )
+    names = therapist_labels(df["therapist"], ctx, df.groupby("therapist")["n_rest"].max())
+    visible = visible.assign(
+        row=visible["attribute"].map(DEMOGRAPHICS) + ": " + visible["group"],
+        therapist=visible["therapist"].map(names),
+    )
+    rows = list(
+        dict.fromkeys(
+            visible.sort_values(["attribute", "group"], key=lambda s: s.map(_attr_rank))["row"]
+        )
+    )
+    centres = visible.drop_duplicates(["row", "dimension"])[["row", "dimension", "centre"]]
+    stats_rows = visible.drop_duplicates(["row", "dimension"])
+    differ = stats_rows[stats_rows["p_value"] < 0.05]
+    differ_text = (
+        "Gaps that differ between therapists (p < .05): "
+        + "; ".join(
+            f"{r} on “{LABELS[d]}” (between-therapist SD {t:.2f})"
+            for r, d, t in zip(differ["row"], differ["dimension"], differ["tau"], strict=True)
+        )
+        + "."
+        if len(differ)
+        else "No group's gap differs clearly between therapists (no p < .05)."
+    )
+    fig = _strip_figure(
+        visible,
+        centres,
+        rows=rows,
+        title=title,
+        subtitle_text=subtitle(
+            ctx,
+            f"Group mean minus the same therapist's other clients ({scale_text(ctx)}), "
+            "empirical-Bayes shrunken",
+            f"therapists with ≥ {ctx.policy.k} clients in and outside the group",
+            n_text=f"{visible['therapist'].nunique()} therapists shown",
+        ),
+        axis_label="Gap within a therapist's caseload (points)",
+    )
+    table = safe.assign(therapist=safe["therapist"].map(names))[
+        [
+            "attribute",
+            "group",
+            "dimension",
+            "therapist",
+            "n_clients",
+            "n_group",
+            "raw_gap",
+            "shrunk",
+            "tau",
+            "p_value",
+            "suppressed",
+        ]
+    ]
+    return Panel(
+        key=key,
+        title=title,
+        subtitle="",
+        reading=(
+            "Each small dot is one therapist: how their clients in the group rate that "
+            "dimension compared with their other clients, shrunk toward the average gap (the "
+            "diamond) in proportion to how little data the therapist has, so a few clients "
+            "cannot make an extreme. Dots bunched at the diamond: the gap is much the same with "
+            f"every therapist; spread out: it depends on the therapist. {differ_text} With "
+            f"{len(stats_rows)} group-and-dimension tests, about one in twenty crosses p < .05 "
+            "by chance alone." + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=table,
+        withheld=any_withheld(safe),
+        section="Tailoring to background and culture",
+    )
+
+
+def _attr_rank(s: object) -> object:
+    order = list(DEMOGRAPHICS)
+    return order.index(s) if s in order else s
+
+
+# --------------------------------------------------------------------------- view
+
+
+def build(ctx: Context) -> View:
+    table = profile_table(ctx)
+    clinic = dimension_scores(ctx, "clinic", table=table)
+    n_clients = int(clinic["n_clients"].max()) if len(clinic) else 0
+    if n_clients < ctx.policy.k:
+        if n_clients == 0:
+            what = "WAI-SR" if ctx.filters.alliance_measure == "wai" else "SRS item"
+            return View(
+                TITLE,
+                QUESTION,
+                notice=(
+                    f"No {what} scores in this selection: alliance dimensions need item-level "
+                    "scores, which only some sites record. Widen the period, clear a filter, or "
+                    "switch the alliance measure."
+                ),
+            )
+        return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
+    before = dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period())
+    by_site = dimension_scores(ctx, "site", table=table)
+    by_prog = dimension_scores(ctx, "program", table=table)
+    by_prog = by_prog[~by_prog["unit"].isin(NOT_A_GROUP)]
+    monthly = dimension_scores(ctx, "month", table=table)
+    by_ther = dimension_scores(ctx, "therapist", table=table)
+    if not ctx.therapist_level:
+        by_ther = by_ther.iloc[:0]
+    panels = [
+        _side_by_side(ctx, clinic, by_site, "site", "site"),
+        _weakest(ctx, clinic, by_site, by_prog),
+        _side_by_side(ctx, clinic, by_prog, "program", "program"),
+        _monthly(ctx, monthly),
+        *_funnels(ctx, clinic, by_ther),
+        *_demographic_gaps(ctx, clinic, table),
+        _therapist_gap_panel(ctx, table),
+    ]
+    return View(
+        TITLE,
+        QUESTION,
+        tiles=_tiles(ctx, clinic, before),
+        panels=panels,
+        n_clients=n_clients,
+    )

@@ -1,0 +1,825 @@
+"""Ruptures & repair: how often the alliance breaks down, how often it is repaired, what follows.
+
+Definitions (metrics.md "Rupture" and "Repair", settings rupture_threshold and repair_window):
+a rupture is an SRS total at least `rupture_threshold` points below the same episode's previous
+SRS; it is repaired when one of the next `repair_window` SRS administrations of the episode is at
+or above that previous SRS; unrepaired when the window passes, or the episode ends, without one;
+still open otherwise, and open ruptures are left out of the repair rate. Rupture rate = ruptures
+per 100 SRS administrations that have a previous SRS in the episode. A rupture belongs to the
+month, site and therapist of the session where it happened; its window is followed past the end
+of the period. All counting is done in SQL (queries/rupture_*.sql).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from alliance import charts, queries
+from alliance.filters import Filters, add_months
+from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.settings import MEASURES
+from alliance.spc import funnel, p_chart, run_rules
+from alliance.stats import risk_difference, wilson_interval
+from alliance.views.common import (
+    CORRELATION_NOTE,
+    SMALL_N_NOTE,
+    any_withheld,
+    protect,
+    subtitle,
+    withheld_note,
+)
+from alliance.views.overview import too_small_notice
+from alliance.views.profile import (
+    LABELS,
+    SRS_ITEMS,
+    fit_layout,
+    funnel_grid,
+    therapist_labels,
+)
+
+TITLE = "Ruptures & repair"
+QUESTION = (
+    "How often does the alliance break down between sessions, how often is it repaired, and "
+    "what follows a repaired or an unrepaired rupture?"
+)
+GROUP_LABELS = {
+    "none": "No rupture",
+    "repaired": "Ruptures, all repaired",
+    "unrepaired": "At least one unrepaired",
+}
+RATE_COLS = [
+    "administrations",
+    "with_previous",
+    "ruptures",
+    "repaired",
+    "unrepaired",
+    "open",
+    "fate_known",
+    "fate_clients",
+    "rupture_rate",
+    "repair_rate",
+]
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+def rupture_params(ctx: Context) -> dict[str, object]:
+    return {
+        "rupture_threshold": float(ctx.settings.rupture_threshold),
+        "repair_window": int(ctx.settings.repair_window),
+    }
+
+
+def definition_text(ctx: Context) -> str:
+    """The settings in force, printed on every chart that uses them."""
+    s = ctx.settings
+    n = int(s.repair_window)
+    return (
+        f"rupture = SRS total ≥ {s.rupture_threshold:g} points below the episode's previous SRS; "
+        f"repaired = back at or above that SRS within the next {n} SRS administration"
+        f"{'s' if n != 1 else ''}"
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def rupture_table(ctx: Context, filters: Filters | None = None) -> pd.DataFrame:
+    """Rupture and repair counts for the clinic and per month, site and therapist, in one query.
+
+    Unsuppressed: pass what you show through `protect`. Columns as in
+    queries/rupture_rates.sql (grouping, unit, n_clients, administrations, with_previous,
+    ruptures, repaired, unrepaired, open, fate_known, fate_clients, rupture_rate, repair_rate).
+    """
+    return queries.run(ctx.con, "rupture_rates", **ctx.params(filters), **rupture_params(ctx))
+
+
+def rupture_counts(
+    ctx: Context,
+    group_by: str = "clinic",
+    filters: Filters | None = None,
+    *,
+    table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The rows of one unit ('clinic', 'month', 'site', 'therapist') of `rupture_table`."""
+    if group_by not in ("clinic", "month", "site", "therapist"):
+        raise ValueError(f"unknown unit {group_by!r}")
+    if table is None:
+        table = rupture_table(ctx, filters)
+    part = table[table["grouping"] == group_by].drop(columns="grouping")
+    return part.reset_index(drop=True)
+
+
+def rupture_summary(
+    ctx: Context, filters: Filters | None = None, *, table: pd.DataFrame | None = None
+) -> dict[str, object]:
+    """The headline rupture and repair figures, exactly as metrics.md defines them.
+
+    Keys: rupture_rate_per_100 (ruptures per 100 SRS administrations that have a previous SRS
+    in the episode), repair_rate (repaired / (repaired + unrepaired), open ruptures left out),
+    repair_rate_ci (Wilson 95%, [low, high]), ruptures, repaired, unrepaired, open,
+    with_previous, n_clients (clients the rupture rate describes), fate_clients (clients the
+    repair rate describes), rupture_threshold, repair_window. Rates are None when their
+    denominator is 0. Unsuppressed: a caller that shows them applies the privacy rule with the
+    two client counts.
+    """
+    df = rupture_counts(ctx, "clinic", filters, table=table)
+    row = df.iloc[0] if len(df) else None
+
+    def count(col: str) -> int:
+        return 0 if row is None or pd.isna(row[col]) else int(row[col])
+
+    with_prev, ruptures = count("with_previous"), count("ruptures")
+    repaired, unrepaired = count("repaired"), count("unrepaired")
+    known = repaired + unrepaired
+    ci = None
+    if known:
+        low, high = wilson_interval(repaired, known)
+        ci = [float(low[0]), float(high[0])]
+    return {
+        "rupture_rate_per_100": 100.0 * ruptures / with_prev if with_prev else None,
+        "repair_rate": repaired / known if known else None,
+        "repair_rate_ci": ci,
+        "ruptures": ruptures,
+        "repaired": repaired,
+        "unrepaired": unrepaired,
+        "open": count("open"),
+        "with_previous": with_prev,
+        "n_clients": count("n_clients"),
+        "fate_clients": count("fate_clients"),
+        "rupture_threshold": float(ctx.settings.rupture_threshold),
+        "repair_window": int(ctx.settings.repair_window),
+    }
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
+    k = ctx.policy.k
+    rate_ok = now["n_clients"] >= k
+    repair_ok = now["fate_clients"] >= k
+    prev_rate_ok = before["n_clients"] >= k
+    prev_repair_ok = before["fate_clients"] >= k
+    raw = pd.DataFrame(
+        {
+            "key": ["rate", "repair", "unrepaired", "open"],
+            "n_clients": [
+                now["n_clients"],
+                now["fate_clients"],
+                now["fate_clients"],
+                now["n_clients"],
+            ],
+        }
+    )
+    safe = protect(ctx, raw, value_cols=[], complementary=False)
+    withheld = dict(zip(safe["key"], safe["suppressed"], strict=True))
+
+    def delta(key: str, ok: bool) -> float | None:
+        a, b = now[key], before[key]
+        return None if a is None or b is None or not ok else a - b
+
+    ci = now["repair_rate_ci"]
+    ci_text = f"95% CI {ci[0]:.0%}–{ci[1]:.0%} · " if ci else ""
+    return [
+        Tile(
+            key="rupture_rate",
+            label="Ruptures per 100 SRS",
+            value=now["rupture_rate_per_100"] if rate_ok else None,
+            fmt=".1f",
+            n_text=f"n = {now['with_previous']:,} SRS with a previous SRS" if rate_ok else "",
+            help=(
+                "Ruptures per 100 SRS administrations that have a previous SRS in the episode; "
+                f"{definition_text(ctx)}. Clients report tensions in 19–42% of sessions "
+                "(Eubanks, Muran & Safran 2018)."
+            ),
+            delta=delta("rupture_rate_per_100", prev_rate_ok and rate_ok),
+            delta_fmt="+.1f",
+            higher_is_better=False,
+            withheld=bool(withheld["rate"]),
+        ),
+        Tile(
+            key="repair_rate",
+            label="Repair rate",
+            value=now["repair_rate"] if repair_ok else None,
+            fmt=".0%",
+            n_text=(
+                f"{ci_text}n = {now['repaired'] + now['unrepaired']:,} ruptures with a known fate"
+                if repair_ok
+                else ""
+            ),
+            help=(
+                "Repaired / (repaired + unrepaired) ruptures; ruptures still inside their "
+                f"window are left out. {definition_text(ctx)}."
+            ),
+            delta=delta("repair_rate", prev_repair_ok and repair_ok),
+            delta_fmt="+.1%",
+            higher_is_better=True,
+            withheld=bool(withheld["repair"]),
+        ),
+        Tile(
+            key="unrepaired",
+            label="Unrepaired ruptures",
+            value=float(now["unrepaired"]) if repair_ok else None,
+            fmt=",.0f",
+            n_text=f"of {now['ruptures']:,} ruptures" if repair_ok else "",
+            help=(
+                "Ruptures whose repair window passed, or whose episode ended, without an SRS "
+                "back at the level before the rupture."
+            ),
+            delta=None,
+            higher_is_better=False,
+            withheld=bool(withheld["unrepaired"]),
+        ),
+        Tile(
+            key="open",
+            label="Still open",
+            value=float(now["open"]) if rate_ok else None,
+            fmt=",.0f",
+            n_text="not yet counted in the repair rate" if rate_ok else "",
+            help=(
+                "Ruptures in ongoing episodes whose repair window has not passed yet; they join "
+                "the repair rate once their fate is known."
+            ),
+            delta=None,
+            higher_is_better=None,
+            withheld=bool(withheld["open"]),
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def _baseline(months: pd.Series, ctx: Context) -> np.ndarray:
+    m = pd.to_datetime(months).dt.date
+    first = ctx.filters.first_month
+    end = add_months(first, int(ctx.settings.spc_baseline_months))
+    return (m < end).to_numpy()
+
+
+def _monthly(ctx: Context, monthly: pd.DataFrame, which: str) -> Panel:
+    rupture = which == "rupture"
+    key = "rupture_monthly" if rupture else "repair_monthly"
+    title = "Rupture rate by month" if rupture else "Repair rate by month"
+    events, n, n_clients = (
+        ("ruptures", "with_previous", "n_clients")
+        if rupture
+        else ("repaired", "fate_known", "fate_clients")
+    )
+    df = monthly[monthly[n] > 0]
+    if df.empty:
+        what = (
+            "SRS administrations with a previous SRS" if rupture else "ruptures with a known fate"
+        )
+        return empty_panel(key, title, f"No {what} in this selection.")
+    df = df.assign(month=pd.to_datetime(df["unit"]))
+    base = _baseline(df["month"], ctx)
+    chart = p_chart(df[events].to_numpy(), df[n].to_numpy(), baseline=base)
+    rules = run_rules(chart["p"], chart["centre"], chart["lcl"], chart["ucl"])
+    scale = 100.0 if rupture else 1.0
+    frame = pd.DataFrame(
+        {
+            "month": df["month"].to_numpy(),
+            "n_clients": df[n_clients].to_numpy(),
+            events: df[events].to_numpy(),
+            n: df[n].to_numpy(),
+            "value": chart["p"].to_numpy() * scale,
+            "centre": chart["centre"].to_numpy() * scale,
+            "lcl": chart["lcl"].to_numpy() * scale,
+            "ucl": chart["ucl"].to_numpy() * scale,
+            "shift": rules["shift"].to_numpy(),
+            "trend": rules["trend"].to_numpy(),
+            "astronomical": rules["astronomical"].to_numpy(),
+        }
+    )
+    safe = protect(
+        ctx,
+        frame,
+        value_cols=[events, n, "value", "shift", "trend", "astronomical"],
+    )
+    baseline_end = None
+    if base.any() and not base.all():
+        baseline_end = pd.Timestamp(df["month"][base].max()) + pd.offsets.MonthEnd(1)
+    what = (
+        "Ruptures per 100 SRS administrations with a previous SRS"
+        if rupture
+        else "Repaired / ruptures with a known fate (month of the rupture)"
+    )
+    total = int(df[n].sum())
+    fig = charts.spc_chart(
+        safe,
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            f"{what}; p-chart, 3-sigma limits from the first "
+            f"{int(ctx.settings.spc_baseline_months)} months",
+            definition_text(ctx),
+            n_text=(
+                f"n = {total:,} SRS with a previous SRS"
+                if rupture
+                else f"n = {total:,} ruptures with a known fate"
+            ),
+        ),
+        y_label="Ruptures per 100 SRS" if rupture else "Repair rate",
+        value_format="num1" if rupture else "pct",
+        baseline_end=baseline_end,
+    )
+    fit_layout(fig)
+    flagged = int(safe[["shift", "trend", "astronomical"]].fillna(False).any(axis=1).sum())
+    reading = (
+        "Each point is a month; the dashed lines are the limits within which months vary by "
+        "chance alone. Marked points follow the run-chart rules (a shift, a trend or a point "
+        "outside the limits) and are worth a look; the rest is noise. "
+    )
+    if not rupture:
+        reading += (
+            "Ruptures of the last weeks are partly still open, so recent months rest on fewer "
+            "ruptures. "
+        )
+    reading += f"{flagged} month(s) flagged." + withheld_note(ctx, safe)
+    table = safe.assign(month=safe["month"].dt.strftime("%Y-%m"))[
+        ["month", "n_clients", events, n, "value", "centre", "lcl", "ucl", "suppressed"]
+    ].rename(columns={"value": "rate_per_100" if rupture else "repair_rate"})
+    return Panel(
+        key=key,
+        title=title,
+        subtitle="",
+        reading=reading,
+        figure=fig,
+        data=table,
+        withheld=any_withheld(safe),
+        section="Over time",
+    )
+
+
+def _funnel_part(ctx: Context, units: pd.DataFrame, clinic: dict, names: dict, which: str):
+    """One funnel's points, limits and table (rupture or repair rate), or a reason why not."""
+    rupture = which == "rupture"
+    events, n, n_clients = (
+        ("ruptures", "with_previous", "n_clients")
+        if rupture
+        else ("repaired", "fate_known", "fate_clients")
+    )
+    target = (
+        (clinic["ruptures"] / clinic["with_previous"] if clinic["with_previous"] else None)
+        if rupture
+        else clinic["repair_rate"]
+    )
+    df = units[units[n] > 0]
+    if df.empty or target is None or not np.isfinite(target):
+        return None, f"no {'SRS ratings' if rupture else 'ruptures with a known fate'}"
+    frame = pd.DataFrame(
+        {
+            "unit": df["unit"].to_numpy(),
+            "n_clients": df[n_clients].to_numpy(),
+            "events": df[events].to_numpy(),
+            "n": df[n].to_numpy(),
+            "rate": (df[events] / df[n]).to_numpy(),
+        }
+    )
+    safe = protect(ctx, frame, value_cols=["events", "n", "rate"])
+    shown = safe[safe["rate"].notna()]
+    if len(shown) < 2:
+        return None, f"fewer than two describe at least {ctx.policy.k} clients"
+    pts, lim, info = funnel(
+        pd.DataFrame(
+            {
+                "unit": shown["unit"].map(names),
+                "n": shown["n"].astype(float),
+                "value": shown["rate"].astype(float),
+            }
+        ),
+        kind="proportion",
+        target=float(target),
+        method=ctx.settings.overdispersion,
+    )
+    scale = 100.0 if rupture else 1.0
+    for col in ("value", "low_95", "high_95", "low_998", "high_998"):
+        pts[col] = pts[col] * scale
+    for col in ("low_95", "high_95", "low_998", "high_998"):
+        lim[col] = lim[col] * scale
+    flags = pts.set_index("unit")["flag"]
+    table = safe.assign(unit=safe["unit"].map(names))
+    table = table.assign(
+        measure="Rupture rate (per 100 SRS)" if rupture else "Repair rate",
+        value=table["rate"] * scale,
+        flag=table["unit"].map(flags),
+    )
+    item = {
+        "name": "Ruptures per 100 SRS" if rupture else "Repair rate",
+        "points": pts,
+        "limits": lim,
+        "target": float(target) * scale,
+        "x_label": "SRS with a previous SRS" if rupture else "Ruptures with a known fate",
+        "y_label": "Ruptures per 100 SRS" if rupture else "Repair rate",
+        "value_format": "num1" if rupture else "pct",
+        "own_axis": True,
+    }
+    return (item, table, safe, info), ""
+
+
+def _funnels(ctx: Context, units: pd.DataFrame, clinic: dict, *, level: str) -> Panel:
+    """Rupture rate and repair rate by site or therapist: two funnel plots side by side."""
+    noun = "therapist" if level == "therapist" else "site"
+    key, title = f"funnel_{level}", f"Rupture and repair rates by {noun}"
+    names = (
+        therapist_labels(units["unit"], ctx, units.set_index("unit")["with_previous"])
+        if level == "therapist"
+        else {u: u for u in units["unit"]}
+    )
+    parts, reasons = [], []
+    for which in ("rupture", "repair"):
+        part, why = _funnel_part(ctx, units, clinic, names, which)
+        if part is None:
+            reasons.append(f"{which} rate: {why}")
+        else:
+            parts.append(part)
+    if not parts:
+        return empty_panel(
+            key, title, f"No funnel by {noun}: " + "; ".join(reasons) + ".", section=f"By {noun}"
+        )
+    methods = sorted({p[3]["method_used"] for p in parts} - {"none"})
+    od = (
+        f"limits widened for overdispersion ({', '.join(methods)}) where significant"
+        if methods
+        else "no significant overdispersion"
+    )
+    n_shown = pd.concat([p[0]["points"]["unit"] for p in parts]).nunique()
+    fig = funnel_grid(
+        [p[0] for p in parts],
+        title=title,
+        subtitle_text=subtitle(
+            ctx,
+            "Ruptures per 100 SRS with a previous SRS; repaired / ruptures with a known fate",
+            definition_text(ctx),
+            f"95% and 99.8% limits around the clinic-wide value; {od}",
+            n_text=f"{n_shown} {noun}s shown",
+        ),
+    )
+    table = pd.concat([p[1] for p in parts], ignore_index=True)
+    table = table[["measure", "unit", "n_clients", "events", "n", "value", "flag", "suppressed"]]
+    table = table.rename(
+        columns={"unit": noun, "events": "events (ruptures / repaired)", "n": "out of"}
+    )
+    flagged = table[table["flag"].notna() & (table["flag"] != "within")]
+    outside = (
+        "Outside the 95% limits: "
+        + "; ".join(
+            f"{u} ({m.split(' (')[0].lower()}, {f})"
+            for m, u, f in flagged[["measure", noun, "flag"]].to_numpy()
+        )
+        + ". "
+        if len(flagged)
+        else f"No {noun} lies outside the 95% limits. "
+    )
+    safe_all = pd.concat([p[2] for p in parts], ignore_index=True)
+    return Panel(
+        key=key,
+        title=title,
+        subtitle="",
+        reading=(
+            f"Left: how often the alliance broke down; right: how often a rupture was repaired. "
+            f"Each dot is a {noun} against the number of SRS ratings (left) or ruptures (right) "
+            "it rests on; the line is the clinic-wide value, the funnels the 95% and 99.8% "
+            "limits. Dots inside the funnel differ from the clinic by no more than chance "
+            f"would; this is not a ranking. {outside}"
+            + (
+                "Who a therapist sees (case mix) is not adjusted for."
+                if noun == "therapist"
+                else "Sites differ in who they see (case mix), which is not adjusted for."
+            )
+            + (f" Not shown: {'; '.join(reasons)}." if reasons else "")
+            + withheld_note(ctx, safe_all)
+        ),
+        figure=fig,
+        data=table,
+        withheld=any_withheld(safe_all),
+        section=f"By {noun}",
+    )
+
+
+def _followup(ctx: Context) -> list[Panel]:
+    measure = ctx.filters.outcome_measure
+    m = MEASURES[measure]
+    df = queries.run(
+        ctx.con,
+        "rupture_followup",
+        **ctx.params(),
+        measure=measure,
+        **rupture_params(ctx),
+    )
+    t_drop, t_imp = "Dropout after a rupture", f"{m.label} improvement after a rupture"
+    if df.empty:
+        msg = "No ended episodes with at least two SRS ratings in this selection."
+        return [
+            empty_panel("followup_dropout", t_drop, msg),
+            empty_panel("followup_outcome", t_imp, msg),
+        ]
+    order = {g: i for i, g in enumerate(GROUP_LABELS)}
+    df = df.assign(_o=df["rupture_group"].map(order)).sort_values("_o").drop(columns="_o")
+    df = df.assign(group=df["rupture_group"].map(GROUP_LABELS)).reset_index(drop=True)
+    low, high = wilson_interval(df["dropouts"].to_numpy(), df["episodes"].to_numpy())
+    drop = df.assign(low=low, high=high)
+    safe = protect(
+        ctx,
+        drop,
+        value_cols=[
+            "episodes",
+            "dropouts",
+            "dropout_rate",
+            "low",
+            "high",
+            "mean_sessions",
+            "mean_ruptures",
+        ],
+    )
+    stats: dict[str, float] = {}
+    by = df.set_index("rupture_group")
+    note = ""
+    if {"repaired", "unrepaired"} <= set(by.index) and not safe["suppressed"].any():
+        rd = risk_difference(
+            float(by.loc["unrepaired", "dropouts"]),
+            float(by.loc["unrepaired", "episodes"]),
+            float(by.loc["repaired", "dropouts"]),
+            float(by.loc["repaired", "episodes"]),
+        )
+        stats = {"risk_difference": rd.value, "rd_low": rd.low, "rd_high": rd.high}
+        if np.isfinite(rd.value):
+            note = (
+                f"Dropout after an unrepaired rupture minus after repaired ones: "
+                f"{rd.value * 100:+.1f} points (95% CI {rd.low * 100:+.1f} to "
+                f"{rd.high * 100:+.1f}). "
+            )
+    total = int(df["episodes"].sum())
+    fig = charts.bars(
+        safe,
+        x="group",
+        y="dropout_rate",
+        low="low",
+        high="high",
+        title=t_drop,
+        subtitle=subtitle(
+            ctx,
+            "Dropout rate of ended episodes (≥ 2 SRS) by their ruptures, 95% Wilson intervals",
+            definition_text(ctx),
+            n_text=f"n = {total:,} ended episodes",
+        ),
+        x_label="Episode's ruptures",
+        y_label="Dropout rate",
+        value_format="pct",
+        suppressed_label=ctx.policy.label,
+    )
+    fit_layout(fig, legend_below=False)
+    caveat = (
+        "Longer episodes have more chances of a rupture (mean sessions per group are in the "
+        "data), and a rupture at an episode's last SRS can never be repaired, so part of the "
+        "link between unrepaired ruptures and dropout is built into the definitions. "
+    )
+    caveat_outcome = (
+        "Longer episodes have more chances of a rupture and more time to improve (mean "
+        "sessions per group are in the data); episodes that end soon after a rupture count as "
+        "unrepaired and have had less time to improve. "
+    )
+    p_drop = Panel(
+        key="followup_dropout",
+        title=t_drop,
+        subtitle="",
+        reading=(
+            "Ended episodes that had no rupture, ruptures that were all repaired, or at least "
+            f"one unrepaired rupture, and how many of each ended in dropout. {note}"
+            f"{CORRELATION_NOTE} {caveat}" + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=safe[
+            [
+                "group",
+                "n_clients",
+                "episodes",
+                "dropouts",
+                "dropout_rate",
+                "low",
+                "high",
+                "mean_sessions",
+                "mean_ruptures",
+                "suppressed",
+            ]
+        ],
+        withheld=any_withheld(safe),
+        section="What follows a rupture",
+        stats=stats,
+    )
+    # improvement (positive = better) with t intervals
+    out = df[df["outcome_n"] > 0]
+    if out.empty:
+        return [
+            p_drop,
+            empty_panel(
+                "followup_outcome",
+                t_imp,
+                f"No ended episodes with two or more {m.label} scores in this selection.",
+            ),
+        ]
+    n = out["outcome_n"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(n >= 2, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+        half = t * out["sd_improvement"].to_numpy(dtype=float) / np.sqrt(n)
+    imp = pd.DataFrame(
+        {
+            "group": out["group"].to_numpy(),
+            "n_clients": out["outcome_clients"].to_numpy(),
+            "episodes": out["outcome_n"].to_numpy(),
+            "mean_improvement": out["mean_improvement"].to_numpy(),
+            "low": out["mean_improvement"].to_numpy() - half,
+            "high": out["mean_improvement"].to_numpy() + half,
+            "mean_sessions": out["mean_sessions"].to_numpy(),
+        }
+    )
+    safe_i = protect(
+        ctx, imp, value_cols=["episodes", "mean_improvement", "low", "high", "mean_sessions"]
+    )
+    direction = "last − first" if m.higher_is_better else "first − last"
+    fig_i = charts.bars(
+        safe_i,
+        x="group",
+        y="mean_improvement",
+        low="low",
+        high="high",
+        title=t_imp,
+        subtitle=subtitle(
+            ctx,
+            f"Mean {m.label} improvement ({direction}, points, positive = better) of ended "
+            "episodes (≥ 2 SRS, ≥ 2 scores) by their ruptures, 95% CI",
+            definition_text(ctx),
+            n_text=f"n = {int(imp['episodes'].sum()):,} ended episodes",
+        ),
+        x_label="Episode's ruptures",
+        y_label=f"{m.label} improvement (points)",
+        value_format="num1",
+        colour=charts.GREEN,
+        suppressed_label=ctx.policy.label,
+    )
+    fit_layout(fig_i, legend_below=False)
+    p_imp = Panel(
+        key="followup_outcome",
+        title=t_imp,
+        subtitle="",
+        reading=(
+            "Mean improvement per group with its 95% interval. Research finds repaired ruptures "
+            "go with better outcomes than unrepaired ones (Eubanks, Muran & Safran 2018, "
+            f"r ≈ .29). {CORRELATION_NOTE} {caveat_outcome}{SMALL_N_NOTE}"
+            + withheld_note(ctx, safe_i)
+        ),
+        figure=fig_i,
+        data=safe_i,
+        withheld=any_withheld(safe_i),
+        section="What follows a rupture",
+    )
+    return [p_drop, p_imp]
+
+
+def _items(ctx: Context) -> Panel:
+    key, title = "rupture_items", "Which part of the alliance drops at a rupture"
+    df = queries.run(
+        ctx.con,
+        "rupture_items",
+        **ctx.params(),
+        rupture_threshold=float(ctx.settings.rupture_threshold),
+    )
+    if df.empty or int(df["ruptures"].max()) == 0:
+        return empty_panel(
+            key,
+            title,
+            "No ruptures with SRS item scores in this selection: item-level drops need the four "
+            "SRS items at the rupture and the SRS before it (recorded at some sites only).",
+            section="What drops",
+        )
+    n = df["ruptures"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(n >= 2, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+        half = t * df["sd_drop"].to_numpy(dtype=float) / np.sqrt(n)
+    df = df.assign(
+        low=df["mean_drop"] - half,
+        high=df["mean_drop"] + half,
+        largest_share=df["largest"] / df["ruptures"],
+    )
+    # one population (the same ruptures) seen four ways: withheld together or not at all
+    safe = protect(
+        ctx,
+        df,
+        value_cols=["ruptures", "mean_drop", "sd_drop", "largest", "low", "high", "largest_share"],
+        complementary=False,
+    )
+    order = {d: i for i, d in enumerate(LABELS)}
+    safe = safe.assign(_o=safe["dimension"].map(order)).sort_values("_o").drop(columns="_o")
+    safe = safe.assign(
+        label=[
+            f"{LABELS[d]} (fell most in {s:.0%})" if pd.notna(s) else LABELS[d]
+            for d, s in zip(safe["dimension"], safe["largest_share"], strict=True)
+        ]
+    )
+    fig = charts.interval_dots(
+        safe,
+        category="label",
+        value="mean_drop",
+        low="low",
+        high="high",
+        title=title,
+        subtitle=subtitle(
+            ctx,
+            "Mean drop of each SRS item (0–10) from the previous SRS at ruptures where items were "
+            "recorded, 95% CI",
+            definition_text(ctx),
+            n_text=f"n = {int(df['ruptures'].max()):,} ruptures",
+        ),
+        x_label="Mean item drop at a rupture (points)",
+        value_format="num2",
+        suppressed_label=ctx.policy.label,
+    )
+    fig.update_xaxes(rangemode="tozero")
+    fit_layout(fig, legend_below=False)
+    top = safe.dropna(subset=["mean_drop"])
+    lead = ""
+    if len(top):
+        best = top.loc[top["mean_drop"].idxmax()]
+        lead = f"“{LABELS[best['dimension']]}” drops most on average ({best['mean_drop']:.2f} points). "
+    items = "; ".join(f"{LABELS[d]} = {SRS_ITEMS[d]}" for d in LABELS)
+    return Panel(
+        key=key,
+        title=title,
+        subtitle="",
+        reading=(
+            f"{lead}How much each item fell, on average, when the total fell by at least "
+            f"{ctx.settings.rupture_threshold:g} points, and how often it was the item that fell "
+            f"most (ties count for each). {items}. Only sites that record the four items count."
+            + withheld_note(ctx, safe)
+        ),
+        figure=fig,
+        data=safe.assign(dimension=safe["dimension"].map(LABELS))[
+            [
+                "dimension",
+                "n_clients",
+                "ruptures",
+                "mean_drop",
+                "low",
+                "high",
+                "largest",
+                "largest_share",
+                "suppressed",
+            ]
+        ],
+        withheld=any_withheld(safe),
+        section="What drops",
+    )
+
+
+# --------------------------------------------------------------------------- view
+
+
+def build(ctx: Context) -> View:
+    table = rupture_table(ctx)
+    clinic_df = rupture_counts(ctx, "clinic", table=table)
+    now = rupture_summary(ctx, table=table)
+    n_clients = now["n_clients"]
+    if n_clients < ctx.policy.k:
+        if n_clients == 0:
+            return View(
+                TITLE,
+                QUESTION,
+                notice=(
+                    "No SRS ratings with a previous SRS in the same episode in this selection, so "
+                    "no ruptures can be counted. Widen the period or clear a filter."
+                ),
+            )
+        return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
+    before = rupture_summary(ctx, ctx.filters.previous_period())
+    clinic = clinic_df.iloc[0].to_dict()
+    monthly = rupture_counts(ctx, "month", table=table)
+    sites = rupture_counts(ctx, "site", table=table)
+    panels = [
+        _monthly(ctx, monthly, "rupture"),
+        _monthly(ctx, monthly, "repair"),
+        _funnels(ctx, sites, clinic, level="site"),
+    ]
+    if ctx.therapist_level:
+        ther = rupture_counts(ctx, "therapist", table=table)
+        panels.append(_funnels(ctx, ther, clinic, level="therapist"))
+    else:
+        panels.append(
+            empty_panel(
+                "funnel_therapist",
+                "Ruptures and repair by therapist",
+                "Therapist-level comparisons are not available for your role.",
+            )
+        )
+    panels += [*_followup(ctx), _items(ctx)]
+    return View(
+        TITLE,
+        QUESTION,
+        tiles=_tiles(ctx, now, before),
+        panels=panels,
+        n_clients=n_clients,
+    )
