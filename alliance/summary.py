@@ -93,8 +93,13 @@ def compute(ctx: Context) -> dict[str, object]:
     )
 
     r = ruptures.rupture_summary(ctx)
-    add("rupture_rate_per_100", r.get("rupture_rate_per_100"), n)
-    add("repair_rate", r.get("repair_rate"), n, r.get("repair_rate_ci"))
+    add("rupture_rate_per_100", r.get("rupture_rate_per_100"), int(r.get("n_clients") or 0))
+    add(
+        "repair_rate",
+        r.get("repair_rate"),
+        int(r.get("fate_clients") or 0),
+        r.get("repair_rate_ci"),
+    )
 
     # the one privacy step, as on the pages
     table = protect(

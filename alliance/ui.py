@@ -236,6 +236,8 @@ def sidebar_filters(options: FilterOptions) -> Filters:
             state[f"f_{name}"] = getattr(initial, name) or ALL
         state["f_alliance"] = initial.alliance_measure
         state["f_outcome"] = initial.outcome_measure
+    for name, value in state.pop("f_pending", {}).items():
+        state[f"f_{name}"] = value
     for notice in state.get("f_notices", []):
         st.sidebar.warning(notice, icon=":material/warning:")
 
@@ -306,8 +308,13 @@ def current_filters() -> Filters:
 
 
 def set_filter(name: str, value: str | None) -> None:
-    """Change one global filter from a page (e.g. clicking a therapist in a funnel plot)."""
-    st.session_state[f"f_{name}"] = value if value is not None else ALL
+    """Change one global filter from a page (e.g. clicking a therapist in a funnel plot).
+
+    Streamlit forbids changing a widget's state after the widget is drawn in a run, so the
+    change is kept as pending and applied before the sidebar draws on the next run (call
+    st.rerun() after this, unless it runs in a widget callback).
+    """
+    st.session_state.setdefault("f_pending", {})[name] = value if value is not None else ALL
 
 
 # --- context and views --------------------------------------------------------------------------

@@ -25,6 +25,16 @@ pytestmark = pytest.mark.browser
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = sorted(p.stem for p in (ROOT / "pages").glob("*.py"))
+ANALYTICS = {
+    "overview",
+    "alliance",
+    "dropout",
+    "outcomes",
+    "therapists",
+    "demographics",
+    "profile",
+    "ruptures",
+}
 
 
 def _free_port() -> int:
@@ -112,7 +122,7 @@ def test_every_page_renders_in_chromium(server: str, browser_page: Page, name: s
     wait_idle(page)
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=60_000)
     charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
-    if name in ("overview", "alliance", "dropout", "outcomes", "therapists", "demographics"):
+    if name in ANALYTICS:
         charts.first.wait_for(timeout=60_000)
         assert charts.count() >= 2
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -1,0 +1,415 @@
+"""Therapists page: funnel plots, therapist ICC, meeting mode, roles and privacy.
+
+SQL is checked on a small hand-built clinic whose answers are worked out in the comments; the
+statistics' behaviour on the real demo clinic; the page through AppTest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from alliance import db, queries, stats
+from alliance.filters import Filters
+from alliance.panel import Context
+from alliance.privacy import PrivacyPolicy, assert_no_small_cells
+from alliance.settings import Settings
+from alliance.views import therapists
+from tests.conftest import ROOT
+from tests.test_browser import browser_page, server, wait_idle  # noqa: F401 (fixtures)
+
+D = dt.date
+YEAR = Filters(first_month=D(2025, 1, 1), last_month=D(2025, 12, 1))
+
+# episode: (client, therapist, site, age band, gender, race, end reason, SRS totals, ORS totals)
+# therapists 1 = T-AAAA, 2 = T-BBBB, 3 = T-CCCC; sites 1 = North, 2 = South
+EPISODES = {
+    1: (1, 1, 1, "26-44", "female", "White", "planned", [30, 34, 38, 40], [15, 26]),
+    2: (2, 1, 1, "18-25", "male", "Asian", "dropout", [36, 33], [20, 22]),
+    3: (3, 1, 2, "26-44", "female", "White", "dropout", [32], [18]),
+    4: (4, 2, 2, "45-64", "female", "Asian", "planned", [38, 39, 40], [22, 30]),
+    5: (5, 2, 2, "45-64", "male", "White", "other", [35, 37], [24, 23]),
+    6: (6, 3, 1, "26-44", "female", "Black or African American", "dropout", [28, 30], [10, 12]),
+    7: (7, 3, 1, "26-44", "male", "White", "planned", [39, 40], [20, 28]),
+    8: (1, 3, 1, "26-44", "female", "White", None, [37], []),  # open: no dropout/outcome
+    9: (8, 2, 1, "65+", "female", "Black or African American", "planned", [None, 38], [21, 27]),
+}
+
+
+def build_small_clinic(path: Path) -> None:
+    """Nine episodes of eight clients, three therapists, two sites (see EPISODES)."""
+    with db.writer(path, fresh=True) as con:
+        con.execute("insert into sites values (1, 'North'), (2, 'South')")
+        con.execute("insert into programs values (1, 'Adult outpatient')")
+        con.execute(
+            "insert into therapists values (1, 'p1', 'T-AAAA'), (2, 'p2', 'T-BBBB'), "
+            "(3, 'p3', 'T-CCCC')"
+        )
+        con.execute("insert into clients select i, 'c' || i from range(1, 9) t(i)")
+        session_id = 0
+        for ep, (client, ther, site, age, gender, race, end, srs, ors) in EPISODES.items():
+            con.execute(
+                "insert into episodes values (?, ?, ?, 1, ?, ?, ?, ?)",
+                [ep, client, f"e{ep}", age, gender, race, end],
+            )
+            start = D(2025, 1, 6) + dt.timedelta(days=3 * ep)
+            for i in range(max(len(srs), len(ors))):
+                session_id += 1
+                con.execute(
+                    "insert into sessions (session_id, episode_id, therapist_id, site_id, "
+                    "session_date, srs_total, ors_total) values (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        session_id,
+                        ep,
+                        ther,
+                        site,
+                        start + dt.timedelta(weeks=i),
+                        srs[i] if i < len(srs) else None,
+                        ors[i] if i < len(ors) else None,
+                    ],
+                )
+        db.set_meta(con, "dataset_kind", "clinic")
+        db.rebuild_facts(con)
+
+
+@pytest.fixture(scope="module")
+def small_con(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
+    path = tmp_path_factory.mktemp("therapists") / "small.duckdb"
+    build_small_clinic(path)
+    con = db.open_read_only(path)
+    yield con
+    con.close()
+
+
+def small_ctx(con: duckdb.DuckDBPyConnection, k: int = 1, **changes: object) -> Context:
+    return Context(con=con, filters=YEAR, settings=Settings(privacy_k=k), **changes)
+
+
+# --------------------------------------------------------------------------- SQL by hand
+
+
+def test_dropout_by_therapist_by_hand(small_con):
+    df = queries.run(small_con, "therapists_dropout", **YEAR.sql_params())
+    got = {
+        (r.therapist if not r.is_clinic else "clinic"): (r.n_clients, r.ended, r.dropouts)
+        for r in df.itertuples()
+    }
+    # T-AAAA: episodes 1 (planned), 2 and 3 (dropouts); T-BBBB: 4, 5, 9, no dropout;
+    # T-CCCC: 6 (dropout), 7 (planned), 8 is open; clinic: 8 ended, 3 dropouts, 8 clients
+    assert got == {
+        "T-AAAA": (3, 3, 2),
+        "T-BBBB": (3, 3, 0),
+        "T-CCCC": (2, 2, 1),
+        "clinic": (8, 8, 3),
+    }
+    rates = dict(zip(df["therapist"].fillna("clinic"), df["dropout_rate"], strict=True))
+    assert rates["T-AAAA"] == pytest.approx(2 / 3) and rates["clinic"] == pytest.approx(3 / 8)
+
+
+def test_early_alliance_by_therapist_by_hand(small_con):
+    df = queries.run(small_con, "therapists_alliance", **YEAR.sql_params(), alliance="srs")
+    by = df.set_index(df["therapist"].fillna("clinic"))
+    # early SRS: ep1 (30+34+38)/3 = 34, ep2 34.5, ep3 32 -> T-AAAA mean 33.5, SD sqrt(3.5/2)
+    assert by.loc["T-AAAA", "mean_early"] == pytest.approx(33.5)
+    assert by.loc["T-AAAA", "sd_early"] == pytest.approx(np.sqrt(1.75))
+    # T-BBBB: ep4 39, ep5 36, ep9 38 (its only SRS); T-CCCC: ep6 29, ep7 39.5 (ep8 open)
+    assert by.loc["T-BBBB", "mean_early"] == pytest.approx(113 / 3)
+    assert by.loc["T-CCCC", "mean_early"] == pytest.approx(34.25)
+    assert by.loc["clinic", "mean_early"] == pytest.approx(282 / 8)
+    assert by.loc["clinic", "episodes"] == 8 and by.loc["T-CCCC", "n_clients"] == 2
+
+
+def test_outcome_rows_by_hand(small_con):
+    df = queries.run(small_con, "therapists_outcome_episodes", **YEAR.sql_params(), measure="ors")
+    # episode 3 has one ORS, episode 8 is open: 7 rows; improvement = last - first
+    assert len(df) == 7 and (df["clinic_clients"] == 7).all()
+    got = sorted(zip(df["therapist"], df["intake"], df["improvement"], strict=True))
+    assert got == [
+        ("T-AAAA", 15.0, 11.0),
+        ("T-AAAA", 20.0, 2.0),
+        ("T-BBBB", 21.0, 6.0),
+        ("T-BBBB", 22.0, 8.0),
+        ("T-BBBB", 24.0, -1.0),
+        ("T-CCCC", 10.0, 2.0),
+        ("T-CCCC", 20.0, 8.0),
+    ]
+    clients = df.groupby("therapist")["therapist_clients"].first().to_dict()
+    assert clients == {"T-AAAA": 2, "T-BBBB": 3, "T-CCCC": 2}
+
+
+# --------------------------------------------------------------------------- the view, small clinic
+
+
+def test_funnel_points_and_target_on_the_small_clinic(small_con):
+    view = therapists.build(small_ctx(small_con))
+    dropout = next(p for p in view.panels if p.key == "funnel_dropout")
+    data = dropout.data.set_index("therapist")
+    assert list(dropout.data["therapist"]) == ["T-AAAA", "T-BBBB", "T-CCCC"]  # by code
+    assert data["dropout_rate_%"].to_dict() == pytest.approx(
+        {"T-AAAA": 200 / 3, "T-BBBB": 0.0, "T-CCCC": 50.0}
+    )
+    assert dropout.stats["target"] == pytest.approx(3 / 8)
+    assert data.loc["T-AAAA", "ended_episodes"] == 3 and data.loc["T-AAAA", "dropouts"] == 2
+    spec = dropout.figure.to_plotly_json()
+    target_line = [s for s in spec["layout"]["shapes"] if s.get("y0") == s.get("y1")]
+    assert target_line and target_line[0]["y0"] == pytest.approx(3 / 8)
+
+
+def test_casemix_funnel_uses_the_stats_function(small_con):
+    view = therapists.build(small_ctx(small_con))
+    outcome = next(p for p in view.panels if p.key == "funnel_outcome")
+    rows = queries.run(small_con, "therapists_outcome_episodes", **YEAR.sql_params(), measure="ors")
+    expected = stats.casemix_adjusted(
+        rows,
+        outcome="improvement",
+        covariates=["intake"],
+        categorical=["age_band", "program"],
+        group="therapist",
+    ).set_index("group")
+    got = outcome.data.set_index("therapist")["adjusted_improvement"]
+    assert got.to_dict() == pytest.approx(expected["adjusted_mean"].to_dict())
+    assert outcome.stats["target"] == pytest.approx(rows["improvement"].mean())
+
+
+def test_small_therapists_are_withheld_counted_and_marked(small_con):
+    # k = 3: T-CCCC (2 clients) is withheld, and one more so it cannot be recovered
+    ctx = small_ctx(small_con, k=3)
+    dropout = next(p for p in therapists.build(ctx).panels if p.key == "funnel_dropout")
+    data = dropout.data
+    assert list(data["therapist"]) == ["T-AAAA", "T-BBBB", "T-CCCC"]  # never dropped
+    assert data["suppressed"].sum() == 2
+    row = data.set_index("therapist").loc["T-CCCC"]
+    assert row["suppression"] == "primary" and row["position"] == "n < 3"
+    assert pd.isna(row["dropout_rate_%"]) and pd.isna(row["n_clients"])
+    assert "1 therapist with fewer than 3 clients not shown" in dropout.reading
+    plotted = [c[0] for t in dropout.figure.data if t.customdata is not None for c in t.customdata]
+    assert "T-CCCC" not in plotted and len(plotted) == 1
+    assert_no_small_cells(data, policy=ctx.policy)
+
+
+def test_whole_selection_too_small_gives_a_notice(small_con):
+    view = therapists.build(small_ctx(small_con, k=11))
+    assert view.notice and "fewer than 11 clients" in view.notice and not view.panels
+
+
+def test_therapist_filter_keeps_the_comparison_and_adds_tiles(small_con):
+    ctx = small_ctx(small_con)
+    ctx = dataclasses.replace(ctx, filters=dataclasses.replace(YEAR, therapist="T-AAAA"))
+    view = therapists.build(ctx)
+    dropout = next(p for p in view.panels if p.key == "funnel_dropout")
+    assert len(dropout.data) == 3  # every therapist is still compared
+    tiles = {t.key: t for t in view.tiles}
+    assert tiles["selected_dropout"].value == pytest.approx(2 / 3)
+    assert tiles["selected_dropout"].label.startswith("T-AAAA")
+    assert any("selected: T-AAAA" in (t.name or "") for t in dropout.figure.data)
+
+
+def test_viewer_role_gets_a_notice_and_runs_no_query(tmp_path):
+    closed = duckdb.connect(str(tmp_path / "closed.duckdb"))
+    closed.close()  # any query on it would raise
+    ctx = Context(con=closed, filters=YEAR, settings=Settings(), therapist_level=False)
+    view = therapists.build(ctx)
+    assert view.notice == therapists.ROLE_NOTICE and not view.panels and not view.tiles
+
+
+def test_selected_therapist_reads_one_code_from_a_selection_event():
+    def event(*codes):
+        return {"selection": {"points": [{"customdata": [c], "x": 1, "y": 2} for c in codes]}}
+
+    assert therapists.selected_therapist(event("T-AAAA")) == "T-AAAA"
+    assert therapists.selected_therapist(event("T-AAAA", "T-AAAA")) == "T-AAAA"  # ring + dot
+    assert therapists.selected_therapist(event("T-AAAA", "T-BBBB")) is None  # a box of several
+    assert therapists.selected_therapist(event()) is None
+    assert therapists.selected_therapist(None) is None
+
+
+def test_meeting_labels_are_letters_in_a_salted_order():
+    codes = [f"T-{i:04X}" for i in range(40)]
+    labels = therapists.meeting_labels(codes, salt="view|filters")
+    assert sorted(labels.values(), key=lambda s: (len(s), s))[:3] == ["A", "B", "C"]
+    assert len(set(labels.values())) == 40 and "AN" in labels.values()
+    assert all(re.fullmatch(r"[A-Z]+", v) for v in labels.values())
+    by_label = sorted(codes, key=lambda c: (len(labels[c]), labels[c]))
+    assert by_label != sorted(codes)  # not code order
+    other = therapists.meeting_labels(codes, salt="view|other filters")
+    assert other != labels  # a new shuffle for other filters
+    assert therapists.meeting_labels(codes, salt="view|filters") == labels  # stable
+
+
+# --------------------------------------------------------------------------- demo clinic
+
+
+@pytest.fixture(scope="module")
+def demo_view(demo_con) -> object:
+    ctx = Context(
+        con=demo_con,
+        filters=Filters(first_month=D(2025, 11, 1), last_month=D(2026, 10, 1)),
+        settings=Settings(),
+    )
+    return therapists.build(ctx)
+
+
+def test_demo_funnels_most_therapists_inside_the_998_limits(demo_view):
+    funnels = [p for p in demo_view.panels if p.key.startswith("funnel_")]
+    assert [p.key for p in funnels] == ["funnel_dropout", "funnel_alliance", "funnel_outcome"]
+    for panel in funnels:
+        shown = panel.data[~panel.data["suppressed"]]
+        value = next(
+            c for c in shown.columns if c.startswith(("dropout_rate", "mean_early", "adj"))
+        )
+        low, high = (
+            next(c for c in shown.columns if c.startswith(p))
+            for p in ("limit_998_l", "limit_998_h")
+        )
+        inside = shown[value].between(shown[low], shown[high])
+        assert inside.mean() >= 0.85, panel.key
+        # the flag agrees with the limits at the therapist's own volume
+        assert (inside == ~shown["position"].str.contains("99.8")).all(), panel.key
+        low95 = next(c for c in shown.columns if c.startswith("limit_95_l"))
+        assert (shown[low95] >= shown[low] - 1e-12).all()
+        assert shown["therapist"].is_monotonic_increasing  # by code, not by performance
+        assert_no_small_cells(panel.data, policy=PrivacyPolicy(k=11))
+    # small-caseload therapists are withheld and counted in the caption
+    dropout = funnels[0]
+    assert dropout.stats["withheld"] >= 1
+    assert "with fewer than 11 clients not shown" in dropout.reading
+    withheld = dropout.data[dropout.data["suppressed"]]
+    assert (withheld["position"] == "n < 11").all() and withheld["n_clients"].isna().all()
+
+
+def test_demo_alliance_funnel_sigma_is_the_pooled_within_therapist_sd(demo_con, demo_ctx):
+    df = queries.run(demo_con, "therapists_alliance", **demo_ctx.params(), alliance="srs")
+    ther = df[~df["is_clinic"]]
+    sd, n = ther["sd_early"].to_numpy(), ther["episodes"].to_numpy()
+    ok = n >= 2
+    expected = np.sqrt(np.sum((n[ok] - 1) * sd[ok] ** 2) / np.sum(n[ok] - 1))
+    panel = next(p for p in therapists.build(demo_ctx).panels if p.key == "funnel_alliance")
+    assert f"pooled within-therapist SD {expected:.2f}" in panel.figure.layout.title.subtitle.text
+
+
+def test_demo_therapist_icc_is_a_small_therapist_effect(demo_con):
+    """Published: about 5% (Wampold & Brown 2005; Johns et al. 2019). The demo clinic's
+    therapists differ a little less in this sample (about 2% over its three years)."""
+    ctx = Context(
+        con=demo_con,
+        filters=Filters(first_month=D(2023, 11, 1), last_month=D(2026, 10, 1)),
+        settings=Settings(),
+    )
+    icc = therapists.therapist_icc_outcome(ctx, "ors")
+    assert isinstance(icc, stats.ICC)
+    assert 0.005 < icc.icc < 0.10
+    assert icc.low <= icc.icc <= icc.high and icc.high < 0.15
+    assert icc.method.startswith("reml") and icc.n_groups >= 20 and icc.n > 2000
+    # a therapist filter leaves one therapist: no ICC, and no exception
+    one = dataclasses.replace(ctx, filters=dataclasses.replace(ctx.filters, therapist="T-1E8A"))
+    assert np.isnan(therapists.therapist_icc_outcome(one, "ors").icc)
+
+
+def test_demo_meeting_mode_labels_carry_no_code_and_no_ranking(demo_con, demo_ctx, demo_view):
+    ctx = dataclasses.replace(demo_ctx, meeting_mode=True)
+    view = therapists.build(ctx)
+    codes = set(demo_view.panels[0].data["therapist"])
+    blob = json.dumps([p.figure.to_plotly_json() for p in view.panels if p.figure], default=str)
+    blob += "".join(p.data.to_csv() for p in view.panels) + repr(view.tiles)
+    assert not any(code in blob for code in codes)
+    assert not re.search(r"T-[0-9A-F]{4}", blob)
+    assert all(not p.key.startswith("funnel") for p in view.panels)  # no selection
+    dropout = next(p for p in view.panels if p.key == "meeting_dropout")
+    labels = dropout.data["therapist"]
+    assert labels.str.fullmatch(r"[A-Z]+").all()
+    # the same therapists, relabelled: same rates, in label order, not in rate order
+    shown = dropout.data[~dropout.data["suppressed"]]
+    assert sorted(shown["dropout_rate_%"]) == sorted(
+        demo_view.panels[0].data.dropna(subset=["dropout_rate_%"])["dropout_rate_%"]
+    )
+    rank = shown["dropout_rate_%"].rank().to_numpy()
+    assert abs(np.corrcoef(np.arange(len(rank)), rank)[0, 1]) < 0.9
+    # labels are per view: one therapist keeps its label across the funnels
+    alliance = next(p for p in view.panels if p.key == "meeting_alliance")
+    names = therapists.display_names(ctx, codes)
+    assert set(alliance.data["therapist"]) <= set(names.values())
+    # and the letter order is not the code order
+    assert [names[c] for c in sorted(codes)] != sorted(names.values(), key=lambda s: (len(s), s))
+
+
+# --------------------------------------------------------------------------- the page (AppTest)
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+
+
+def test_page_renders_funnels_and_the_therapist_filter_changes_numbers(app_env):
+    at = _app().run()
+    at.switch_page("pages/therapists.py").run()
+    assert not at.exception
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert titles[:3] == [
+        "Dropout rate by therapist",
+        "Early alliance (SRS) by therapist",
+        "Case-mix adjusted ORS improvement by therapist",
+    ]
+    assert any("Therapist share" in t for t in titles)
+    before = {m.label: m.value for m in at.metric}
+    code = at.selectbox(key="f_therapist").options[1]
+    at.selectbox(key="f_therapist").set_value(code).run()
+    assert not at.exception
+    after = {m.label: m.value for m in at.metric}
+    assert after != before and f"{code}: dropout rate" in after
+    # the selected therapist is ringed in the funnel; clearing the filter removes the tiles
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any(t.get("name") == f"selected: {code}" for t in spec["data"])
+    at.button[0].click().run()
+    assert at.selectbox(key="f_therapist").value == "All"
+    assert {m.label: m.value for m in at.metric} == before
+
+
+def test_page_in_meeting_mode_shows_letters_and_disables_selection(app_env):
+    at = _app()
+    at.session_state["meeting_mode"] = True
+    at.run()
+    at.switch_page("pages/therapists.py").run()
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert charts
+    for chart in charts:
+        assert not re.search(r"T-[0-9A-F]{4}", chart.proto.spec)
+        assert list(chart.proto.selection_mode) == []  # no selection in meeting mode
+
+
+# --------------------------------------------------------------------------- in Chromium
+
+
+@pytest.mark.browser
+def test_clicking_a_dot_in_chromium_filters_the_whole_dashboard(request):
+    """The real interaction: a click on a funnel dot selects the therapist everywhere."""
+    url = request.getfixturevalue("server")
+    page = request.getfixturevalue("browser_page")
+    page.goto(f"{url}/therapists")
+    wait_idle(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".js-plotly-plot").wait_for(timeout=60_000)
+    dot = chart.locator(".scatterlayer .trace .points path").nth(3).bounding_box()
+    x, y = dot["x"] + dot["width"] / 2, dot["y"] + dot["height"] / 2
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    page.wait_for_function("() => window.location.search.includes('therapist=')", timeout=60_000)
+    wait_idle(page)
+    code = re.search(r"therapist=([^&]+)", page.url).group(1)
+    labels = page.locator('[data-testid="stMetricLabel"]')
+    labels.filter(has_text=f"{code}: dropout rate").first.wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.get_by_role("button", name=re.compile("Show all therapists again")).click()
+    page.wait_for_function("() => !window.location.search.includes('therapist=')")
+    wait_idle(page)
+    assert labels.filter(has_text=f"{code}:").count() == 0  # the stale selection stays undone
