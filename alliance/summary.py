@@ -17,6 +17,8 @@ from alliance.stats import wilson_interval
 from alliance.views import dropout, outcomes, overview, ruptures, therapists
 from alliance.views.common import protect
 
+COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}
+
 
 def _ci(low: float, high: float) -> list[float] | None:
     if low is None or high is None or math.isnan(low) or math.isnan(high):
@@ -111,7 +113,7 @@ def compute(ctx: Context) -> dict[str, object]:
             out[row.key] = None
             withheld.append(row.key)
             continue
-        out[row.key] = _plain(row.value)
+        out[row.key] = int(row.value) if row.key in COUNT_KEYS else _plain(row.value)
         if row.low is not None and not pd.isna(row.low):
             out[f"{row.key}_ci"] = [_plain(row.low), _plain(row.high)]
     out["withheld"] = withheld
