@@ -191,7 +191,7 @@ def build_demo(
     latent = ther_alliance[ep_ther] + client_alliance
     logit = (
         -1.86
-        - 0.60 * latent
+        - 0.56 * latent
         + np.select([age_band == 1, age_band == 0, age_band == 4], [0.45, 0.25, -0.35], 0.0)
         + minority * (0.30 + ther_minority[ep_ther])
     )
