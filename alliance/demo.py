@@ -51,7 +51,7 @@ RACES = [
     "Native Hawaiian or Pacific Islander",
     "unknown",
 ]
-RACE_P = [0.55, 0.15, 0.16, 0.07, 0.035, 0.012, 0.004, 0.019]
+RACE_P = [0.55, 0.15, 0.16, 0.07, 0.035, 0.012, 0.006, 0.017]
 # groups with more unilateral termination (Owen, Imel, Adelson & Rodolfa 2012)
 HIGHER_DROPOUT_RACES = {1, 2, 5}
 
