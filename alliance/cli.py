@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="build a report pack for QI meetings (.pptx, .pdf or .zip), as the Report page",
         description="The same pack as the Report pack page: default = the monthly QI pack. "
-        "Exit 0 written, 2 usage error (unknown site, bad month, unknown extension or section).",
+        "Exit 0 written, 1 charts could not be drawn (nothing written), 2 usage error (unknown "
+        "site, bad month, unknown extension or section).",
     )
     add_view_arguments(rep)
     rep.add_argument("--out", type=Path, required=True, metavar="FILE.pptx|FILE.pdf|FILE.zip")
