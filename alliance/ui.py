@@ -187,8 +187,11 @@ def page_allowed(name: str) -> bool:
 def audit(event: str, detail: dict) -> None:
     """Record an export, download, import or settings change (never client data)."""
     payload = {**detail}
-    if "filters" not in payload and "f_period" in st.session_state:
-        payload["filters"] = current_filters().to_query_params()
+    if "filters" not in payload:
+        try:
+            payload["filters"] = current_filters().to_query_params()
+        except (KeyError, TypeError, ValueError):  # e.g. in a callback before the sidebar ran
+            payload["filters"] = {}
     audit_log.record(
         db_path(),
         user=st.session_state.get("user_name", "local user"),

@@ -40,7 +40,19 @@ def _value(name: str, ctx):
         **settings.outcome_params("ors"),
         "rupture_threshold": settings.rupture_threshold,
         "repair_window": settings.repair_window,
+        # the parameters particular to one query, with the values its view uses
+        "cohort_sessions": 6,
+        "last_number": 12,
+        "bin_floor": 20.0,
+        "bin_width": 1.0,
+        "scale_max": 40.0,
+        "dimension": "race_ethnicity",
+        "fractions": [i / 10 for i in range(1, 10)],
+        "lowest_bin": -15.0,
+        "highest_bin": 15.0,
+        "max_session": 12,
+        "detail": True,
     }
     if name in defaults:
         return defaults[name]
-    pytest.skip(f"no generic value for parameter {name!r}; covered by its own tests")
+    raise AssertionError(f"add a value for parameter {name!r} in tests/test_queries.py")
