@@ -44,8 +44,7 @@ def _register_template() -> None:
     template.layout.update(
         colorway=PALETTE,
         font={"family": FONT, "size": BASE_FONT_SIZE, "color": "#222"},
-        margin={"l": 70, "r": 30, "t": 95, "b": 60},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        margin={"l": 70, "r": 30, "t": 95, "b": 100},
         hoverlabel={"font_size": 14},
         xaxis=axis,
         yaxis=axis,
@@ -59,15 +58,23 @@ _register_template()
 
 def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> go.Figure:
     """Title and subtitle (measure · definition · period · n) on the house theme."""
+    lines = subtitle.count("<br>") + 1 if subtitle else 0
     fig.update_layout(
         title={
             "text": title,
             "x": 0.0,
             "xanchor": "left",
+            "y": 0.98,
+            "yanchor": "top",
+            "yref": "container",
             "font": {"size": 20},
             "subtitle": {"text": subtitle, "font": {"size": 13, "color": GREY}},
         },
-        height=height,
+        # room for every subtitle line, so the subtitle never runs into the plot
+        margin={"t": 62 + 17 * lines},
+        # the legend sits under the plot, clear of the title and subtitle
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
+        height=height + 17 * max(lines - 2, 0),
     )
     return fig
 
