@@ -41,7 +41,12 @@ BENCH_DIR = db.ROOT / "data" / "bench"
 
 
 def bench_db(sessions: int, seed: int) -> Path:
-    return BENCH_DIR / f"demo-{sessions}-{seed}.duckdb"
+    """Reused across runs, keyed by N, seed and the code that builds it (demo + schema)."""
+    import hashlib
+
+    sources = [db.ROOT / "alliance" / "demo.py", *sorted(db.SCHEMA_DIR.glob("*.sql"))]
+    version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:8]
+    return BENCH_DIR / f"demo-{sessions}-{seed}-{version}.duckdb"
 
 
 def random_filters(con, repeat: int, seed: int = 1) -> list:

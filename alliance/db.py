@@ -129,7 +129,23 @@ def dataset_kind(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(path), read_only=True)
+    """A read-only connection to the file at `path` as it is now.
+
+    DuckDB keeps one database instance per path in a process, so after a writer swapped in a
+    new file, connecting to the same path again would return the old, replaced data. Connecting
+    through a fresh hard link (removed at once; the open file stays readable) always opens the
+    current file, while connections to the old one finish their queries undisturbed.
+    """
+    path = Path(path)
+    link = path.with_name(f".{path.name}.reader-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.link(path, link)
+    except OSError:  # a filesystem without hard links: plain open
+        return duckdb.connect(str(path), read_only=True)
+    try:
+        return duckdb.connect(str(link), read_only=True)
+    finally:
+        link.unlink(missing_ok=True)
 
 
 def file_signature(path: Path) -> tuple[int, int, int]:

@@ -1,6 +1,6 @@
 """Small-cell suppression: no displayed or exported aggregate may describe fewer than k clients.
 
-The rule (``/work/shared/metrics.md``, "Privacy threshold"):
+The rule (``../shared/metrics.md``, "Privacy threshold"):
 
 * **Primary suppression**: a cell describing 1 .. k-1 distinct clients is withheld. A cell
   describing 0 clients discloses nothing and stays visible.

@@ -1,4 +1,4 @@
-"""Statistics for the alliance dashboard, as defined in ``/work/shared/metrics.md``.
+"""Statistics for the alliance dashboard, as defined in ``../shared/metrics.md``.
 
 Plain, pure functions: inputs (lists, numpy arrays, pandas Series) are never modified; results
 are small frozen dataclasses, floats, arrays or DataFrames. Intervals are two-sided at ``conf``

@@ -17,6 +17,7 @@
 --   $measure: varchar, outcome measure (ors, phq9, gad7)
 --   $rupture_threshold: double, SRS drop (points) from the previous SRS that counts as a rupture
 --   $repair_window: integer, SRS administrations after a rupture in which it can be repaired
+--     (1-6, the range the Settings page allows; session_facts holds the next six SRS)
 -- Columns:
 --   rupture_group: varchar, 'none', 'repaired' (all ruptures repaired), 'unrepaired' (>= 1 not)
 --   n_clients: integer, distinct clients of the group's episodes
@@ -51,42 +52,41 @@ outcomes as (
     )
     where n_admin >= 2
 ),
-episode_srs as (
-    select
-        episode_id,
-        session_index,
-        srs,
-        prev_srs,
-        end_reason
-    from sessions_in_view(
-        date '0001-01-01', date '9999-12-31', null, null, null, null, null, null,
-        $allowed_sites
-    )
-    where srs is not null
-      and episode_id in (select episode_id from ended)
-),
-windowed as (
-    select
-        *,
-        max(srs) over next_srs as best_next,
-        count(*) over next_srs as n_next
-    from episode_srs
-    window next_srs as (
-        partition by episode_id
-        order by session_index
-        rows between 1 following and $repair_window following
-    )
-),
 classified as (
+    -- every SRS administration of the ended episodes, classified row by row from the next
+    -- SRS totals precomputed in session_facts (next_srs_1..6); an ended episode's sessions all
+    -- lie before $date_to, and its end_reason is set, so no rupture of it is open
     select
         episode_id,
         case
             when not coalesce(round(prev_srs - srs, 4) >= $rupture_threshold, false) then null
-            when round(best_next - prev_srs, 4) >= 0 then 'repaired'
-            when n_next >= $repair_window or end_reason is not null then 'unrepaired'
+            when round(
+                greatest(
+                    next_srs_1,
+                    case when $repair_window >= 2 then next_srs_2 end,
+                    case when $repair_window >= 3 then next_srs_3 end,
+                    case when $repair_window >= 4 then next_srs_4 end,
+                    case when $repair_window >= 5 then next_srs_5 end,
+                    case when $repair_window >= 6 then next_srs_6 end
+                ) - prev_srs,
+                4
+            ) >= 0 then 'repaired'
+            when end_reason is not null then 'unrepaired'
+            when case $repair_window
+                when 1 then next_srs_1
+                when 2 then next_srs_2
+                when 3 then next_srs_3
+                when 4 then next_srs_4
+                when 5 then next_srs_5
+                else next_srs_6
+            end is not null then 'unrepaired'
             else 'open'
         end as fate
-    from windowed
+    from sessions_in_view(
+        date '0001-01-01', $date_to, null, null, null, null, null, null, $allowed_sites
+    )
+    where srs is not null
+      and episode_id in (select episode_id from ended)
 ),
 per_episode as (
     select

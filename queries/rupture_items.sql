@@ -2,6 +2,8 @@
 -- items were recorded at both the rupture and the previous SRS administration, the drop of each
 -- item (previous item score - item score at the rupture, points 0-10, positive = fell) and how
 -- often each item fell the most (ties count for every tied item).
+-- The previous administration's items come from session_facts (prev_srs_relationship ...),
+-- like prev_srs over all of the episode's SRS administrations, whatever their site.
 --
 -- Parameters:
 --   $date_from: date, first day included (session date of the rupture)
@@ -23,64 +25,26 @@
 --   sd_drop: double, SD of the item drop (points)
 --   largest: integer, ruptures at which this item fell the most
 with
-in_view as (
+drops as (
+    -- the previous SRS administration's items are precomputed in session_facts
+    -- (prev_srs_relationship ... prev_srs_overall, over the episode's SRS administrations)
     select
         session_id,
-        client_id
+        client_id,
+        prev_srs_relationship - srs_relationship as heard,
+        prev_srs_goals - srs_goals as goals,
+        prev_srs_approach - srs_approach as approach,
+        prev_srs_overall - srs_overall as overall
     from sessions_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
     )
     where srs is not null
-),
-episode_srs as (
-    select
-        session_id,
-        episode_id,
-        session_index,
-        srs,
-        prev_srs,
-        srs_relationship,
-        srs_goals,
-        srs_approach,
-        srs_overall
-    from sessions_in_view(
-        date '0001-01-01', date '9999-12-31', null, null, null, null, null, null,
-        $allowed_sites
-    )
-    where srs is not null
-      and episode_id in (
-          select episode_id from sessions_in_view(
-              $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
-              $allowed_sites
-          )
-      )
-),
-lagged as (
-    select
-        *,
-        lag(srs_relationship) over previous as prev_relationship,
-        lag(srs_goals) over previous as prev_goals,
-        lag(srs_approach) over previous as prev_approach,
-        lag(srs_overall) over previous as prev_overall
-    from episode_srs
-    window previous as (partition by episode_id order by session_index)
-),
-drops as (
-    select
-        l.session_id,
-        v.client_id,
-        l.prev_relationship - l.srs_relationship as heard,
-        l.prev_goals - l.srs_goals as goals,
-        l.prev_approach - l.srs_approach as approach,
-        l.prev_overall - l.srs_overall as overall
-    from lagged as l
-    join in_view as v using (session_id)
-    where round(l.prev_srs - l.srs, 4) >= $rupture_threshold
-      and l.srs_relationship is not null and l.srs_goals is not null
-      and l.srs_approach is not null and l.srs_overall is not null
-      and l.prev_relationship is not null and l.prev_goals is not null
-      and l.prev_approach is not null and l.prev_overall is not null
+      and round(prev_srs - srs, 4) >= $rupture_threshold
+      and srs_relationship is not null and srs_goals is not null
+      and srs_approach is not null and srs_overall is not null
+      and prev_srs_relationship is not null and prev_srs_goals is not null
+      and prev_srs_approach is not null and prev_srs_overall is not null
 ),
 long as (
     unpivot drops

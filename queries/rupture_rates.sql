@@ -5,8 +5,10 @@
 -- sessions without an SRS). It is repaired when one of the next $repair_window SRS
 -- administrations of the episode is at or above that previous SRS; unrepaired when the window
 -- has passed, or the episode has ended, without one; open otherwise (an ongoing episode whose
--- window is not over yet). The window is followed past the end of the period, through every SRS
--- administration of the episode the signed-in role may see.
+-- window is not over yet). The window is followed past the end of the period, through every later
+-- SRS administration of the episode (session_facts.next_srs_1..6, precomputed over all of the
+-- episode's sessions like prev_srs: a later session at a site the role may not see still counts,
+-- only through its SRS total). One scan of the sessions in view, no window function.
 --
 -- Parameters:
 --   $date_from: date, first day included (session date of the rupture)
@@ -20,6 +22,7 @@
 --   $allowed_sites: varchar[] or null, sites the signed-in role may see
 --   $rupture_threshold: double, SRS drop (points) from the previous SRS that counts as a rupture
 --   $repair_window: integer, SRS administrations after a rupture in which it can be repaired
+--     (1-6, the range the Settings page allows; session_facts holds the next six SRS)
 -- Columns:
 --   grouping: varchar, 'clinic', 'month', 'site' or 'therapist'
 --   unit: varchar, 'clinic', the month (YYYY-MM-DD, first day), the site or the therapist code
@@ -37,71 +40,70 @@
 with
 in_view as (
     select
-        session_id,
-        episode_id,
-        client_id,
         month,
         site,
-        therapist
+        therapist,
+        client_id,
+        srs,
+        prev_srs,
+        end_reason,
+        -- the best of the next $repair_window SRS administrations of the episode, and the
+        -- last of them (not null = the window has passed); session_facts holds the next six
+        greatest(
+            next_srs_1,
+            case when $repair_window >= 2 then next_srs_2 end,
+            case when $repair_window >= 3 then next_srs_3 end,
+            case when $repair_window >= 4 then next_srs_4 end,
+            case when $repair_window >= 5 then next_srs_5 end,
+            case when $repair_window >= 6 then next_srs_6 end
+        ) as best_next,
+        case $repair_window
+            when 1 then next_srs_1
+            when 2 then next_srs_2
+            when 3 then next_srs_3
+            when 4 then next_srs_4
+            when 5 then next_srs_5
+            else next_srs_6
+        end as window_end
     from sessions_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
     )
     where srs is not null
 ),
-episode_srs as (
-    -- every SRS administration of the episodes in view, whatever its date
-    select
-        session_id,
-        episode_id,
-        session_index,
-        srs,
-        prev_srs,
-        end_reason
-    from sessions_in_view(
-        date '0001-01-01', date '9999-12-31', null, null, null, null, null, null,
-        $allowed_sites
-    )
-    where srs is not null
-      and episode_id in (select episode_id from in_view)
-),
-windowed as (
-    select
-        *,
-        max(srs) over next_srs as best_next,
-        count(*) over next_srs as n_next
-    from episode_srs
-    window next_srs as (
-        partition by episode_id
-        order by session_index
-        rows between 1 following and $repair_window following
-    )
-),
-classified as (
+events as (
     -- differences rounded to 1e-4 so that item sums (floating point) compare exactly
     select
-        session_id,
+        strftime(month, '%Y-%m-%d') as month,
+        site,
+        therapist,
+        client_id,
         prev_srs,
         coalesce(round(prev_srs - srs, 4) >= $rupture_threshold, false) as rupture,
         case
             when not coalesce(round(prev_srs - srs, 4) >= $rupture_threshold, false) then null
             when round(best_next - prev_srs, 4) >= 0 then 'repaired'
-            when n_next >= $repair_window or end_reason is not null then 'unrepaired'
+            when window_end is not null or end_reason is not null then 'unrepaired'
             else 'open'
         end as fate
-    from windowed
+    from in_view
 ),
-events as (
+cells as (
+    -- one row per month, site, therapist and client first: the grouping sets below then
+    -- count distinct clients over far fewer rows
     select
-        strftime(v.month, '%Y-%m-%d') as month,
-        v.site,
-        v.therapist,
-        v.client_id,
-        c.prev_srs,
-        c.rupture,
-        c.fate
-    from in_view as v
-    join classified as c using (session_id)
+        month,
+        site,
+        therapist,
+        client_id,
+        count(*) as administrations,
+        count(*) filter (where prev_srs is not null) as with_previous,
+        count(*) filter (where rupture) as ruptures,
+        count(*) filter (where fate = 'repaired') as repaired,
+        count(*) filter (where fate = 'unrepaired') as unrepaired,
+        count(*) filter (where fate = 'open') as open
+    from events
+    group by month, site, therapist, client_id
 ),
 final as (
     -- grouping(): bit set = column not in the grouping set (month 4, site 2, therapist 1)
@@ -118,22 +120,18 @@ final as (
             when 5 then site
             when 6 then therapist
         end as unit,
-        count(distinct client_id) filter (where prev_srs is not null) as n_clients,
-        count(*) as administrations,
-        count(*) filter (where prev_srs is not null) as with_previous,
-        count(*) filter (where rupture) as ruptures,
-        count(*) filter (where fate = 'repaired') as repaired,
-        count(*) filter (where fate = 'unrepaired') as unrepaired,
-        count(*) filter (where fate = 'open') as open,
-        count(*) filter (where fate in ('repaired', 'unrepaired')) as fate_known,
-        count(distinct client_id) filter (where fate in ('repaired', 'unrepaired'))
-            as fate_clients,
-        count(*) filter (where rupture)
-            / nullif(count(*) filter (where prev_srs is not null), 0) as rupture_rate,
-        count(*) filter (where fate = 'repaired')
-            / nullif(count(*) filter (where fate in ('repaired', 'unrepaired')), 0)
-            as repair_rate
-    from events
+        count(distinct client_id) filter (where with_previous > 0) as n_clients,
+        sum(administrations)::bigint as administrations,
+        sum(with_previous)::bigint as with_previous,
+        sum(ruptures)::bigint as ruptures,
+        sum(repaired)::bigint as repaired,
+        sum(unrepaired)::bigint as unrepaired,
+        sum(open)::bigint as open,
+        sum(repaired + unrepaired)::bigint as fate_known,
+        count(distinct client_id) filter (where repaired + unrepaired > 0) as fate_clients,
+        sum(ruptures) / nullif(sum(with_previous), 0) as rupture_rate,
+        sum(repaired) / nullif(sum(repaired + unrepaired), 0) as repair_rate
+    from cells
     group by grouping sets ((), (month), (site), (therapist))
 )
 select * from final

@@ -193,3 +193,19 @@ def test_reliable_change_threshold_is_exact_despite_floating_point(tmp_path):
     e = queries.run(con, "overview_episodes", **f.sql_params(), **Settings().outcome_params("ors"))
     assert e.iloc[0]["reliable_improvement"] == 1
     con.close()
+
+
+def test_a_reader_sees_a_file_swapped_in_by_a_writer(tmp_path):
+    """The dashboard process reopens after an import from another process (db.writer swap)."""
+    path = tmp_path / "swap.duckdb"
+    build_fixture(path)
+    first = db.open_read_only(path)
+    before = first.execute("select count(*) from sessions").fetchone()[0]
+    with db.writer(path) as w:
+        w.execute("delete from sessions where session_id = 1")
+        db.rebuild_facts(w)
+    second = db.open_read_only(path)
+    assert second.execute("select count(*) from sessions").fetchone()[0] == before - 1
+    assert first.execute("select count(*) from sessions").fetchone()[0] == before
+    first.close()
+    second.close()

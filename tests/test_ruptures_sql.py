@@ -288,3 +288,97 @@ def test_rupture_view_on_the_tiny_clinic_is_withheld(tiny_con):
         if p.figure is not None:
             text = p.figure.layout.title.subtitle.text
             assert "≥ 3 points" in text and "next 1 SRS administration" in text, p.key
+
+
+# The rupture queries read the next six SRS totals and the previous SRS items precomputed in
+# session_facts (derive.sql) instead of window functions; on the demo clinic they must equal the
+# window-function computation over each episode's SRS administrations, and a window of up to 6
+# (the Settings page's maximum) must classify exactly as the frame max/count did.
+PRECOMPUTED_CHECK = """
+with
+srs as (
+    select
+        session_id,
+        episode_id,
+        session_index,
+        srs,
+        srs_relationship,
+        srs_goals,
+        srs_approach,
+        srs_overall,
+        next_srs_1, next_srs_2, next_srs_3, next_srs_4, next_srs_5, next_srs_6,
+        prev_srs_relationship, prev_srs_goals, prev_srs_approach, prev_srs_overall
+    from session_facts
+    where srs is not null
+),
+recomputed as (
+    select
+        *,
+        lead(srs, 1) over w as r1, lead(srs, 2) over w as r2, lead(srs, 3) over w as r3,
+        lead(srs, 4) over w as r4, lead(srs, 5) over w as r5, lead(srs, 6) over w as r6,
+        lag(srs_relationship) over w as pr, lag(srs_goals) over w as pg,
+        lag(srs_approach) over w as pa, lag(srs_overall) over w as po
+    from srs
+    window w as (partition by episode_id order by session_index)
+)
+select
+    count(*) as n,
+    count(*) filter (
+        where next_srs_1 is not distinct from r1 and next_srs_2 is not distinct from r2
+          and next_srs_3 is not distinct from r3 and next_srs_4 is not distinct from r4
+          and next_srs_5 is not distinct from r5 and next_srs_6 is not distinct from r6
+          and prev_srs_relationship is not distinct from pr
+          and prev_srs_goals is not distinct from pg
+          and prev_srs_approach is not distinct from pa
+          and prev_srs_overall is not distinct from po
+    ) as same
+from recomputed
+"""
+
+WINDOWED_FATES = """
+with
+srs as (
+    select episode_id, session_index, srs, prev_srs, end_reason,
+        next_srs_1, next_srs_2, next_srs_3, next_srs_4, next_srs_5, next_srs_6
+    from session_facts
+    where srs is not null
+),
+framed as (
+    select
+        *,
+        max(srs) over w as best_next,
+        count(*) over w as n_next
+    from srs
+    window w as (
+        partition by episode_id order by session_index
+        rows between 1 following and $repair_window following
+    )
+)
+select
+    count(*) as n,
+    count(*) filter (
+        where best_next is not distinct from greatest(
+                next_srs_1,
+                case when $repair_window >= 2 then next_srs_2 end,
+                case when $repair_window >= 3 then next_srs_3 end,
+                case when $repair_window >= 4 then next_srs_4 end,
+                case when $repair_window >= 5 then next_srs_5 end,
+                case when $repair_window >= 6 then next_srs_6 end)
+          and (n_next >= $repair_window) = (
+                case $repair_window
+                    when 1 then next_srs_1 when 2 then next_srs_2 when 3 then next_srs_3
+                    when 4 then next_srs_4 when 5 then next_srs_5 else next_srs_6
+                end is not null)
+    ) as same
+from framed
+"""
+
+
+def test_precomputed_next_and_previous_srs_match_window_functions(demo_con, tiny_con):
+    for con in (demo_con, tiny_con):
+        n, same = con.execute(PRECOMPUTED_CHECK).fetchone()
+        assert n > 0
+        assert same == n
+        for window in range(1, 7):
+            n, same = con.execute(WINDOWED_FATES, {"repair_window": window}).fetchone()
+            assert same == n, window

@@ -84,11 +84,25 @@ final as (
         s.wai_goal_mean,
         s.ors,
         s.phq9_total::double as phq9,
-        s.gad7_total::double as gad7
+        s.gad7_total::double as gad7,
+        -- for ruptures and repair (settings rupture_threshold, repair_window <= 6): the next
+        -- six SRS totals of the same episode (null where the episode has fewer), and the items
+        -- of the previous SRS administration; over all sessions of the episode, whatever site
+        lead(s.srs, 1) over srs_order as next_srs_1,
+        lead(s.srs, 2) over srs_order as next_srs_2,
+        lead(s.srs, 3) over srs_order as next_srs_3,
+        lead(s.srs, 4) over srs_order as next_srs_4,
+        lead(s.srs, 5) over srs_order as next_srs_5,
+        lead(s.srs, 6) over srs_order as next_srs_6,
+        lag(s.srs_relationship::double) over srs_order as prev_srs_relationship,
+        lag(s.srs_goals::double) over srs_order as prev_srs_goals,
+        lag(s.srs_approach::double) over srs_order as prev_srs_approach,
+        lag(s.srs_overall::double) over srs_order as prev_srs_overall
     from scored as s
     join episodes_in as e using (episode_id)
     join sites as st using (site_id)
     join therapists as t using (therapist_id)
+    window srs_order as (partition by s.episode_id, s.srs is null order by s.session_index)
 )
 select * from final
 order by session_date;

@@ -1,6 +1,6 @@
 """Outcomes: do clients get better on the chosen measure, and does early alliance go with it?
 
-Every number follows ``/work/shared/metrics.md`` ("Outcomes"): change between the first and last
+Every number follows ``../shared/metrics.md`` ("Outcomes"): change between the first and last
 administration of an ended episode finished in the period with at least two administrations,
 improvement oriented so that positive = better (ORS last - first; PHQ-9 and GAD-7 first - last);
 recovery over the episodes that started in the clinical range. Cutoffs and reliable change come

@@ -143,6 +143,18 @@ def profile_table(ctx: Context, filters: Filters | None = None, *, detail: bool 
         alliance=f.alliance_measure,
         detail=detail,
     )
+    return _with_intervals(df, f)
+
+
+def _clinic_table(ctx: Context, filters: Filters | None = None) -> pd.DataFrame:
+    """The 'clinic' rows of `profile_table` alone, from the cheaper queries/profile_clinic.sql."""
+    f = filters or ctx.filters
+    df = queries.run(ctx.con, "profile_clinic", **ctx.params(f), alliance=f.alliance_measure)
+    return _with_intervals(df, f)
+
+
+def _with_intervals(df: pd.DataFrame, f: Filters) -> pd.DataFrame:
+    """The instrument's dimensions, with label and the 95% t interval over episodes."""
     keep = DIMENSIONS[:3] if f.alliance_measure == "wai" else DIMENSIONS
     df = df[df["dimension"].isin(keep)].reset_index(drop=True)
     n = df["episodes"].to_numpy(dtype=float)
@@ -174,6 +186,8 @@ def dimension_scores(
         subgroup_by != "none" and (group_by != "therapist" or subgroup_by not in DEMOGRAPHICS)
     ):
         raise ValueError(f"unknown grouping {group_by!r} / {subgroup_by!r}")
+    if table is None and key == "clinic":
+        table = _clinic_table(ctx, filters)
     if table is None:
         detail = key not in ("clinic", "program", *DEMOGRAPHICS)
         table = profile_table(ctx, filters, detail=detail)
@@ -313,7 +327,8 @@ def _dot_figure(
                 ),
             )
         )
-    hidden = [c for c in cats if df.loc[df[category].astype(str) == c, value].notna().sum() == 0]
+    shown = set(df.loc[df[value].notna(), category].astype(str))
+    hidden = [c for c in cats if c not in shown]
     for c in hidden:
         fig.add_annotation(
             x=(reference or 0) if horizontal else c,
@@ -408,16 +423,21 @@ def _gap_heatmap(
 
     df: row, dimension, gap, gap_low, gap_high, weakest (bool). Withheld cells read "n < 11".
     """
+    # the first row of each (row, dimension) cell, looked up once (not a filter per cell)
+    first = df.drop_duplicates(["row", "dimension"], keep="first")
+    cells = {
+        (r, d): c
+        for r, d, c in zip(first["row"], first["dimension"], first.to_dict("records"), strict=True)
+    }
     z, text = [], []
     for r in rows:
         zr, tr = [], []
         for d in dims:
-            cell = df[(df["row"] == r) & (df["dimension"] == d)]
-            if cell.empty or pd.isna(cell["gap"].iloc[0]):
+            c = cells.get((r, d))
+            if c is None or pd.isna(c["gap"]):
                 zr.append(None)
-                tr.append(suppressed_label if not cell.empty else "–")
+                tr.append(suppressed_label if c is not None else "–")
                 continue
-            c = cell.iloc[0]
             clear = bool(c["gap_low"] > 0 or c["gap_high"] < 0)
             mark = "  ◀ weakest" if bool(c["weakest"]) else ""
             gap = 0.0 if abs(c["gap"]) < 0.005 else float(c["gap"])

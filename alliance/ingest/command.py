@@ -1,0 +1,75 @@
+"""``python -m alliance import``: run an import and report it. Exit 0 imported, 1 invalid data
+(nothing written), 2 usage error. No traceback for any data problem; raw identifiers are never
+printed (values of identifying columns show as "(hidden)")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import duckdb
+
+from alliance.ingest.problems import format_report
+from alliance.ingest.read import UsageError
+from alliance.ingest.run import ImportOptions, ImportResult, run_import
+from alliance.pseudonym import SecretKeyError
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    options = ImportOptions(
+        date_format=args.date_format,
+        sheet=args.sheet,
+        skip_invalid=args.skip_invalid,
+        rejects=args.rejects,
+        dry_run=args.dry_run,
+        replace_demo=args.replace_demo,
+    )
+    inputs = [(Path(f), str(f)) for f in args.files]
+    try:
+        result = run_import(
+            inputs, Path(args.db), options, progress=None if args.quiet else _progress
+        )
+    except (UsageError, SecretKeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, duckdb.Error) as exc:
+        # e.g. a full disk: db.writer guarantees the database file was not touched
+        print(
+            f"error: the import failed ({type(exc).__name__}); the database is unchanged.",
+            file=sys.stderr,
+        )
+        return 1
+    return report(result, Path(args.db), options)
+
+
+def report(result: ImportResult, db_path: Path, options: ImportOptions) -> int:
+    if result.problem_count:
+        print(
+            f"{result.problem_count:,} problem(s) in {result.rows_read:,} rows:",
+            file=sys.stderr,
+        )
+        print(format_report(result.problems, result.problem_count), file=sys.stderr)
+    if not result.ok:
+        if result.problem_count == 0 and result.valid_rows == 0:
+            print("error: no data rows to import.", file=sys.stderr)
+        print("Nothing was imported; the database is unchanged.", file=sys.stderr)
+        return 1
+    if result.dry_run:
+        print(f"Dry run: nothing was written to {db_path}. The import would give:")
+        if result.needs_replace_demo:
+            print("  (the database holds the demo clinic: the import needs --replace-demo)")
+    else:
+        print(f"Imported into {db_path}:")
+    for line in result.summary_lines():
+        print("  " + line)
+    if result.rows_rejected and options.rejects is not None and not result.dry_run:
+        print(
+            f"  {result.rows_rejected:,} rejected row(s) and their reasons written to "
+            f"{options.rejects} (identifying columns left out)"
+        )
+    return 0
