@@ -52,6 +52,7 @@ __all__ = [
     "logistic_curve",
     "logistic_or_per_sd_lower",
     "mean_ci",
+    "mean_interval",
     "overdispersion",
     "p_chart",
     "pearson_r",
@@ -214,6 +215,23 @@ def mean_ci(values: ArrayLike, conf: float = 0.95) -> Estimate:
         return Estimate(float(v[0]), float(v[0]), float(v[0]), int(v.size))
     low, high = stats.t.interval(conf, v.size - 1, loc=v.mean(), scale=stats.sem(v))
     return Estimate(float(v.mean()), float(low), float(high), int(v.size))
+
+
+def mean_interval(
+    mean: ArrayLike, sd: ArrayLike, n: ArrayLike, conf: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Student t interval mean -/+ t(n-1) sd / sqrt(n) from summary statistics (NaN if n < 2).
+
+    The same interval as `mean_ci`, from (mean, SD, n) computed in the database instead of raw
+    values. Vectorized.
+    """
+    m = pd.Series(mean, dtype="float64").to_numpy(na_value=np.nan)
+    s = pd.Series(sd, dtype="float64").to_numpy(na_value=np.nan)
+    k = pd.Series(n, dtype="float64").to_numpy(na_value=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(k >= 2, stats.t.ppf(0.5 + conf / 2, np.maximum(k - 1, 1)), np.nan)
+        half = t * s / np.sqrt(k)
+    return m - half, m + half
 
 
 def pre_post_effect_size(first: ArrayLike, last: ArrayLike, higher_is_better: bool) -> float:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy.stats import t as t_dist
 
 from alliance.panel import Context
-from alliance.stats import wilson_interval
+from alliance.stats import mean_interval, wilson_interval
 from alliance.views import dropout, outcomes, overview, ruptures, therapists
 from alliance.views.common import protect
 
@@ -60,9 +59,7 @@ def compute(ctx: Context) -> dict[str, object]:
     add("dropout_rate", head["dropout_rate"], head["ended_clients"], _ci(lo[0], hi[0]))
     srs = overview_srs_ci(ctx, head)
     add("mean_srs", head["mean_srs"], n, srs)
-    lo, hi = wilson_interval(
-        [round((head["srs_below_cutoff_rate"] or 0) * head["srs_n"])], [head["srs_n"]]
-    )
+    lo, hi = wilson_interval([head["srs_below"]], [head["srs_n"]])
     add("srs_below_cutoff_rate", head["srs_below_cutoff_rate"], n, _ci(lo[0], hi[0]))
 
     d = dropout.dropout_alliance_stats(ctx)
@@ -123,11 +120,10 @@ def compute(ctx: Context) -> dict[str, object]:
 
 def overview_srs_ci(ctx: Context, head: dict) -> list[float] | None:
     """t interval of the mean SRS from its SD and n (sufficient statistics from SQL)."""
-    n, sd = head["srs_n"], head.get("sd_srs")
-    if n < 2 or sd is None or head["mean_srs"] is None:
+    if head["mean_srs"] is None or head.get("sd_srs") is None:
         return None
-    half = t_dist.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return [head["mean_srs"] - half, head["mean_srs"] + half]
+    low, high = mean_interval([head["mean_srs"]], [head["sd_srs"]], [head["srs_n"]])
+    return _ci(float(low[0]), float(high[0]))
 
 
 def _plain(value: object) -> object:

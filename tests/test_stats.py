@@ -20,6 +20,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 from statsmodels.stats.meta_analysis import combine_effects
 
 from alliance import spc
+from alliance import stats as _stats
 from alliance.stats import (
     ICC,
     Estimate,
@@ -706,3 +707,16 @@ def test_run_rules_astronomical() -> None:
     flags = run_rules([0.1, 0.5, 0.05, 0.2], 0.2, lcl=[0.08, 0.08, 0.08, 0.1], ucl=0.4)
     assert flags["astronomical"].tolist() == [False, True, True, False]
     assert not run_rules([1, 100], 2)["astronomical"].any()  # no limits, no flag
+
+
+def test_mean_interval_from_summary_statistics_by_hand():
+    # mean 10, SD 2, n 4: t(0.975, 3) = 3.182446; half = 3.182446 * 2 / 2 = 3.182446
+    low, high = _stats.mean_interval([10.0, 5.0], [2.0, 1.0], [4, 1])
+    assert low[0] == pytest.approx(10 - 3.182446, abs=1e-6)
+    assert high[0] == pytest.approx(10 + 3.182446, abs=1e-6)
+    assert np.isnan(low[1]) and np.isnan(high[1])  # n < 2: no interval
+    # agrees with mean_ci on raw values
+    values = [3.0, 5.0, 7.0, 9.0, 11.0]
+    est = _stats.mean_ci(values)
+    lo, hi = _stats.mean_interval([np.mean(values)], [np.std(values, ddof=1)], [len(values)])
+    assert (lo[0], hi[0]) == pytest.approx((est.low, est.high))

@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from numpy.typing import ArrayLike
-from scipy import stats as sps
 
 from alliance import charts, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
-from alliance.stats import risk_difference, run_rules, wilson_interval, xbar_chart
+from alliance.stats import mean_interval, risk_difference, run_rules, wilson_interval, xbar_chart
 from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
@@ -95,23 +94,6 @@ SUBSCALES = {
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def mean_interval(
-    mean: ArrayLike, sd: ArrayLike, n: ArrayLike, conf: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Student t interval mean -/+ t(n-1) sd / sqrt(n) from summary statistics (NaN if n < 2).
-
-    The same interval as alliance.stats.mean_ci, from (mean, SD, n) computed in the database
-    instead of raw values.
-    """
-    m = pd.Series(mean, dtype="float64").to_numpy(na_value=np.nan)
-    s = pd.Series(sd, dtype="float64").to_numpy(na_value=np.nan)
-    k = pd.Series(n, dtype="float64").to_numpy(na_value=np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(k >= 2, sps.t.ppf(0.5 + conf / 2, np.maximum(k - 1, 1)), np.nan)
-        half = t * s / np.sqrt(k)
-    return m - half, m + half
 
 
 def baseline_mask(values: pd.Series, months: int) -> np.ndarray:

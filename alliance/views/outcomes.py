@@ -20,7 +20,7 @@ from alliance import charts, queries
 from alliance.filters import Filters
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
-from alliance.stats import fisher_z_ci, wilson_interval
+from alliance.stats import fisher_z_ci, mean_interval, wilson_interval
 from alliance.views.common import (
     CORRELATION_NOTE,
     SMALL_N_NOTE,
@@ -85,8 +85,8 @@ def _mean_interval(mean: float | None, sd: float | None, n: int) -> list[float] 
     """Student t 95% interval of a mean from its summary statistics (SD with n - 1)."""
     if mean is None or sd is None or n < 2:
         return None
-    half = float(sps.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return [mean - half, mean + half]
+    low, high = mean_interval([mean], [sd], [n])
+    return [float(low[0]), float(high[0])]
 
 
 def _summary_raw(ctx: Context, measure: str, filters: Filters | None = None) -> dict:

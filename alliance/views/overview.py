@@ -43,6 +43,7 @@ def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
         "srs_n": int(s["srs_n"]),
         "mean_srs": num(s["mean_srs"]),
         "sd_srs": num(s["sd_srs"]),
+        "srs_below": int(s["srs_below"]),
         "srs_below_cutoff_rate": num(s["srs_below_rate"]),
         "ended": int(e["ended"]),
         "ended_clients": int(e["n_clients"]),
