@@ -149,7 +149,9 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[idx]
 
 
-def run(sessions: int, repeat: int, seed: int = 7, pandas: bool = True) -> dict:
+def run(
+    sessions: int, repeat: int, seed: int = 7, pandas: bool = True, browser: bool = False
+) -> dict:
     path = bench_db(sessions, seed)
     build_s = None
     if not path.exists():
@@ -180,6 +182,15 @@ def run(sessions: int, repeat: int, seed: int = 7, pandas: bool = True) -> dict:
         result["min_ratio"] = min(p["ratio"] for p in pages.values())
         result["pandas_peak_rss_mb"] = round(theirs["peak_rss_mb"], 1)
         result["pandas_load_s"] = round(theirs["times"]["_load_s"][0], 2)
+    if browser:
+        from alliance import bench_browser, queries
+
+        con = db.open_read_only(path)
+        options = queries.run(con, "filter_options", allowed_sites=None)
+        con.close()
+        sites = sorted(options.loc[options["dimension"] == "site", "value"])[:3]
+        result["browser"] = bench_browser.run(path, sites)
+        result["browser_max_s"] = max(p["max_s"] for p in result["browser"].values())
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     return result
 

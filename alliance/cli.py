@@ -110,7 +110,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from alliance import bench
 
-    result = bench.run(args.sessions, args.repeat, seed=args.seed, pandas=not args.no_pandas)
+    result = bench.run(
+        args.sessions,
+        args.repeat,
+        seed=args.seed,
+        pandas=not args.no_pandas,
+        browser=args.browser,
+    )
     if args.json:
         print(json.dumps(result))
         return 0
@@ -123,6 +129,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         print(f"  {page:<14} p50 {row['p50_s']:.3f} s  p95 {row['p95_s']:.3f} s{ratio}")
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB (pandas {result.get('pandas_peak_rss_mb')} MB)")
+    for page, row in result.get("browser", {}).items():
+        print(f"  browser {page:<14} filter change -> redrawn p50 {row['p50_s']:.2f} s")
     return 0
 
 
@@ -156,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline")
+    bench.add_argument(
+        "--browser",
+        action="store_true",
+        help="also time filter change -> charts redrawn in Chromium (needs requirements-dev)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     imp = sub.add_parser(

@@ -128,6 +128,23 @@ def dataset_kind(con: duckdb.DuckDBPyConnection) -> str:
     return get_meta(con).get("dataset_kind", "empty")
 
 
+def reader_config() -> dict[str, str]:
+    """DuckDB settings of the dashboard's read-only connections.
+
+    DuckDB's buffer manager would otherwise grow to 80% of RAM on a large clinic (it caches the
+    file's blocks); capping it keeps the dashboard process within a modest server's memory
+    (target: under 2 GB resident at 10 M sessions, see README "Performance"). Large hash
+    aggregates beyond the cap spill to a temporary directory instead of failing.
+    `ALLIANCE_DUCKDB_MEMORY` overrides the cap (a DuckDB size, e.g. '4GB').
+    """
+    import tempfile
+
+    return {
+        "memory_limit": os.environ.get("ALLIANCE_DUCKDB_MEMORY", "1200MB"),
+        "temp_directory": str(Path(tempfile.gettempdir()) / "alliance-duckdb-spill"),
+    }
+
+
 def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the file at `path` as it is now.
 
@@ -141,9 +158,9 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         os.link(path, link)
     except OSError:  # a filesystem without hard links: plain open
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True, config=reader_config())
     try:
-        return duckdb.connect(str(link), read_only=True)
+        return duckdb.connect(str(link), read_only=True, config=reader_config())
     finally:
         link.unlink(missing_ok=True)
 

@@ -25,34 +25,28 @@
 --   mean_score: double, mean over episodes of the episode's mean item score (item points)
 --   sd_score: double, SD of the episode means (item points)
 with
-scored as (
-    select
-        episode_id,
-        client_id,
-        case when $alliance = 'wai' then wai_bond_mean else srs_relationship end as heard,
-        case when $alliance = 'wai' then wai_goal_mean else srs_goals end as goals,
-        case when $alliance = 'wai' then wai_task_mean else srs_approach end as approach,
-        case when $alliance = 'wai' then null else srs_overall end as overall
-    from sessions_in_view(
-        $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
-        $allowed_sites
-    )
-    where coalesce(heard, goals, approach, overall) is not null
-),
 episodes as (
-    -- per episode, the count and sum of each recorded item (missing items do not count)
+    -- per episode, the count and sum of each recorded item of the chosen measure (missing items
+    -- do not count), from the per-episode-month rollup (derive.sql, episode_month_items)
     select
         episode_id,
         any_value(client_id) as client_id,
-        count(heard) as n_heard,
-        sum(heard) as s_heard,
-        count(goals) as n_goals,
-        sum(goals) as s_goals,
-        count(approach) as n_approach,
-        sum(approach) as s_approach,
-        count(overall) as n_overall,
-        sum(overall) as s_overall
-    from scored
+        sum(case when $alliance = 'wai' then n_wai_heard else n_srs_heard end) as n_heard,
+        sum(case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end)
+            as s_heard,
+        sum(case when $alliance = 'wai' then n_wai_goals else n_srs_goals end) as n_goals,
+        sum(case when $alliance = 'wai' then s_wai_goals else s10_srs_goals / 10 end)
+            as s_goals,
+        sum(case when $alliance = 'wai' then n_wai_approach else n_srs_approach end)
+            as n_approach,
+        sum(case when $alliance = 'wai' then s_wai_approach else s10_srs_approach / 10 end)
+            as s_approach,
+        sum(case when $alliance = 'wai' then 0 else n_srs_overall end) as n_overall,
+        sum(case when $alliance = 'wai' then null else s10_srs_overall / 10 end) as s_overall
+    from episode_months_in_view(
+        $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
+        $allowed_sites
+    )
     group by episode_id
 ),
 per_episode as (

@@ -5,10 +5,10 @@
 -- episode counts once and the SD is the between-episode SD (the basis of the intervals). SRS
 -- items 0-10: heard = relationship, goals = goals and topics, approach = approach or method,
 -- overall. WAI-SR subscale mean items 1-5: heard = Bond, goals = Goal, approach = Task (no
--- overall). Only recorded items count. One scan of the sessions in view, aggregated wide (count
--- and sum per item) per episode, therapist, site and month; the per-unit episode means are
--- rolled up from those cells (no unpivot of every session), and distinct clients are counted
--- in two steps rather than count(distinct) under grouping sets.
+-- overall). Only recorded items count. Reads the per-episode-month item rollup (count and sum
+-- per item per episode, therapist, site and month, built with the facts); the per-unit episode
+-- means are rolled up from those cells wide (one column per dimension, unpivoted only at the
+-- end), and distinct clients are counted in two steps rather than count(distinct).
 --
 -- Parameters:
 --   $date_from: date, first day included
@@ -33,525 +33,256 @@
 --   mean_score: double, mean over episodes of the episode's mean item score (item points)
 --   sd_score: double, SD of the episode means (item points)
 with
-scored as (
+cells as (
+    -- per episode, therapist, site and month the count and sum of each recorded item of the
+    -- chosen measure (missing items do not count), from the precomputed rollup
+    -- (derive.sql, episode_month_items: the same cells aggregated from the sessions). Every
+    -- episode mean below is sum / count of the episode's administrations in the unit, as avg()
+    -- over its sessions would give.
     select
         episode_id,
-        client_id,
-        site,
-        coalesce(program, '(no program)') as program,
         therapist,
+        site,
         month,
+        client_id,
+        coalesce(program, '(no program)') as program,
         age_band,
         gender,
         race_ethnicity,
-        case when $alliance = 'wai' then wai_bond_mean else srs_relationship end as heard,
-        case when $alliance = 'wai' then wai_goal_mean else srs_goals end as goals,
-        case when $alliance = 'wai' then wai_task_mean else srs_approach end as approach,
-        case when $alliance = 'wai' then null else srs_overall end as overall
-    from sessions_in_view(
+        case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
+        case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end as s_heard,
+        case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
+        case when $alliance = 'wai' then s_wai_goals else s10_srs_goals / 10 end as s_goals,
+        case when $alliance = 'wai' then n_wai_approach else n_srs_approach end as n_approach,
+        case when $alliance = 'wai' then s_wai_approach else s10_srs_approach / 10 end
+            as s_approach,
+        case when $alliance = 'wai' then 0 else n_srs_overall end as n_overall,
+        case when $alliance = 'wai' then null else s10_srs_overall / 10 end as s_overall
+    from episode_months_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
     )
-    where coalesce(heard, goals, approach, overall) is not null
 ),
-cells as materialized (
-    -- one pass over the sessions, wide (no unpivot): per episode, therapist, site and month the
-    -- count and sum of each recorded item (missing items do not count). Every episode mean
-    -- below is sum / count of the episode's administrations in the unit, as avg() would give.
-    select
-        episode_id,
-        therapist,
-        site,
-        month,
-        any_value(client_id) as client_id,
-        any_value(program) as program,
-        any_value(age_band) as age_band,
-        any_value(gender) as gender,
-        any_value(race_ethnicity) as race_ethnicity,
-        count(heard) as n_heard,
-        sum(heard) as s_heard,
-        count(goals) as n_goals,
-        sum(goals) as s_goals,
-        count(approach) as n_approach,
-        sum(approach) as s_approach,
-        count(overall) as n_overall,
-        sum(overall) as s_overall
-    from scored
-    group by episode_id, therapist, site, month
-),
-dims as (
-    select * from (values ('heard'), ('goals'), ('approach'), ('overall')) as d(dimension)
-),
-per_episode as materialized (
-    -- each episode's mean item score per dimension (program and demographics are fixed per
-    -- episode): the observations of the clinic, program and demographic groupings; a dimension
-    -- counts only where it was recorded
-    select
-        d.dimension,
-        w.episode_id,
-        w.client_id,
-        w.program,
-        w.age_band,
-        w.gender,
-        w.race_ethnicity,
-        (case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end)::bigint as administrations,
-        case d.dimension
-            when 'heard' then w.s_heard
-            when 'goals' then w.s_goals
-            when 'approach' then w.s_approach
-            else w.s_overall
-        end / case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end as episode_mean
-    from (
+per_episode as (
+    -- each episode's mean item score per dimension over its administrations in the period
+    -- (program and demographics are fixed per episode); m_x is null where x was not recorded
+    -- (numbers only here; the episode's program and demographics are joined on below, cheaper
+    -- than carrying strings through the aggregation)
     select
         episode_id,
         any_value(client_id) as client_id,
-        any_value(program) as program,
-        any_value(age_band) as age_band,
-        any_value(gender) as gender,
-        any_value(race_ethnicity) as race_ethnicity,
         sum(n_heard) as n_heard,
-        sum(s_heard) as s_heard,
+        sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
-        sum(s_goals) as s_goals,
+        sum(s_goals) / sum(n_goals) as m_goals,
         sum(n_approach) as n_approach,
-        sum(s_approach) as s_approach,
+        sum(s_approach) / sum(n_approach) as m_approach,
         sum(n_overall) as n_overall,
-        sum(s_overall) as s_overall
+        sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
     group by episode_id
-    ) as w
-    cross join dims as d
-    where case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end > 0
 ),
-per_episode_therapist as materialized (
-    -- the episode's mean with each therapist it saw (usually one)
-    select
-        d.dimension,
-        w.episode_id,
-        w.therapist,
-        w.client_id,
-        w.age_band,
-        w.gender,
-        w.race_ethnicity,
-        (case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end)::bigint as administrations,
-        case d.dimension
-            when 'heard' then w.s_heard
-            when 'goals' then w.s_goals
-            when 'approach' then w.s_approach
-            else w.s_overall
-        end / case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end as episode_mean
-    from (
+per_episode_therapist as (
+    -- the episode's means with each therapist it saw (usually one)
     select
         episode_id,
         therapist,
         any_value(client_id) as client_id,
-        any_value(age_band) as age_band,
-        any_value(gender) as gender,
-        any_value(race_ethnicity) as race_ethnicity,
         sum(n_heard) as n_heard,
-        sum(s_heard) as s_heard,
+        sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
-        sum(s_goals) as s_goals,
+        sum(s_goals) / sum(n_goals) as m_goals,
         sum(n_approach) as n_approach,
-        sum(s_approach) as s_approach,
+        sum(s_approach) / sum(n_approach) as m_approach,
         sum(n_overall) as n_overall,
-        sum(s_overall) as s_overall
+        sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
+    where $detail
     group by episode_id, therapist
-    ) as w
-    cross join dims as d
-    where case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end > 0
-      and $detail
 ),
-per_episode_site as materialized (
-    -- the episode's mean at each site
+attributes as (
+    -- program and demographics of each episode (fixed per episode)
     select
-        d.dimension,
-        w.episode_id,
-        w.site,
-        w.client_id,
-        (case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end)::bigint as administrations,
-        case d.dimension
-            when 'heard' then w.s_heard
-            when 'goals' then w.s_goals
-            when 'approach' then w.s_approach
-            else w.s_overall
-        end / case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end as episode_mean
-    from (
+        episode_id,
+        coalesce(program, '(no program)') as program,
+        age_band,
+        gender,
+        race_ethnicity
+    from episode_facts
+),
+per_episode_attr as (
+    select * from per_episode join attributes using (episode_id)
+),
+per_episode_therapist_attr as (
+    select * from per_episode_therapist join attributes using (episode_id)
+),
+per_episode_site as (
+    -- the episode's means at each site
     select
         episode_id,
         site,
         any_value(client_id) as client_id,
         sum(n_heard) as n_heard,
-        sum(s_heard) as s_heard,
+        sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
-        sum(s_goals) as s_goals,
+        sum(s_goals) / sum(n_goals) as m_goals,
         sum(n_approach) as n_approach,
-        sum(s_approach) as s_approach,
+        sum(s_approach) / sum(n_approach) as m_approach,
         sum(n_overall) as n_overall,
-        sum(s_overall) as s_overall
+        sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
+    where $detail
     group by episode_id, site
-    ) as w
-    cross join dims as d
-    where case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end > 0
-      and $detail
 ),
-per_episode_month as materialized (
-    -- the episode's mean in each month
-    select
-        d.dimension,
-        w.episode_id,
-        w.month,
-        w.client_id,
-        (case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end)::bigint as administrations,
-        case d.dimension
-            when 'heard' then w.s_heard
-            when 'goals' then w.s_goals
-            when 'approach' then w.s_approach
-            else w.s_overall
-        end / case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end as episode_mean
-    from (
+per_episode_month as (
+    -- the episode's means in each month
     select
         episode_id,
         month,
         any_value(client_id) as client_id,
         sum(n_heard) as n_heard,
-        sum(s_heard) as s_heard,
+        sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
-        sum(s_goals) as s_goals,
+        sum(s_goals) / sum(n_goals) as m_goals,
         sum(n_approach) as n_approach,
-        sum(s_approach) as s_approach,
+        sum(s_approach) / sum(n_approach) as m_approach,
         sum(n_overall) as n_overall,
-        sum(s_overall) as s_overall
+        sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
+    where $detail
     group by episode_id, month
-    ) as w
-    cross join dims as d
-    where case d.dimension
-            when 'heard' then w.n_heard
-            when 'goals' then w.n_goals
-            when 'approach' then w.n_approach
-            else w.n_overall
-        end > 0
-      and $detail
 ),
-by_episode_attributes_stats as (
-    -- grouping(): bit set = column not in the grouping set (program 8, age 4, gender 2, race 1)
-    select
-        case grouping(program, age_band, gender, race_ethnicity)
-            when 15 then 'clinic'
-            when 7 then 'program'
-            when 11 then 'age_band'
-            when 13 then 'gender'
-            when 14 then 'race_ethnicity'
-        end as grouping,
-        case grouping(program, age_band, gender, race_ethnicity)
-            when 15 then 'clinic'
-            when 7 then program
-            when 11 then age_band
-            when 13 then gender
-            when 14 then race_ethnicity
-        end as unit,
-        'all' as subgroup,
-        dimension,
-        count(*) as episodes,
-        sum(administrations)::bigint as administrations,
-        avg(episode_mean) as mean_score,
-        stddev_samp(episode_mean) as sd_score
-    from per_episode
-    group by grouping sets (
-        (dimension),
-        (dimension, program),
-        (dimension, age_band),
-        (dimension, gender),
-        (dimension, race_ethnicity)
-    )
-),
-by_episode_attributes_clients as (
-    -- distinct clients per unit in two steps (one row per unit and client, then count), much
-    -- cheaper than count(distinct) under grouping sets
-    select grouping, unit, subgroup, dimension, count(*) as n_clients
-    from (
-        select
-            case grouping(program, age_band, gender, race_ethnicity)
-                when 15 then 'clinic'
-                when 7 then 'program'
-                when 11 then 'age_band'
-                when 13 then 'gender'
-                when 14 then 'race_ethnicity'
-            end as grouping,
-            case grouping(program, age_band, gender, race_ethnicity)
-                when 15 then 'clinic'
-                when 7 then program
-                when 11 then age_band
-                when 13 then gender
-                when 14 then race_ethnicity
-            end as unit,
-            'all' as subgroup,
-            dimension,
-            client_id
-        from per_episode
-        group by grouping sets (
-            (dimension, client_id),
-            (dimension, program, client_id),
-            (dimension, age_band, client_id),
-            (dimension, gender, client_id),
-            (dimension, race_ethnicity, client_id)
-        )
-    )
-    group by grouping, unit, subgroup, dimension
-),
-by_episode_attributes as (
-    select
-        grouping,
-        unit,
-        subgroup,
-        dimension,
-        c.n_clients,
-        s.episodes,
-        s.administrations,
-        s.mean_score,
-        s.sd_score
-    from by_episode_attributes_stats as s
-    join by_episode_attributes_clients as c using (grouping, unit, subgroup, dimension)
-),
-by_therapist_stats as (
-    -- grouping(): age 4, gender 2, race 1
-    select
-        case grouping(age_band, gender, race_ethnicity)
-            when 7 then 'therapist'
-            when 3 then 'therapist/age_band'
-            when 5 then 'therapist/gender'
-            when 6 then 'therapist/race_ethnicity'
-        end as grouping,
-        therapist as unit,
-        case grouping(age_band, gender, race_ethnicity)
-            when 7 then 'all'
-            when 3 then age_band
-            when 5 then gender
-            when 6 then race_ethnicity
-        end as subgroup,
-        dimension,
-        count(*) as episodes,
-        sum(administrations)::bigint as administrations,
-        avg(episode_mean) as mean_score,
-        stddev_samp(episode_mean) as sd_score
-    from per_episode_therapist
-    group by grouping sets (
-        (dimension, therapist),
-        (dimension, therapist, age_band),
-        (dimension, therapist, gender),
-        (dimension, therapist, race_ethnicity)
-    )
-),
-by_therapist_clients as (
-    -- distinct clients per unit in two steps (one row per unit and client, then count), much
-    -- cheaper than count(distinct) under grouping sets
-    select grouping, unit, subgroup, dimension, count(*) as n_clients
-    from (
-        select
-            case grouping(age_band, gender, race_ethnicity)
-                when 7 then 'therapist'
-                when 3 then 'therapist/age_band'
-                when 5 then 'therapist/gender'
-                when 6 then 'therapist/race_ethnicity'
-            end as grouping,
-            therapist as unit,
-            case grouping(age_band, gender, race_ethnicity)
-                when 7 then 'all'
-                when 3 then age_band
-                when 5 then gender
-                when 6 then race_ethnicity
-            end as subgroup,
-            dimension,
-            client_id
-        from per_episode_therapist
-        group by grouping sets (
-            (dimension, therapist, client_id),
-            (dimension, therapist, age_band, client_id),
-            (dimension, therapist, gender, client_id),
-            (dimension, therapist, race_ethnicity, client_id)
-        )
-    )
-    group by grouping, unit, subgroup, dimension
-),
-by_therapist as (
-    select
-        grouping,
-        unit,
-        subgroup,
-        dimension,
-        c.n_clients,
-        s.episodes,
-        s.administrations,
-        s.mean_score,
-        s.sd_score
-    from by_therapist_stats as s
-    join by_therapist_clients as c using (grouping, unit, subgroup, dimension)
-),
-by_site_stats as (
-    -- one row per site
-    select
-        'site' as grouping,
-        site as unit,
-        'all' as subgroup,
-        dimension,
-        count(*) as episodes,
-        sum(administrations)::bigint as administrations,
-        avg(episode_mean) as mean_score,
-        stddev_samp(episode_mean) as sd_score
+observations as (
+    -- one row per unit and episode: the observations of every grouping
+    select 'clinic' as grouping, 'clinic' as unit, 'all' as subgroup,
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_attr
+    union all
+    select 'program', program, 'all',
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_attr
+    union all
+    select 'age_band', age_band, 'all',
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_attr
+    union all
+    select 'gender', gender, 'all',
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_attr
+    union all
+    select 'race_ethnicity', race_ethnicity, 'all',
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_attr
+    union all
+    select 'therapist', therapist, 'all',
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_therapist_attr
+    union all
+    select 'therapist/age_band', therapist, age_band,
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_therapist_attr
+    union all
+    select 'therapist/gender', therapist, gender,
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_therapist_attr
+    union all
+    select 'therapist/race_ethnicity', therapist, race_ethnicity,
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode_therapist_attr
+    union all
+    select 'site', site, 'all',
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_site
-    group by grouping sets (
-        (site, dimension)
-    )
-),
-by_site_clients as (
-    -- distinct clients per unit in two steps (one row per unit and client, then count), much
-    -- cheaper than count(distinct) under grouping sets
-    select grouping, unit, subgroup, dimension, count(*) as n_clients
-    from (
-        select
-            'site' as grouping,
-            site as unit,
-            'all' as subgroup,
-            dimension,
-            client_id
-        from per_episode_site
-        group by grouping sets (
-            (site, dimension, client_id)
-        )
-    )
-    group by grouping, unit, subgroup, dimension
-),
-by_site as (
-    select
-        grouping,
-        unit,
-        subgroup,
-        dimension,
-        c.n_clients,
-        s.episodes,
-        s.administrations,
-        s.mean_score,
-        s.sd_score
-    from by_site_stats as s
-    join by_site_clients as c using (grouping, unit, subgroup, dimension)
-),
-by_month_stats as (
-    -- one row per month
-    select
-        'month' as grouping,
-        strftime(month, '%Y-%m-%d') as unit,
-        'all' as subgroup,
-        dimension,
-        count(*) as episodes,
-        sum(administrations)::bigint as administrations,
-        avg(episode_mean) as mean_score,
-        stddev_samp(episode_mean) as sd_score
+    union all
+    select 'month', strftime(month, '%Y-%m-%d'), 'all',
+           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_month
-    group by grouping sets (
-        (month, dimension)
-    )
 ),
-by_month_clients as (
-    -- distinct clients per unit in two steps (one row per unit and client, then count), much
-    -- cheaper than count(distinct) under grouping sets
-    select grouping, unit, subgroup, dimension, count(*) as n_clients
+obs as (
+    -- the unit as one integer key (hash of its three labels): grouping by it is much cheaper
+    -- than by three strings; the labels are taken back once per unit
+    select hash(grouping, unit, subgroup) as unit_key, grouping, unit, subgroup, client_id,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from observations
+    where unit is not null and subgroup is not null
+),
+stats as (
+    select
+        unit_key,
+        any_value(grouping) as grouping,
+        any_value(unit) as unit,
+        any_value(subgroup) as subgroup,
+        count(m_heard) as e_heard,
+        sum(n_heard)::bigint as a_heard,
+        avg(m_heard) as mean_heard,
+        stddev_samp(m_heard) as sd_heard,
+        count(m_goals) as e_goals,
+        sum(n_goals)::bigint as a_goals,
+        avg(m_goals) as mean_goals,
+        stddev_samp(m_goals) as sd_goals,
+        count(m_approach) as e_approach,
+        sum(n_approach)::bigint as a_approach,
+        avg(m_approach) as mean_approach,
+        stddev_samp(m_approach) as sd_approach,
+        count(m_overall) as e_overall,
+        sum(n_overall)::bigint as a_overall,
+        avg(m_overall) as mean_overall,
+        stddev_samp(m_overall) as sd_overall
+    from obs
+    group by unit_key
+),
+clients as (
+    -- distinct clients per unit and dimension in two steps (one row per unit and client)
+    select
+        unit_key,
+        count(*) filter (where h) as c_heard,
+        count(*) filter (where g) as c_goals,
+        count(*) filter (where a) as c_approach,
+        count(*) filter (where o) as c_overall
     from (
         select
-            'month' as grouping,
-            strftime(month, '%Y-%m-%d') as unit,
-            'all' as subgroup,
-            dimension,
-            client_id
-        from per_episode_month
-        group by grouping sets (
-            (month, dimension, client_id)
-        )
+            unit_key,
+            client_id,
+            bool_or(n_heard > 0) as h,
+            bool_or(n_goals > 0) as g,
+            bool_or(n_approach > 0) as a,
+            bool_or(n_overall > 0) as o
+        from obs
+        group by unit_key, client_id
     )
-    group by grouping, unit, subgroup, dimension
-),
-by_month as (
-    select
-        grouping,
-        unit,
-        subgroup,
-        dimension,
-        c.n_clients,
-        s.episodes,
-        s.administrations,
-        s.mean_score,
-        s.sd_score
-    from by_month_stats as s
-    join by_month_clients as c using (grouping, unit, subgroup, dimension)
+    group by unit_key
 ),
 final as (
-    -- units with a null value (e.g. an unrecorded demographic) are left out, as the joins above
-    -- already do
-    select * from by_episode_attributes
-    union all
-    select * from by_therapist
-    union all
-    select * from by_site
-    union all
-    select * from by_month
+    -- unpivoted at the end: one row per unit and recorded dimension
+    select
+        s.grouping,
+        s.unit,
+        s.subgroup,
+        d.dimension,
+        case d.dimension
+            when 'heard' then c.c_heard when 'goals' then c.c_goals
+            when 'approach' then c.c_approach else c.c_overall
+        end as n_clients,
+        case d.dimension
+            when 'heard' then s.e_heard when 'goals' then s.e_goals
+            when 'approach' then s.e_approach else s.e_overall
+        end as episodes,
+        case d.dimension
+            when 'heard' then s.a_heard when 'goals' then s.a_goals
+            when 'approach' then s.a_approach else s.a_overall
+        end as administrations,
+        case d.dimension
+            when 'heard' then s.mean_heard when 'goals' then s.mean_goals
+            when 'approach' then s.mean_approach else s.mean_overall
+        end as mean_score,
+        case d.dimension
+            when 'heard' then s.sd_heard when 'goals' then s.sd_goals
+            when 'approach' then s.sd_approach else s.sd_overall
+        end as sd_score
+    from stats as s
+    join clients as c using (unit_key)
+    cross join (values ('heard'), ('goals'), ('approach'), ('overall')) as d(dimension)
 )
 select * from final
-where unit is not null and subgroup is not null
+where episodes > 0
 order by grouping, unit, subgroup, dimension;

@@ -74,7 +74,7 @@ in_view as (
 events as (
     -- differences rounded to 1e-4 so that item sums (floating point) compare exactly
     select
-        strftime(month, '%Y-%m-%d') as month,
+        month,
         site,
         therapist,
         client_id,
@@ -105,34 +105,78 @@ cells as (
     from events
     group by month, site, therapist, client_id
 ),
-final as (
-    -- grouping(): bit set = column not in the grouping set (month 4, site 2, therapist 1)
+unit_clients as (
+    -- distinct clients per unit in two steps (one row per unit and client, then count), much
+    -- cheaper than count(distinct) under grouping sets
     select
-        case grouping(month, site, therapist)
-            when 7 then 'clinic'
-            when 3 then 'month'
-            when 5 then 'site'
-            when 6 then 'therapist'
-        end as grouping,
-        case grouping(month, site, therapist)
-            when 7 then 'clinic'
-            when 3 then month
-            when 5 then site
-            when 6 then therapist
-        end as unit,
-        count(distinct client_id) filter (where with_previous > 0) as n_clients,
+        grouping(month, site, therapist) as g,
+        month,
+        site,
+        therapist,
+        bool_or(with_previous > 0) as has_previous,
+        bool_or(repaired + unrepaired > 0) as has_fate
+    from cells
+    group by grouping sets ((client_id), (month, client_id), (site, client_id),
+                            (therapist, client_id))
+),
+clients as (
+    select
+        g,
+        month,
+        site,
+        therapist,
+        count(*) filter (where has_previous) as n_clients,
+        count(*) filter (where has_fate) as fate_clients
+    from unit_clients
+    group by g, month, site, therapist
+),
+sums as (
+    select
+        grouping(month, site, therapist) as g,
+        month,
+        site,
+        therapist,
         sum(administrations)::bigint as administrations,
         sum(with_previous)::bigint as with_previous,
         sum(ruptures)::bigint as ruptures,
         sum(repaired)::bigint as repaired,
         sum(unrepaired)::bigint as unrepaired,
-        sum(open)::bigint as open,
-        sum(repaired + unrepaired)::bigint as fate_known,
-        count(distinct client_id) filter (where repaired + unrepaired > 0) as fate_clients,
-        sum(ruptures) / nullif(sum(with_previous), 0) as rupture_rate,
-        sum(repaired) / nullif(sum(repaired + unrepaired), 0) as repair_rate
+        sum(open)::bigint as open
     from cells
     group by grouping sets ((), (month), (site), (therapist))
+),
+final as (
+    -- grouping(): bit set = column not in the grouping set (month 4, site 2, therapist 1)
+    select
+        case s.g
+            when 7 then 'clinic'
+            when 3 then 'month'
+            when 5 then 'site'
+            when 6 then 'therapist'
+        end as grouping,
+        case s.g
+            when 7 then 'clinic'
+            when 3 then strftime(s.month, '%Y-%m-%d')
+            when 5 then s.site
+            when 6 then s.therapist
+        end as unit,
+        c.n_clients,
+        s.administrations,
+        s.with_previous,
+        s.ruptures,
+        s.repaired,
+        s.unrepaired,
+        s.open,
+        s.repaired + s.unrepaired as fate_known,
+        c.fate_clients,
+        s.ruptures / nullif(s.with_previous, 0) as rupture_rate,
+        s.repaired / nullif(s.repaired + s.unrepaired, 0) as repair_rate
+    from sums as s
+    join clients as c
+      on s.g = c.g
+     and s.month is not distinct from c.month
+     and s.site is not distinct from c.site
+     and s.therapist is not distinct from c.therapist
 )
 select * from final
 order by grouping, unit;

@@ -217,3 +217,49 @@ final as (
 )
 select * from final
 order by measure, end_date;
+
+-- Rollup for the alliance-profile page: per episode, therapist, site and calendar month, the
+-- count and sum of each recorded SRS item and WAI-SR subscale mean. The dashboard's periods are
+-- whole calendar months, so a period filter on `month` selects exactly the sessions a filter on
+-- session_date would, and every figure computed from these cells equals the one computed from
+-- the sessions (tests/test_rollups.py compares them). Sums are exact: SRS items are stored as
+-- integer tenths, WAI-SR subscale means are multiples of 1/4 (exact in binary floating point).
+create or replace table episode_month_items as
+with
+s as (
+    select * from session_facts
+    where coalesce(
+        srs_relationship, srs_goals, srs_approach, srs_overall,
+        wai_bond_mean, wai_goal_mean, wai_task_mean
+    ) is not null
+),
+final as (
+    select
+        month,
+        episode_id,
+        therapist,
+        site,
+        any_value(client_id) as client_id,
+        any_value(program) as program,
+        any_value(age_band) as age_band,
+        any_value(gender) as gender,
+        any_value(race_ethnicity) as race_ethnicity,
+        count(srs_relationship)::integer as n_srs_heard,
+        sum(round(srs_relationship * 10)::integer)::bigint as s10_srs_heard,
+        count(srs_goals)::integer as n_srs_goals,
+        sum(round(srs_goals * 10)::integer)::bigint as s10_srs_goals,
+        count(srs_approach)::integer as n_srs_approach,
+        sum(round(srs_approach * 10)::integer)::bigint as s10_srs_approach,
+        count(srs_overall)::integer as n_srs_overall,
+        sum(round(srs_overall * 10)::integer)::bigint as s10_srs_overall,
+        count(wai_bond_mean)::integer as n_wai_heard,
+        sum(wai_bond_mean) as s_wai_heard,
+        count(wai_goal_mean)::integer as n_wai_goals,
+        sum(wai_goal_mean) as s_wai_goals,
+        count(wai_task_mean)::integer as n_wai_approach,
+        sum(wai_task_mean) as s_wai_approach
+    from s
+    group by month, episode_id, therapist, site
+)
+select * from final
+order by month;

@@ -54,3 +54,21 @@ where measure = p_measure
   and (p_gender is null or gender = p_gender)
   and (p_race is null or race_ethnicity = p_race)
   and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+
+-- The per-episode-month item rollup (derive.sql, episode_month_items) under the same filters.
+-- Periods are whole calendar months (p_from is a month's first day, p_to the first day after
+-- the period), so filtering on `month` equals filtering the sessions on their dates.
+create or replace macro episode_months_in_view(
+    p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+) as table
+select *
+from episode_month_items
+where month >= p_from
+  and month < p_to
+  and (p_site is null or site = p_site)
+  and (p_program is null or program = p_program)
+  and (p_therapist is null or therapist = p_therapist)
+  and (p_age_band is null or age_band = p_age_band)
+  and (p_gender is null or gender = p_gender)
+  and (p_race is null or race_ethnicity = p_race)
+  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));

@@ -1,0 +1,93 @@
+"""Precomputed rollups give exactly what the unaggregated computation gives.
+
+Queries that read a rollup (derive.sql) are compared with their session-level reference: the
+same question computed from every session (tests/reference/*_from_sessions.sql, the earlier
+implementations that the hand-computed tests in tests/test_view_profile.py were written
+against). Counts must match exactly; means and SDs to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from alliance import queries
+from alliance.filters import Filters
+
+REFERENCE = Path(__file__).parent / "reference"
+
+
+def _filter_sets(con: duckdb.DuckDBPyConnection) -> list[Filters]:
+    opts = queries.run(con, "filter_options", allowed_sites=None)
+    values = {d: sorted(g["value"]) for d, g in opts.groupby("dimension")}
+    rng = random.Random(3)
+    out = [
+        Filters(first_month=dt.date(2025, 11, 1), last_month=dt.date(2026, 10, 1)),
+        Filters(first_month=dt.date(2023, 11, 1), last_month=dt.date(2026, 10, 1)),
+        Filters(first_month=dt.date(2026, 3, 1), last_month=dt.date(2026, 3, 1)),
+    ]
+    for _ in range(6):
+        pick = {
+            attr: rng.choice(values[attr])
+            for attr in ("site", "program", "therapist", "age_band", "gender", "race_ethnicity")
+            if rng.random() < 0.35
+        }
+        out.append(Filters(first_month=dt.date(2025, 1, 1), last_month=dt.date(2026, 6, 1), **pick))
+    return out
+
+
+def _compare(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    keys = ["grouping", "unit", "subgroup", "dimension"]
+    assert list(got.columns) == list(want.columns)
+    got = got.sort_values(keys).reset_index(drop=True)
+    want = want.sort_values(keys).reset_index(drop=True)
+    assert len(got) == len(want)
+    for col in ["n_clients", "episodes", "administrations", *keys]:
+        assert got[col].tolist() == want[col].tolist(), col
+    for col in ["mean_score", "sd_score"]:
+        pd.testing.assert_series_equal(got[col], want[col], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["profile_dimensions", "profile_clinic"])
+@pytest.mark.parametrize("alliance", ["srs", "wai"])
+def test_profile_rollup_equals_sessions(demo_con, name: str, alliance: str) -> None:
+    reference = (REFERENCE / f"{name}_from_sessions.sql").read_text()
+    compared = 0
+    for f in _filter_sets(demo_con):
+        params = {**f.sql_params(None), "alliance": alliance}
+        details = [True, False] if name == "profile_dimensions" else [None]
+        for detail in details:
+            extra = {} if detail is None else {"detail": detail}
+            got = queries.run(demo_con, name, **params, **extra)
+            want = demo_con.execute(reference, {**params, **extra}).df()
+            _compare(got, want)
+            compared += len(want)
+    # the comparison saw real rows, not empty frames (the clinic query has 3-4 rows per set)
+    assert compared > (100 if name == "profile_dimensions" else 12)
+
+
+def test_rollup_cells_sum_to_sessions(demo_con) -> None:
+    """Each rollup cell holds the count and sum of its sessions' items (spot check in SQL)."""
+    diff = demo_con.execute(
+        """
+        with s as (
+            select month, episode_id, therapist, site,
+                   count(srs_goals) as n, sum(srs_goals) as total,
+                   count(wai_task_mean) as n_wai, sum(wai_task_mean) as total_wai
+            from session_facts
+            group by all
+        )
+        select count(*) from s
+        full join episode_month_items as r using (month, episode_id, therapist, site)
+        where coalesce(s.n, 0) <> coalesce(r.n_srs_goals, 0)
+           or abs(coalesce(s.total, 0) - coalesce(r.s10_srs_goals, 0) / 10) > 1e-9
+           or coalesce(s.n_wai, 0) <> coalesce(r.n_wai_approach, 0)
+           or coalesce(s.total_wai, 0) <> coalesce(r.s_wai_approach, 0)
+        """
+    ).fetchone()[0]
+    assert diff == 0
