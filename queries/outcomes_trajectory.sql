@@ -59,43 +59,51 @@ banded as (
     cross join cuts as c
 ),
 sessions as (
-    -- all sessions of those episodes up to the period's end, however early they began
+    -- all sessions of those episodes up to the period's end, however early they began, with
+    -- the episode's tercile and client (one join instead of a semi-join and a join later)
     select
-        episode_id,
-        least(session_index, $max_session) as session_number,
+        b.tercile,
+        b.cut_low,
+        b.cut_high,
+        b.client_id,
+        s.episode_id,
+        least(s.session_index, $max_session) as session_number,
         case $measure
-            when 'ors' then ors
-            when 'phq9' then phq9
-            when 'gad7' then gad7
+            when 'ors' then s.ors
+            when 'phq9' then s.phq9
+            when 'gad7' then s.gad7
         end as score
     from sessions_in_view(
         date '1900-01-01', $date_to, null, $program, null, $age_band, $gender, $race,
         $allowed_sites
-    )
-    where episode_id in (select episode_id from episodes)
+    ) as s
+    join banded as b using (episode_id)
 ),
 per_episode as (
     select
-        episode_id,
+        tercile,
         session_number,
+        episode_id,
+        any_value(client_id) as client_id,
+        any_value(cut_low) as cut_low,
+        any_value(cut_high) as cut_high,
         avg(score) as score
     from sessions
     where score is not null
-    group by episode_id, session_number
+    group by tercile, session_number, episode_id
 ),
 final as (
     select
-        b.tercile,
-        any_value(b.cut_low) as cut_low,
-        any_value(b.cut_high) as cut_high,
-        p.session_number::integer as session_number,
-        count(distinct b.client_id) as n_clients,
+        tercile,
+        any_value(cut_low) as cut_low,
+        any_value(cut_high) as cut_high,
+        session_number::integer as session_number,
+        count(distinct client_id) as n_clients,
         count(*) as episodes,
-        avg(p.score) as mean_score,
-        stddev_samp(p.score) as sd_score
-    from per_episode as p
-    join banded as b using (episode_id)
-    group by b.tercile, p.session_number
+        avg(score) as mean_score,
+        stddev_samp(score) as sd_score
+    from per_episode
+    group by tercile, session_number
 )
 select * from final
 order by tercile, session_number;
