@@ -117,8 +117,11 @@ def write_demo(
 
 
 def _insert_all(con: duckdb.DuckDBPyConnection, clinic: DemoClinic) -> None:
+    import pyarrow as pa
+
     for table in BASE_TABLES:
-        frame = getattr(clinic, table)  # noqa: F841 (read by DuckDB's replacement scan)
+        # through Arrow: DuckDB scans it without per-value conversion of the nullable columns
+        frame = pa.Table.from_pandas(getattr(clinic, table), preserve_index=False)  # noqa: F841 (read by DuckDB's replacement scan)
         cols = ", ".join(getattr(clinic, table).columns)
         con.execute(f"insert into {table} ({cols}) select {cols} from frame")  # noqa: S608
 

@@ -113,3 +113,12 @@ def test_deterministic_for_a_seed(tmp_path):
     db.write_demo(c, sessions=5_000, seed=4)
     assert digest(a) == digest(b)
     assert digest(a) != digest(c)
+
+
+def test_bulk_pseudonyms_equal_one_by_one() -> None:
+    """The demo's bulk keyed hash (state copied) gives exactly the per-identifier hash."""
+    from alliance.demo import pseudonym, pseudonyms
+
+    raws = ["demo-0", "demo-17", "demo-123456"]
+    assert pseudonyms("episode", raws) == [pseudonym("episode", r) for r in raws]
+    assert pseudonyms("client", raws) != pseudonyms("episode", raws)
