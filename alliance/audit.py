@@ -77,3 +77,38 @@ def read(db_path: Path, limit: int = 500) -> pd.DataFrame:
             con.close()
     finally:
         lock.close()
+
+
+def readable(log: pd.DataFrame) -> pd.DataFrame:
+    """The log as a person reads it: the filters in force and the other details as short text.
+
+    `filters` (a dict of URL-style filter values) becomes "from=2025-11 · to=2026-10 · …
+    · site=Riverside"; every other detail key becomes "key: value" in `details`. The log is
+    small (one row per export), so this runs per row.
+    """
+
+    def split(raw: str) -> tuple[str, str]:
+        try:
+            detail = json.loads(raw)
+        except (TypeError, ValueError):
+            return "", str(raw)
+        if not isinstance(detail, dict):
+            return "", str(detail)
+        filters = detail.pop("filters", None)
+        if isinstance(filters, dict):  # the period first, then the rest as stored
+            keys = [k for k in ("from", "to") if k in filters]
+            keys += [k for k in filters if k not in keys]
+            shown = " · ".join(f"{k}={filters[k]}" for k in keys)
+        else:
+            shown = str(filters or "")
+        rest = " · ".join(
+            f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in detail.items()
+        )
+        return shown, rest
+
+    parts = [split(raw) for raw in log["detail"]]
+    out = log.drop(columns=["detail"])
+    out["filters"] = [p[0] for p in parts]
+    out["details"] = [p[1] for p in parts]
+    return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hashlib
+import html
 import io
 import json
 import re
@@ -157,12 +158,13 @@ def file_name(chart_key: str, filters: Filters, ext: str) -> str:
 
 
 def plain_text(text: str | None) -> str:
-    """Plotly rich text as plain text: '<br>' becomes a line break, other tags go."""
+    """Plotly rich text as plain text: '<br>' becomes a line break, other tags go, and names
+    escaped for the chart (views.common.chart_text: '&lt;' etc.) read as written."""
     if not text:
         return ""
     out = re.sub(r"<br\s*/?>", "\n", str(text), flags=re.IGNORECASE)
     out = re.sub(r"<[^>]+>", "", out)
-    return out.strip()
+    return html.unescape(out).strip()
 
 
 def panel_subtitle(panel: Panel) -> str:

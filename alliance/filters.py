@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from alliance.settings import ALLIANCE_MEASURES, MEASURES
+
+_PLAIN_MONTH = re.compile(r"[0-9-]{1,20}")  # what a notice may repeat from a link
 
 # URL key -> Filters field, for the text filters
 TEXT_FILTERS = {
@@ -143,6 +146,17 @@ def default_filters(options: FilterOptions) -> Filters:
     return Filters(first_month=first, last_month=options.last_month)
 
 
+def _month_notice(key: str, raw: str, month: dt.date | None) -> str:
+    """The notice for an ignored month. Notices are markdown: the link's text is repeated only
+    when it is digits and dashes, so a crafted link cannot put a link or markup on the page."""
+    shown = raw.strip()[:20]
+    if not _PLAIN_MONTH.fullmatch(shown):
+        return f"Ignored the link's '{key}' month: it is not a month (YYYY-MM)."
+    if month is None:
+        return f"Ignored the link's '{key}' month '{shown}': it is not a month (YYYY-MM)."
+    return f"Ignored the link's '{key}' month '{shown}' (no data for it)."
+
+
 def from_query_params(
     params: Mapping[str, str | list[str]], options: FilterOptions
 ) -> tuple[Filters, list[str]]:
@@ -163,7 +177,7 @@ def from_query_params(
             continue
         month = parse_month(raw)
         if month is None or not options.first_month <= month <= options.last_month:
-            notices.append(f"Ignored the month '{raw[:20]}' in the link (no data for it).")
+            notices.append(_month_notice(key, raw, month))
         else:
             changes[attr] = month
     for key, attr in TEXT_FILTERS.items():

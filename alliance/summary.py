@@ -58,9 +58,15 @@ def compute(ctx: Context) -> dict[str, object]:
     lo, hi = wilson_interval([head["dropouts"]], [head["ended"]])
     add("dropout_rate", head["dropout_rate"], head["ended_clients"], _ci(lo[0], hi[0]))
     srs = overview_srs_ci(ctx, head)
-    add("mean_srs", head["mean_srs"], n, srs)
+    # judged by the clients with an SRS in the period (not every client with a session)
+    add("mean_srs", head["mean_srs"], head["srs_clients"], srs)
     lo, hi = wilson_interval([head["srs_below"]], [head["srs_n"]])
-    add("srs_below_cutoff_rate", head["srs_below_cutoff_rate"], n, _ci(lo[0], hi[0]))
+    add(
+        "srs_below_cutoff_rate",
+        head["srs_below_cutoff_rate"],
+        head["srs_clients"],
+        _ci(lo[0], hi[0]),
+    )
 
     d = dropout.dropout_alliance_stats(ctx)
     for key in ("alliance_dropout_d", "dropout_or_per_sd_lower", "dropout_point_biserial_r"):

@@ -1,12 +1,15 @@
 """The thin Streamlit layer: connection, global filters, and laying out a View.
 
 The only module of the package that imports streamlit. Text that came from imported files (site,
-program, group names) is only ever passed to widgets and charts as data, never as markdown/HTML.
+program, group names) is only ever passed to widgets and charts as data, never as markdown/HTML:
+where a caption, message or tile names it (a chart's reading), it goes through
+`views.common.markdown_safe` first; a whole line of it (the filters in force) is `st.text`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from alliance.filters import (
 from alliance.panel import Context, Panel, View
 from alliance.privacy import display_table
 from alliance.settings import ALLIANCE_MEASURES, MEASURES, Settings
+from alliance.views.common import markdown_safe
 
 
 # --- frame ----------------------------------------------------------------------------------------
@@ -151,23 +155,50 @@ def sign_in() -> access.Role:
         )
     else:
         if not st.user.is_logged_in:
-            st.title("Alliance dashboard", anchor=False)
-            st.write("Sign in with your clinic account to see the dashboard.")
-            st.button("Sign in", type="primary", on_click=st.login)
-            st.stop()
+            _only_page(_sign_in_screen)
         user = str(st.user.get("email") or st.user.get("sub") or "unknown")
         role = access.resolve_role(st.user.to_dict(), access.load_rules())
         if role is None:
-            st.error("Your account has no role in this dashboard. Ask a clinical director.")
-            st.button("Sign out", on_click=st.logout)
-            st.stop()
-        state["auth_mode_text"] = f"Signed in as {user} · role: {role.name}"
+            _only_page(_no_role_screen)
+        state["auth_mode_text"] = f"Signed in as {_literal(user)} · role: {role.name}"
         st.sidebar.button("Sign out", on_click=st.logout)
     state["role"] = role
     state["user_name"] = user
     state["allowed_sites"] = role.allowed_sites
     state["therapist_level"] = role.therapist_level
     return role
+
+
+def _sign_in_screen() -> None:
+    st.title("Alliance dashboard", anchor=False)
+    st.write("Sign in with your clinic account to see the dashboard.")
+    st.button("Sign in", type="primary", on_click=st.login)
+
+
+def _no_role_screen() -> None:
+    st.error("Your account has no role in this dashboard. Ask a clinical director.")
+    st.button("Sign out", on_click=st.logout)
+
+
+def _only_page(screen: Callable[[], None]) -> None:
+    """Show one screen as the app's only page, then stop.
+
+    Registering it with st.navigation matters: until the entry script has called st.navigation,
+    Streamlit lists every file in pages/ in the sidebar (its legacy multipage mode), which would
+    show page names to someone who is not signed in.
+    """
+    st.navigation([st.Page(screen, title="Sign in", url_path="signin")], position="hidden").run()
+    st.stop()
+
+
+def _literal(text: str) -> str:
+    """Text from the identity provider as a markdown code span: shown as typed, never a link.
+
+    (Backslash escapes are not enough: markdown still turns a bare URL or e-mail into a link.)
+    """
+    text = " ".join(text.split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
 
 
 def role() -> access.Role:
@@ -179,7 +210,13 @@ def can(permission: str) -> bool:
     return bool(getattr(role(), f"can_{permission}"))
 
 
+THERAPIST_PAGES = frozenset({"therapists"})  # pages that are therapist-level as a whole
+
+
 def page_allowed(name: str) -> bool:
+    """Whether the role sees the page in the navigation (a viewer: no therapist-level page)."""
+    if name in THERAPIST_PAGES and not role().therapist_level:
+        return False
     needs = {"data": "import", "audit": "view_audit"}
     return name not in needs or can(needs[name])
 
@@ -252,9 +289,12 @@ def sidebar_filters(options: FilterOptions) -> Filters:
         d = default_filters(options)
         state["f_period"] = (d.first_month.strftime("%Y-%m"), d.last_month.strftime("%Y-%m"))
     if len(months) > 1:
+        # `value` makes Streamlit register a range slider: without it the widget is a
+        # single-value one, which reads the range the browser sends back as its first month
         sb.select_slider(
             "Months",
             options=months,
+            value=tuple(state["f_period"]),
             key="f_period",
             format_func=lambda m: pd.Timestamp(m).strftime("%b %Y"),
             help="Session metrics use sessions dated in these months; dropout and outcome "
@@ -379,22 +419,27 @@ def render_tiles(v: View, ctx: Context) -> None:
         for col, tile in zip(cols, v.tiles[start : start + per_row], strict=False):
             delta = tile.delta_text()
             col.metric(
-                tile.label,
+                markdown_safe(tile.label),
                 tile.value_text(ctx.policy.label),
                 delta=f"{delta} vs previous period" if delta else None,
                 delta_color="normal" if tile.higher_is_better is not False else "inverse",
-                help=tile.help,
+                help=markdown_safe(tile.help),
                 border=True,
             )
             if tile.n_text:
-                col.caption(tile.n_text)
+                col.caption(markdown_safe(tile.n_text))
 
 
 def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object | None:
     """One chart: the figure, its reading note, and the data behind it. Returns a selection."""
+    # titles, messages and readings name sites, programs and client groups from the data:
+    # shown as written, never as markdown (Panel keeps the plain text for exports)
     if panel.figure is None:
-        st.subheader(panel.title, anchor=False)
-        st.info(panel.message or "Nothing to show for this selection.", icon=":material/info:")
+        st.subheader(markdown_safe(panel.title), anchor=False)
+        st.info(
+            markdown_safe(panel.message or "Nothing to show for this selection."),
+            icon=":material/info:",
+        )
         return None
     event = st.plotly_chart(
         panel.figure,
@@ -404,7 +449,7 @@ def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object 
         config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
     )
     if panel.reading:
-        st.caption(panel.reading)
+        st.caption(markdown_safe(panel.reading))
     if not panel.data.empty:
         with st.expander("Data behind this chart"):
             st.dataframe(display_data(panel.data, ctx), hide_index=True, width="stretch")

@@ -19,7 +19,7 @@ if log.empty:
     st.info("Nothing has been exported or changed yet.", icon=":material/info:")
 else:
     st.dataframe(
-        log,
+        audit.readable(log),
         hide_index=True,
         width="stretch",
         column_config={
@@ -29,6 +29,7 @@ else:
             "user_name": "User",
             "role": "Role",
             "event": "What",
-            "detail": st.column_config.TextColumn("Details (filters, chart, format)"),
+            "filters": st.column_config.TextColumn("Filters in force"),
+            "details": st.column_config.TextColumn("Details (chart, format, file)"),
         },
     )

@@ -1,9 +1,14 @@
-"""Data: import the clinic's own export, see what was imported, and how complete the data are."""
+"""Data: import the clinic's own export, see what was imported, and how complete the data are.
+
+File names, column names, and site, program and group names come from the imported files: they
+are shown as plain text (st.text) or escaped (`markdown_safe`), never as markdown.
+"""
 
 import streamlit as st
 
 from alliance import ingest, ui
 from alliance.ingest import present
+from alliance.views.common import markdown_safe
 
 ui.frame_guard()
 
@@ -59,7 +64,7 @@ preview: ingest.ImportResult | None = None
 if uploads:
     too_big = [f.name for f in uploads if f.size > present.MAX_UPLOAD_MB * 1024 * 1024]
     if too_big:
-        st.error(f"Larger than {present.MAX_UPLOAD_MB} MB: {', '.join(too_big)}.")
+        st.error(markdown_safe(f"Larger than {present.MAX_UPLOAD_MB} MB: {', '.join(too_big)}."))
         st.stop()
     options = ingest.ImportOptions(
         date_format=date_format or None, sheet=sheet or None, dry_run=True
@@ -85,7 +90,7 @@ if uploads:
                 )
         except (ingest.UsageError, ingest.SecretKeyError) as exc:
             bar.empty()
-            st.error(str(exc), icon=":material/error:")
+            st.error(markdown_safe(str(exc)), icon=":material/error:")
             st.stop()
         bar.empty()
         st.session_state["data_preview"] = (cache_key, preview)
@@ -113,9 +118,15 @@ if preview is not None:
             border=True,
         )
     if preview.identifiers:
-        st.caption("Dropped as identifiers (never stored): " + ", ".join(preview.identifiers) + ".")
+        st.caption(
+            markdown_safe(
+                "Dropped as identifiers (never stored): " + ", ".join(preview.identifiers) + "."
+            )
+        )
     if preview.ignored:
-        st.caption("Not in the contract, ignored: " + ", ".join(preview.ignored) + ".")
+        st.caption(
+            markdown_safe("Not in the contract, ignored: " + ", ".join(preview.ignored) + ".")
+        )
     with st.expander("How each column is read"):
         st.dataframe(
             present.columns_table(preview),
@@ -188,7 +199,7 @@ if preview is not None:
                     progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
                 )
         except (ingest.UsageError, ingest.SecretKeyError) as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(markdown_safe(str(exc)), icon=":material/error:")
             st.stop()
         except Exception:  # the database is unchanged (atomic writer); never show data
             st.error("The import failed; the database is unchanged.", icon=":material/error:")
@@ -257,10 +268,10 @@ else:
 # --- data quality -------------------------------------------------------------------------------
 st.subheader("Data quality", anchor=False)
 ctx = ui.context()
-st.caption(f"Sessions and episodes in view: {ctx.filters.describe()}.")
+st.text(f"Sessions and episodes in view: {ctx.filters.describe()}.")  # names from the data
 quality, notice = present.data_quality(ctx)
 if notice:
-    st.info(notice, icon=":material/lock:")
+    st.info(markdown_safe(notice), icon=":material/lock:")
 else:
     cols = st.columns(3)
     for i, row in enumerate(quality.itertuples(index=False)):

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from alliance import exports, report, ui
+from alliance.views.common import markdown_safe
 
 ui.frame_guard()
 ctx = ui.context()
@@ -100,7 +101,7 @@ if st.button(
             progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m),
         )
     except exports.ExportError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(markdown_safe(str(exc)), icon=":material/error:")
     else:
         st.session_state["rp_result"] = (signature, data, pack.file_name(fmt), len(pack.charts))
         ui.audit(

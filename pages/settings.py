@@ -4,6 +4,7 @@ import streamlit as st
 
 from alliance import ui
 from alliance.settings import Settings
+from alliance.views.common import markdown_safe
 
 ui.frame_guard()
 
@@ -129,8 +130,11 @@ changed = {
     for name in Settings.__dataclass_fields__
     if getattr(current, name) != getattr(defaults, name)
 }
-if changed:
+if changed:  # the clinic name is typed by a person: shown as written, never as markdown
     st.caption(
         "Differs from the defaults: "
-        + "; ".join(f"{name} = {now} (default {was})" for name, (now, was) in changed.items())
+        + "; ".join(
+            f"{name} = {markdown_safe(str(now))} (default {markdown_safe(str(was))})"
+            for name, (now, was) in changed.items()
+        )
     )

@@ -137,3 +137,34 @@ def test_filter_change_redraws_without_error(server: str, browser_page: Page) ->
     page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for(timeout=60_000)
     assert "site=Riverside" in page.url
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_linked_period_survives_and_the_months_slider_moves(
+    server: str, browser_page: Page
+) -> None:
+    """In Chromium: a ?from=&to= period stays when another filter changes, and moving a thumb
+    of the Months range slider changes the period (the slider once read the range it sent back
+    as a single month and reset itself)."""
+    page = browser_page
+    page.goto(f"{server}/dropout?from=2026-02&to=2026-05")
+    wait_idle(page)
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for(timeout=60_000)
+    thumbs = page.locator('[data-testid="stSidebar"] input[type="range"]')
+
+    def months() -> list[str | None]:
+        return [thumbs.nth(i).get_attribute("aria-valuetext") for i in range(thumbs.count())]
+
+    assert months() == ["Feb 2026", "May 2026"]
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Riverside").click()
+    wait_idle(page)
+    page.wait_for_function("() => location.search.includes('site=Riverside')", timeout=30_000)
+    assert "from=2026-02" in page.url and "to=2026-05" in page.url
+    assert months() == ["Feb 2026", "May 2026"]
+    thumbs.first.focus()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => location.search.includes('from=2026-01')", timeout=30_000)
+    wait_idle(page)
+    assert months() == ["Jan 2026", "May 2026"]
+    assert "to=2026-05" in page.url and "site=Riverside" in page.url
+    assert page.locator('[data-testid="stException"]').count() == 0

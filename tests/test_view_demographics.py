@@ -235,7 +235,7 @@ def test_site_grid_marks_withheld_cells_and_protects_rows_and_columns(small_con)
     cells = grid.data.set_index(["Race/ethnicity", "site"])
     assert cells.loc[("Asian", "North"), "suppressed"]
     assert cells.loc[("Asian", "South"), "suppressed"]
-    assert pd.isna(cells.loc[("Asian", "North"), "dropout_rate_%"])
+    assert pd.isna(cells.loc[("Asian", "North"), "dropout rate %"])
     text = json.dumps(grid.figure.to_plotly_json()["data"][0]["text"], default=str)
     assert "n < 2" in text
     assert_no_small_cells(grid.data, policy=ctx.policy)
@@ -300,7 +300,7 @@ def test_demo_group_withheld_in_the_dots_cannot_be_rebuilt_from_its_sites(demo_r
         row = grid[grid["Race/ethnicity"] == group]
         visible = row[~row["suppressed"]]
         # the visible site cells must not add up to the (withheld) group total
-        assert row["suppressed"].any() or visible["ended_episodes"].sum() == 0, group
+        assert row["suppressed"].any() or visible["ended episodes"].sum() == 0, group
 
 
 def test_demo_dimensions_and_intervals(demo_con, demo_ctx):

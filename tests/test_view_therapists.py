@@ -154,11 +154,11 @@ def test_funnel_points_and_target_on_the_small_clinic(small_con):
     dropout = next(p for p in view.panels if p.key == "funnel_dropout")
     data = dropout.data.set_index("therapist")
     assert list(dropout.data["therapist"]) == ["T-AAAA", "T-BBBB", "T-CCCC"]  # by code
-    assert data["dropout_rate_%"].to_dict() == pytest.approx(
+    assert data["dropout rate (%)"].to_dict() == pytest.approx(
         {"T-AAAA": 200 / 3, "T-BBBB": 0.0, "T-CCCC": 50.0}
     )
     assert dropout.stats["target"] == pytest.approx(3 / 8)
-    assert data.loc["T-AAAA", "ended_episodes"] == 3 and data.loc["T-AAAA", "dropouts"] == 2
+    assert data.loc["T-AAAA", "ended episodes"] == 3 and data.loc["T-AAAA", "dropouts"] == 2
     spec = dropout.figure.to_plotly_json()
     target_line = [s for s in spec["layout"]["shapes"] if s.get("y0") == s.get("y1")]
     assert target_line and target_line[0]["y0"] == pytest.approx(3 / 8)
@@ -175,7 +175,7 @@ def test_casemix_funnel_uses_the_stats_function(small_con):
         categorical=["age_band", "program"],
         group="therapist",
     ).set_index("group")
-    got = outcome.data.set_index("therapist")["adjusted_improvement"]
+    got = outcome.data.set_index("therapist")["adjusted improvement (points)"]
     assert got.to_dict() == pytest.approx(expected["adjusted_mean"].to_dict())
     assert outcome.stats["target"] == pytest.approx(rows["improvement"].mean())
 
@@ -189,7 +189,7 @@ def test_small_therapists_are_withheld_counted_and_marked(small_con):
     assert data["suppressed"].sum() == 2
     row = data.set_index("therapist").loc["T-CCCC"]
     assert row["suppression"] == "primary" and row["position"] == "n < 3"
-    assert pd.isna(row["dropout_rate_%"]) and pd.isna(row["n_clients"])
+    assert pd.isna(row["dropout rate (%)"]) and pd.isna(row["n_clients"])
     assert "1 therapist with fewer than 3 clients not shown" in dropout.reading
     plotted = [c[0] for t in dropout.figure.data if t.customdata is not None for c in t.customdata]
     assert "T-CCCC" not in plotted and len(plotted) == 1
@@ -264,17 +264,17 @@ def test_demo_funnels_most_therapists_inside_the_998_limits(demo_view):
     for panel in funnels:
         shown = panel.data[~panel.data["suppressed"]]
         value = next(
-            c for c in shown.columns if c.startswith(("dropout_rate", "mean_early", "adj"))
+            c for c in shown.columns if c.startswith(("dropout rate", "mean early", "adjusted"))
         )
         low, high = (
             next(c for c in shown.columns if c.startswith(p))
-            for p in ("limit_998_l", "limit_998_h")
+            for p in ("99.8% limit, low", "99.8% limit, high")
         )
         inside = shown[value].between(shown[low], shown[high])
         assert inside.mean() >= 0.85, panel.key
         # the flag agrees with the limits at the therapist's own volume
         assert (inside == ~shown["position"].str.contains("99.8")).all(), panel.key
-        low95 = next(c for c in shown.columns if c.startswith("limit_95_l"))
+        low95 = next(c for c in shown.columns if c.startswith("95% limit, low"))
         assert (shown[low95] >= shown[low] - 1e-12).all()
         assert shown["therapist"].is_monotonic_increasing  # by code, not by performance
         assert_no_small_cells(panel.data, policy=PrivacyPolicy(k=11))
@@ -328,10 +328,10 @@ def test_demo_meeting_mode_labels_carry_no_code_and_no_ranking(demo_con, demo_ct
     assert labels.str.fullmatch(r"[A-Z]+").all()
     # the same therapists, relabelled: same rates, in label order, not in rate order
     shown = dropout.data[~dropout.data["suppressed"]]
-    assert sorted(shown["dropout_rate_%"]) == sorted(
-        demo_view.panels[0].data.dropna(subset=["dropout_rate_%"])["dropout_rate_%"]
+    assert sorted(shown["dropout rate (%)"]) == sorted(
+        demo_view.panels[0].data.dropna(subset=["dropout rate (%)"])["dropout rate (%)"]
     )
-    rank = shown["dropout_rate_%"].rank().to_numpy()
+    rank = shown["dropout rate (%)"].rank().to_numpy()
     assert abs(np.corrcoef(np.arange(len(rank)), rank)[0, 1]) < 0.9
     # labels are per view: one therapist keeps its label across the funnels
     alliance = next(p for p in view.panels if p.key == "meeting_alliance")

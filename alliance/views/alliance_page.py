@@ -23,6 +23,8 @@ from alliance.stats import mean_interval, risk_difference, run_rules, wilson_int
 from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
+    mark_all_withheld,
+    n_text,
     protect,
     srs_cutoff_text,
     subtitle,
@@ -403,8 +405,7 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
         for p, t, lo, hi in zip(pooled, top, low, high, strict=True)
     ]
     plot = safe.assign(x=x, bin=labels)
-    n_ratings = int(df["n"].sum())
-    n_clients = s["srs_clients"] if scale.key == "srs" else s["wai_clients"]
+    n_clients = _rating_clients(s, scale)
     cutoff = ctx.settings.srs_cutoff if scale.key == "srs" else None
     parts = [
         f"{scale.long_label} per session: share of ratings in each {scale.bin_width:g}-point bin",
@@ -418,7 +419,12 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
         count_col="n",
         title=title,
         subtitle=subtitle(
-            ctx, *parts, n_text=f"n = {n_ratings:,} ratings from {n_clients:,} clients"
+            ctx,
+            *parts,
+            n_text=(
+                n_text(ctx, df["n"].sum(), "ratings", n_clients)
+                + (f" from {n_clients:,} clients" if n_clients >= ctx.policy.k else "")
+            ),
         ),
         x_label=scale.long_label,
         y_label="Share of ratings",
@@ -446,7 +452,8 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
             f"{top_share.iloc[0]:.0%} of ratings are the top score: the scale has a ceiling, so "
             "differences between high scores carry little information. "
         )
-    if scale.key == "srs" and s["srs_n"]:
+    below_shown = s["srs_n"] and s["srs_clients"] >= ctx.policy.k
+    if scale.key == "srs" and below_shown:
         reading += (
             f"{s['srs_below_rate']:.1%} of ratings are below the cutoff "
             f"({_wilson_text(s['srs_below'], s['srs_n'])}): the sessions worth a conversation "
@@ -463,7 +470,7 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
             ["bin", "n_clients", "n", "share", "suppressed", "suppression"]
         ],
         withheld=any_withheld(safe),
-        stats={"srs_below_cutoff_rate": s["srs_below_rate"] or np.nan},
+        stats={"srs_below_cutoff_rate": s["srs_below_rate"] if below_shown else np.nan},
     )
 
 
@@ -481,7 +488,11 @@ def _wai_subscales(ctx: Context) -> Panel:
         value_cols=["episodes", "administrations", "mean_score", "sd_score", "low", "high"],
         complementary=False,
     )
-    episodes = int(df["episodes"].max())
+    # every row describes the WAI-SR clients of the period (one population, four views)
+    clients = int(df["n_clients"].max())
+    total = n_text(ctx, df["episodes"].max(), "episodes", clients)
+    if clients >= ctx.policy.k:
+        total += f", {int(df['administrations'].max()):,} ratings"
     fig = charts.interval_dots(
         safe,
         category="subscale",
@@ -493,7 +504,7 @@ def _wai_subscales(ctx: Context) -> Panel:
             ctx,
             "WAI-SR subscale = mean of its 4 items (1–5)",
             "mean over episodes of each episode's mean rating in the period, 95% CI",
-            n_text=f"n = {episodes:,} episodes, {int(df['administrations'].max()):,} ratings",
+            n_text=total,
         ),
         x_label="Mean item score (1 = seldom, 5 = always)",
         value_format="num2",
@@ -516,7 +527,12 @@ def _wai_subscales(ctx: Context) -> Panel:
     )
 
 
-def _control_chart(ctx: Context, scale: Scale) -> Panel:
+def _rating_clients(s: dict, scale: Scale) -> int:
+    """Distinct clients with a rating of the scale in the period."""
+    return int(s["srs_clients"] if scale.key == "srs" else s["wai_clients"])
+
+
+def _control_chart(ctx: Context, scale: Scale, s: dict) -> Panel:
     title = f"Monthly mean {scale.label}: control chart"
     df = queries.run(
         ctx.con,
@@ -555,7 +571,7 @@ def _control_chart(ctx: Context, scale: Scale) -> Panel:
             f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
             f"{ctx.settings.spc_baseline_months} months with ratings (a setting)",
             "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
-            n_text=f"n = {int(df['n'].sum()):,} ratings",
+            n_text=n_text(ctx, df["n"].sum(), "ratings", _rating_clients(s, scale)),
         ),
         y_label=f"Mean {scale.label}",
         value_format=scale.value_format,
@@ -578,7 +594,7 @@ def _control_chart(ctx: Context, scale: Scale) -> Panel:
     )
 
 
-def _by_session_number(ctx: Context, scale: Scale) -> Panel:
+def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
     title = f"Does the alliance build? {scale.label} by session number"
     df = queries.run(
         ctx.con,
@@ -602,9 +618,13 @@ def _by_session_number(ctx: Context, scale: Scale) -> Panel:
             df["session_number"].astype(str),
         ),
     )
-    # each point is its own group of ratings, not part of a shown total
+    # the points of a line add up to its ratings (the subtitle's total for all episodes): one
+    # partition per line, so a withheld point cannot be recovered by subtraction
     safe = protect(
-        ctx, df, value_cols=["n", "mean_score", "sd_score", "low", "high"], complementary=False
+        ctx,
+        df,
+        value_cols=["n", "mean_score", "sd_score", "low", "high"],
+        partition_cols=["cohort"],
     )
     all_rows = safe[safe["cohort"] == "all"]
     fig = charts.lines(
@@ -620,7 +640,12 @@ def _by_session_number(ctx: Context, scale: Scale) -> Panel:
             f"Mean {scale.long_label} at each session number (the episode's n-th attended "
             f"session), 95% CI; {LAST_SESSION_NUMBER}+ pools later sessions",
             f"dashed: episodes seen from session 1 through {FIXED_COHORT_SESSIONS} in the period",
-            n_text=f"n = {int(df.loc[df['cohort'] == 'all', 'n'].sum()):,} ratings",
+            n_text=n_text(
+                ctx,
+                df.loc[df["cohort"] == "all", "n"].sum(),
+                "ratings",
+                _rating_clients(s, scale),
+            ),
         ),
         x_label="Session number",
         y_label=f"Mean {scale.label}",
@@ -628,6 +653,8 @@ def _by_session_number(ctx: Context, scale: Scale) -> Panel:
         dash_groups={fixed_label: "dash"},
     )
     fig.update_xaxes(type="category")
+    if safe["mean_score"].isna().all():
+        mark_all_withheld(fig, ctx, "session number")
     reading = ""
     vis = all_rows.dropna(subset=["mean_score"])
     if len(vis) >= 2:
@@ -674,7 +701,10 @@ def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
     # the two groups split the same episodes: withholding one withholds both
     safe = protect(ctx, df, value_cols=["episodes", "dropouts", "dropout_rate", "low", "high"])
     total_ep, total_drop = int(df["episodes"].sum()), int(df["dropouts"].sum())
-    overall = total_drop / total_ep if total_ep else None
+    # the two groups' clients: at least the larger group's (a client can be in both)
+    clients = int(df["n_clients"].max())
+    overall = total_drop / total_ep if total_ep and clients >= ctx.policy.k else None
+    drops_shown = s["drop_rate"] is not None and s["drop_clients"] >= ctx.policy.k
     fig = charts.interval_dots(
         safe,
         category="group",
@@ -688,9 +718,9 @@ def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
             f"≥ {thr:g} points below the episode's previous SRS (a setting); 95% Wilson CI",
             f"drops: {s['drop_rate']:.1%} of {s['with_previous']:,} SRS ratings with a previous "
             "one in the period"
-            if s["drop_rate"] is not None
+            if drops_shown
             else "",
-            n_text=f"n = {total_ep:,} ended episodes",
+            n_text=n_text(ctx, total_ep, "ended episodes", clients),
         ),
         x_label="Dropout rate",
         reference=overall,
@@ -751,8 +781,8 @@ def build(ctx: Context) -> View:
     if scale.key == "wai":
         panels.append(_wai_subscales(ctx))
     panels += [
-        _control_chart(ctx, scale),
-        _by_session_number(ctx, scale),
+        _control_chart(ctx, scale, s),
+        _by_session_number(ctx, scale, s),
         _drops_and_dropout(ctx, s),
     ]
     return View(TITLE, QUESTION, tiles=_tiles(ctx, s), panels=panels, n_clients=s["n_clients"])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from alliance import privacy
-from alliance.charts import wrap_subtitle
+from alliance.charts import GREY, wrap_subtitle
 from alliance.panel import Context
 
 CORRELATION_NOTE = "An association, not a cause: other differences between clients may explain it."
@@ -34,10 +38,104 @@ def protect(
     )
 
 
+def protect_comparison(
+    ctx: Context,
+    df: pd.DataFrame,
+    *,
+    first: str,
+    second: str,
+    value_cols: Sequence[str],
+    partition_cols: Sequence[str] = (),
+    complementary: bool = True,
+) -> pd.DataFrame:
+    """The privacy step for rows that compare two groups of clients (e.g. dropouts with other
+    endings, a group with the rest of a therapist's caseload).
+
+    `first` and `second` hold the two groups' distinct-client counts. A comparison describes
+    both groups, so a row is judged by the smaller group that has clients: it is withheld when
+    either group has 1 .. k-1 clients, or when one group is empty and the other has 1 .. k-1
+    (nothing is compared then, but the row still describes those clients). The returned
+    ``n_clients`` is the number of clients behind the row (first + second), ``<NA>`` where
+    withheld; `first` and `second` themselves are withheld with the row.
+    """
+    a = pd.to_numeric(df[first]).to_numpy(dtype="int64")
+    b = pd.to_numeric(df[second]).to_numpy(dtype="int64")
+    judged = np.where((a > 0) & (b > 0), np.minimum(a, b), a + b)
+    safe = protect(
+        ctx,
+        df.assign(n_clients=judged),
+        value_cols=[*value_cols, first, second],
+        partition_cols=partition_cols,
+        complementary=complementary,
+    )
+    total = pd.Series(a + b, index=df.index, dtype="Int64")
+    safe["n_clients"] = total.mask(safe["suppressed"].to_numpy(dtype=bool))
+    return safe
+
+
+def n_text(ctx: Context, count: int | float, unit: str, n_clients: int | float) -> str:
+    """'n = 1,378 ended episodes' for a subtitle or tile, or the privacy label.
+
+    `n_clients` is the number of distinct clients the total describes (a lower bound where the
+    exact number is not known: the total is then withheld when in doubt). A total describing
+    1 .. k-1 clients is withheld like any other cell: "n < 11 clients". A total shown beside
+    cells that add up to it must come with cells protected as one partition (complementary
+    suppression), so that no withheld cell can be recovered by subtraction.
+    """
+    if 0 < n_clients < ctx.policy.k:
+        return f"{ctx.policy.label} clients"
+    return f"n = {int(count):,} {unit}"
+
+
+# Markdown that text from the data (site, program and group names, a clinic name) could carry.
+# Two kinds: syntax the markdown parser reads (links and images [..](..), autolinks <..>, HTML
+# tags and entities, emphasis * _ ~, code `, math $, Streamlit's directives :red[..], block
+# syntax at the start # > - + = 1.), defused with backslash escapes and &lt; / &amp;; and
+# patterns Streamlit's markdown finds in the text after parsing, where escapes no longer count
+# (bare URLs http:// https:// www., e-mail addresses x@y, icons :material/x:, emoji :smile:),
+# broken by an invisible WORD JOINER after the ':', '@' or 'www' (checked in Chromium).
+_MD_ESCAPE = re.compile(r"([\\`*_\[\]{}~$|^])")
+_MD_BLOCK = re.compile(r"^([#>\-+=])")
+_MD_LIST = re.compile(r"^(\d+)([.)])")
+_MD_LT = re.compile(r"<(?=[A-Za-z/!?])")
+_MD_AMP = re.compile(r"&(?=[#A-Za-z])")
+_MD_FOUND = re.compile(r"(?i)(:|@|\bwww(?=\.))(?=\S)")
+WORD_JOINER = "\u2060"
+
+
+def markdown_safe(text: str | None) -> str:
+    """Text for an element Streamlit renders as markdown (caption, info, metric help...) that
+    shows exactly as written: no link, URL, e-mail, emphasis, HTML, icon or directive forms.
+
+    Only what would act as markup is changed, so ordinary sentences, numbers and "n < 11" read
+    the same; line breaks become spaces. Use it for any text that carries names from the data;
+    plain text everywhere else (exports, reports) keeps the text as it is.
+    """
+    if not text:
+        return ""
+    out = " ".join(str(text).split())
+    out = _MD_ESCAPE.sub(r"\\\1", out)
+    out = _MD_AMP.sub("&amp;", out)
+    out = _MD_LT.sub("&lt;", out)
+    out = _MD_FOUND.sub(lambda m: m.group(1) + WORD_JOINER, out)
+    out = _MD_BLOCK.sub(r"\\\1", out)
+    return _MD_LIST.sub(r"\1\\\2", out)
+
+
+def chart_text(value: object) -> str:
+    """A name from the data as Plotly text (a title, an axis category, a hover label).
+
+    Plotly reads a few HTML tags in its text (<a href>, <b>, <br>...): a site called
+    '<a href="http://x">North</a>' would be a link inside the chart. With < > & written as
+    entities it shows as written (checked in Chromium). Tables keep the plain name.
+    """
+    return html.escape(str(value), quote=False)
+
+
 def subtitle(ctx: Context, *parts: str, n_text: str | None = None) -> str:
     """measure · definition · period and filters · n."""
     items = [p for p in parts if p]
-    items.append(ctx.filters.describe())
+    items.append(chart_text(ctx.filters.describe()))
     if n_text:
         items.append(n_text)
     return wrap_subtitle(items)
@@ -50,6 +148,26 @@ def withheld_note(ctx: Context, df: pd.DataFrame) -> str:
             f'("{ctx.policy.label}"), with others where needed so they cannot be recovered.'
         )
     return ""
+
+
+def mark_all_withheld(fig: go.Figure, ctx: Context, what: str) -> go.Figure:
+    """Say on a chart whose every point is withheld why it is empty (instead of bare axes).
+
+    The chart, its withheld data and its note stay (as on screen, so in exports too); the value
+    axis loses its ticks, which would otherwise show a meaningless default range.
+    """
+    fig.add_annotation(
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        text=f"Every {what} here describes fewer than {ctx.policy.k} clients: "
+        f"withheld ({ctx.policy.label})",
+        font={"size": 15, "color": GREY},
+    )
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    return fig
 
 
 def any_withheld(df: pd.DataFrame) -> bool:

@@ -36,7 +36,7 @@ from alliance import charts, privacy, queries
 from alliance.panel import Context, Panel, View, empty_panel
 from alliance.settings import MEASURES
 from alliance.stats import risk_difference, risk_difference_vs_overall, wilson_interval
-from alliance.views.common import protect, srs_cutoff_text, subtitle
+from alliance.views.common import chart_text, n_text, protect, srs_cutoff_text, subtitle
 from alliance.views.therapists import fit_header
 
 TITLE = "Client demographics (equity)"
@@ -261,7 +261,7 @@ def _srs_mean_panel(ctx: Context, df: pd.DataFrame, dimension: str) -> Panel:
     diff, dlow, dhigh = clustered_mean_diff_vs_overall(g, cb)
     table = _metric_table(groups, "srs_n", value, low, high, diff, dlow, dhigh)
     overall = float(clinic["srs_sum"].iloc[0] / clinic["srs_n"].iloc[0])
-    return _dots_panel(ctx, metric, table, overall, int(clinic["srs_n"].iloc[0]), dimension)
+    return _dots_panel(ctx, metric, table, overall, _clinic_total(clinic, "srs_n"), dimension)
 
 
 def _srs_below_panel(ctx: Context, df: pd.DataFrame, dimension: str) -> Panel:
@@ -282,7 +282,7 @@ def _srs_below_panel(ctx: Context, df: pd.DataFrame, dimension: str) -> Panel:
     diff, dlow, dhigh = clustered_rate_diff_vs_overall(g, _broadcast(c, len(groups)))
     table = _metric_table(groups, "srs_n", value, low, high, diff, dlow, dhigh)
     overall = float(clinic["below"].iloc[0] / clinic["srs_n"].iloc[0])
-    return _dots_panel(ctx, metric, table, overall, int(clinic["srs_n"].iloc[0]), dimension)
+    return _dots_panel(ctx, metric, table, overall, _clinic_total(clinic, "srs_n"), dimension)
 
 
 def _dropout_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: str) -> Panel:
@@ -314,8 +314,8 @@ def _dropout_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimensio
             "suppression": totals["suppression"].to_numpy(),
         }
     )
-    ended = int(clinic["ended"].iloc[0])
-    return _dots_panel(ctx, metric, table, overall, ended, dimension, protected=True)
+    total = _clinic_total(clinic, "ended")
+    return _dots_panel(ctx, metric, table, overall, total, dimension, protected=True)
 
 
 def _outcome_panels(ctx: Context, df: pd.DataFrame, dimension: str) -> list[Panel]:
@@ -376,9 +376,8 @@ def _outcome_panels(ctx: Context, df: pd.DataFrame, dimension: str) -> list[Pane
             np.array([r.low for r in rd]),
             np.array([r.high for r in rd]),
         )
-        panels.append(
-            _dots_panel(ctx, metric, table, float(c[events] / c[n]), int(c[n]), dimension)
-        )
+        total = (int(c[n]), int(c[clients]))
+        panels.append(_dots_panel(ctx, metric, table, float(c[events] / c[n]), total, dimension))
     return panels
 
 
@@ -408,13 +407,26 @@ def _dots_panel(
     metric: _Metric,
     table: pd.DataFrame,
     overall: float,
-    overall_n: int,
+    total: tuple[int, int],
     dimension: str,
     *,
     protected: bool = False,
 ) -> Panel:
     """Group estimates with intervals against the clinic-wide value; the groups of the
-    dimension are one partition of the privacy step (they split the clinic)."""
+    dimension are one partition of the privacy step (they split the clinic).
+
+    total: (count, clients) of the clinic-wide figure. Below k clients the clinic-wide value
+    itself is withheld, and with it the panel (each group is part of it).
+    """
+    overall_n, overall_clients = total
+    if 0 < overall_clients < ctx.policy.k:
+        return empty_panel(
+            f"demo_{metric.key}",
+            metric.title,
+            f"The {metric.unit} in this selection describe fewer than {ctx.policy.k} clients, "
+            "so this comparison is withheld. Widen the period or clear a filter.",
+            section=DIMENSIONS[dimension],
+        )
     table = table[table["n_clients"].fillna(1) > 0]
     safe = table if protected else protect(ctx, table, value_cols=VALUE_COLS)
     safe = _ordered(safe, dimension)
@@ -422,8 +434,9 @@ def _dots_panel(
     fmt = "pct" if metric.rate else "num1"
     ref_text = f"{overall:.1%}" if metric.rate else f"{overall:.1f}"
     visible = safe[~safe["suppressed"]]
+    plot = safe.assign(group=safe["group"].map(chart_text))  # group names as text in the chart
     fig = charts.interval_dots(
-        safe,
+        plot,
         category="group",
         value="value",
         low="low",
@@ -432,7 +445,8 @@ def _dots_panel(
         subtitle=subtitle(
             ctx,
             metric.definition,
-            n_text=f"n = {overall_n:,} {metric.unit} · {len(visible)} of {len(safe)} groups shown",
+            n_text=n_text(ctx, overall_n, metric.unit, overall_clients)
+            + f" · {len(visible)} of {len(safe)} groups shown",
         ),
         x_label=_x_label(metric, ctx),
         reference=overall,
@@ -440,7 +454,7 @@ def _dots_panel(
         value_format=fmt,
         suppressed_label=ctx.policy.label,
     )
-    fig.update_yaxes(categoryorder="array", categoryarray=safe["group"].tolist())
+    fig.update_yaxes(categoryorder="array", categoryarray=plot["group"].tolist())
     fit_header(fig, extra=22)  # the clinic-wide label sits above the plot
     return Panel(
         key=f"demo_{metric.key}",
@@ -461,7 +475,16 @@ def _site_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: 
     cells = grid[grid["site"] != ALL_SITES]
     if cells.empty:
         return empty_panel("demo_site", title, "No episodes ended in this selection.")
-    total_ended = int(raw.loc[raw["level"] == "clinic", "ended"].sum())
+    clinic = raw[raw["level"] == "clinic"]
+    total_ended, clinic_clients = _clinic_total(clinic, "ended")
+    if 0 < clinic_clients < ctx.policy.k:
+        return empty_panel(
+            "demo_site",
+            title,
+            f"The ended episodes in this selection describe fewer than {ctx.policy.k} clients, "
+            "so this table is withheld. Widen the period or clear a filter.",
+            section=dim,
+        )
     sites = sorted(cells["site"].unique()) + [ALL_SITES]
     groups = _ordered(grid.drop_duplicates("client_group"), dimension)["client_group"].tolist()
     full = (
@@ -489,7 +512,7 @@ def _site_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: 
             "Dropouts / ended episodes (finished in the period) by the site of the first session",
             f'"{ctx.policy.label}": fewer than {ctx.policy.k} clients (or withheld with such a '
             'cell); "–": no ended episodes',
-            n_text=f"n = {total_ended:,} ended episodes",
+            n_text=n_text(ctx, total_ended, "ended episodes", clinic_clients),
         ),
     )
     shown = grid[grid["site"] != ALL_SITES].copy()
@@ -499,9 +522,9 @@ def _site_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: 
             dim: _display_groups(shown["client_group"]).to_numpy(),
             "site": shown["site"].to_numpy(),
             "n_clients": shown["n_clients"].to_numpy(),
-            "ended_episodes": shown["ended"].to_numpy(),
+            "ended episodes": shown["ended"].to_numpy(),
             "dropouts": shown["dropouts"].to_numpy(),
-            "dropout_rate_%": (shown["dropout_rate"] * 100).to_numpy(),
+            "dropout rate %": (shown["dropout_rate"] * 100).to_numpy(),
             "suppressed": shown["suppressed"].to_numpy(),
             "suppression": shown["suppression"].to_numpy(),
         }
@@ -570,6 +593,14 @@ def _broadcast(s: ClusterSums, size: int) -> ClusterSums:
             for f in ("c", "y", "m", "y2", "ym", "m2")
         )
     )
+
+
+def _clinic_total(clinic: pd.DataFrame, count: str) -> tuple[int, int]:
+    """(count, distinct clients) of the clinic-wide row; (0, 0) without one."""
+    if clinic.empty:
+        return 0, 0
+    row = clinic.iloc[0]
+    return int(row[count]), int(row["n_clients"])
 
 
 def _clinic_clients(df: pd.DataFrame) -> int:
@@ -682,6 +713,9 @@ def _heatmap(
     df: pd.DataFrame, *, rows: Sequence[str], cols: Sequence[str], title: str, subtitle: str
 ) -> go.Figure:
     """Group x site heatmap with the value printed in each cell (withheld cells labelled)."""
+    # group and site names as text in the chart, never markup
+    df = df.assign(group=df["group"].map(chart_text), site=df["site"].map(chart_text))
+    rows, cols = [chart_text(r) for r in rows], [chart_text(c) for c in cols]
     z = df.pivot(index="group", columns="site", values="dropout_rate").reindex(
         index=rows, columns=cols
     )

@@ -43,7 +43,11 @@ from alliance.views.common import (
     CORRELATION_NOTE,
     SMALL_N_NOTE,
     any_withheld,
+    chart_text,
+    mark_all_withheld,
+    n_text,
     protect,
+    protect_comparison,
     subtitle,
     withheld_note,
 )
@@ -300,7 +304,7 @@ def _tiles(ctx: Context, s: dict, effects: dict[str, Estimate], withheld: bool) 
 # --------------------------------------------------------------------------- panels
 
 
-def _p_chart(ctx: Context) -> Panel:
+def _p_chart(ctx: Context, s: dict) -> Panel:
     title = "Dropout rate by month: control chart"
     df = queries.run(ctx.con, "monthly_dropout", **ctx.params())
     if df.empty:
@@ -332,7 +336,7 @@ def _p_chart(ctx: Context) -> Panel:
             f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
             f"{ctx.settings.spc_baseline_months} months with endings (a setting)",
             "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
-            n_text=f"n = {int(df['ended'].sum()):,} ended episodes",
+            n_text=n_text(ctx, df["ended"].sum(), "ended episodes", s["n_clients"]),
         ),
         y_label="Dropout rate",
         value_format="pct",
@@ -394,7 +398,10 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
         value_cols=["episodes", "dropouts", "dropout_rate", "mean_early_srs", "low", "high"],
         partition_cols=["split"],
     )
-    overall = s["early_dropouts"] / s["with_early_srs"] if s["with_early_srs"] else None
+    early_ok = s["early_clients"] >= ctx.policy.k
+    overall = (
+        s["early_dropouts"] / s["with_early_srs"] if s["with_early_srs"] and early_ok else None
+    )
     fig = charts.interval_dots(
         safe,
         category="group",
@@ -407,7 +414,7 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
             "Dropout rate of ended episodes by early SRS: below vs at or above the cutoff "
             "(a setting), and in fifths (quintiles) of the early SRS; 95% Wilson CI",
             EARLY_SRS_TEXT,
-            n_text=f"n = {s['with_early_srs']:,} ended episodes",
+            n_text=n_text(ctx, s["with_early_srs"], "ended episodes", s["early_clients"]),
         ),
         x_label="Dropout rate",
         reference=overall,
@@ -499,7 +506,7 @@ def _logistic_curve(
             "Logistic regression of dropout on the early SRS, 95% confidence band; dots: "
             "observed dropout rate of each early-SRS quintile (95% Wilson CI)",
             EARLY_SRS_TEXT,
-            n_text=f"n = {model.n:,} ended episodes",
+            n_text=n_text(ctx, model.n, "ended episodes", n_clients),
         ),
         x_label="Early SRS (mean of the first 3 rated sessions, 0–40)",
         y_label="Chance of dropout",
@@ -549,7 +556,11 @@ def _logistic_curve(
 
 
 def _effect_by_site(
-    ctx: Context, groups: pd.DataFrame, clients: pd.DataFrame, overall: dict[str, Estimate]
+    ctx: Context,
+    groups: pd.DataFrame,
+    clients: pd.DataFrame,
+    overall: dict[str, Estimate],
+    early_clients: int,
 ) -> Panel:
     title = "How much lower was the early alliance of dropouts? Cohen's d"
     if groups.empty:
@@ -563,34 +574,47 @@ def _effect_by_site(
             part = _pool(groups[groups["site"] == site])
             srs, dropout = _expand(part)
             rows.append((str(site), site, cohens_d(srs[dropout == 0], srs[dropout == 1])))
-    c = clients.set_index("site")
+    c = clients.set_index("site").reindex([r[1] for r in rows], fill_value=0)
     frame = pd.DataFrame(
         {
             "group": [r[0] for r in rows],
             "scope": ["clinic" if r[1] == "__all__" else "site" for r in rows],
-            # the statistic describes both groups: judged by the smaller one
-            "n_clients": [
-                int(min(c.loc[r[1], "dropout_clients"], c.loc[r[1], "other_clients"]))
-                if r[1] in c.index
-                else 0
-                for r in rows
-            ],
+            "dropout_clients": c["dropout_clients"].to_numpy(),
+            "other_clients": c["other_clients"].to_numpy(),
             "episodes": [r[2].n for r in rows],
             "d": [r[2].value for r in rows],
             "low": [r[2].low for r in rows],
             "high": [r[2].high for r in rows],
         }
     )
-    # sites split the clinic's episodes: one partition; the clinic row stands alone
+    # d compares dropouts with other endings and describes both: a row is withheld when either
+    # has 1 .. k-1 clients (or, with no dropouts at a site, when its other endings have). Sites
+    # split the clinic's episodes: one partition; the clinic row stands alone.
     values = ["episodes", "d", "low", "high"]
     safe = pd.concat(
         [
-            protect(ctx, frame[frame["scope"] == "clinic"], value_cols=values, complementary=False),
-            protect(ctx, frame[frame["scope"] == "site"], value_cols=values),
+            protect_comparison(
+                ctx,
+                frame[frame["scope"] == "clinic"],
+                first="dropout_clients",
+                second="other_clients",
+                value_cols=values,
+                complementary=False,
+            ),
+            protect_comparison(
+                ctx,
+                frame[frame["scope"] == "site"],
+                first="dropout_clients",
+                second="other_clients",
+                value_cols=values,
+            ),
         ]
     )
+    # the clinic's clients exactly (dropout + other clients counts a client with both twice)
+    clinic_row = (safe["scope"] == "clinic") & ~safe["suppressed"]
+    safe.loc[clinic_row, "n_clients"] = early_clients
     fig = charts.interval_dots(
-        safe,
+        safe.assign(group=safe["group"].map(chart_text)),  # site names as text in the chart
         category="group",
         value="d",
         low="low",
@@ -601,7 +625,7 @@ def _effect_by_site(
             "Cohen's d = (mean early SRS of other endings − mean of dropouts) / pooled SD, "
             "95% CI; positive = dropouts started with a weaker alliance",
             "dotted line: " + PUBLISHED_TEXT,
-            n_text=f"n = {overall['d'].n:,} ended episodes",
+            n_text=n_text(ctx, overall["d"].n, "ended episodes", early_clients),
         ),
         x_label="Cohen's d (early SRS, other endings minus dropouts)",
         reference=PUBLISHED_D,
@@ -674,14 +698,27 @@ def _when_they_leave(ctx: Context, s: dict) -> Panel:
             "Share of dropouts and of planned endings whose last session was at or before each "
             "session number (attended sessions, counting those before the period)",
             "'other' endings not shown",
-            n_text=f"n = {s['dropouts']:,} dropouts, {s['planned']:,} planned endings",
+            n_text=", ".join(
+                n_text(ctx, count, unit, clients)
+                if clients >= ctx.policy.k or not count
+                # which total is withheld is said with the label
+                else f"{unit}: {ctx.policy.label} clients"
+                for count, unit, clients in (
+                    (s["dropouts"], "dropouts", s["dropout_clients"]),
+                    (s["planned"], "planned endings", s["planned_clients"]),
+                )
+            ),
         ),
         x_label="Session number",
         y_label="Share ended by this session",
         value_format="pct",
     )
-    fig.update_xaxes(type="category")
+    # sessions in their order (a line that starts later must not reorder the axis)
+    order = plot.sort_values("bin_order")["last_session"].drop_duplicates().tolist()
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
     fig.update_yaxes(range=[0, 1.02])
+    if plot["ended_by"].isna().all():
+        mark_all_withheld(fig, ctx, "line's first session")
     reading = ""
     at4 = plot[plot["bin_order"] == 4].set_index("ending")["ended_by"]
     if at4.notna().all() and len(at4) == 2:
@@ -742,10 +779,10 @@ def build(ctx: Context) -> View:
     clients = _effect_groups(ctx)
     bands, quintiles = _bands_and_quintiles(ctx, s)
     panels = [
-        _p_chart(ctx),
+        _p_chart(ctx, s),
         bands,
         _logistic_curve(ctx, pooled, quintiles, withheld, s["early_clients"]),
-        _effect_by_site(ctx, groups, clients, effects),
+        _effect_by_site(ctx, groups, clients, effects, s["early_clients"]),
         _when_they_leave(ctx, s),
     ]
     return View(

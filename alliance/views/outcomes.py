@@ -25,6 +25,7 @@ from alliance.views.common import (
     CORRELATION_NOTE,
     SMALL_N_NOTE,
     any_withheld,
+    n_text,
     protect,
     subtitle,
     withheld_note,
@@ -259,18 +260,18 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
         is_withheld = key in withheld
         value = None if is_withheld else now.get(key)
         if key in ("recovery_rate", "reliable_recovery_rate"):
-            n_text = f"n = {now['clinical_n']:,} episodes in clinical range"
+            shown_n = f"n = {now['clinical_n']:,} episodes in clinical range"
         elif key == "alliance_outcome_r":
-            n_text = f"n = {now['r_n']:,} episodes · published ≈ .28"
+            shown_n = f"n = {now['r_n']:,} episodes · published ≈ .28"
         elif key == "outcome_n":
             share = now["outcome_n"] / now["ended"] if now["ended"] else None
-            n_text = f"{share:.0%} of {now['ended']:,} ended episodes" if share is not None else ""
+            shown_n = f"{share:.0%} of {now['ended']:,} ended episodes" if share is not None else ""
         else:
-            n_text = f"n = {now['outcome_n']:,} episodes"
+            shown_n = f"n = {now['outcome_n']:,} episodes"
         ci = now.get(f"{key}_ci")
         if ci and value is not None:
             ci_fmt = ".0%" if fmt.endswith("%") else ".2f" if key == "alliance_outcome_r" else ".1f"
-            n_text = f"95% CI {format(ci[0], ci_fmt)} to {format(ci[1], ci_fmt)} · {n_text}"
+            shown_n = f"95% CI {format(ci[0], ci_fmt)} to {format(ci[1], ci_fmt)} · {shown_n}"
         delta = None
         prev = before.get(key)
         if (
@@ -287,7 +288,7 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
                 label=label,
                 value=value,
                 fmt=fmt,
-                n_text="" if is_withheld else n_text,
+                n_text="" if is_withheld else shown_n,
                 help=help_text,
                 delta=delta,
                 delta_fmt=delta_fmt,
@@ -381,7 +382,7 @@ def _distribution(ctx: Context, now: dict) -> Panel:
             _measure_text(ctx, measure),
             f"reliable change ≥ {rc:g} points (dashed lines)",
             _cohort_text(measure),
-            n_text=f"n = {now['outcome_n']:,} episodes",
+            n_text=n_text(ctx, now["outcome_n"], "episodes", now["outcome_clients"]),
         ),
         suppressed_label=ctx.policy.label,
     )
@@ -539,7 +540,7 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
                 "reliable_deterioration": "Reliable deterioration",
             },
             f"Share of ended episodes with ≥ 2 {m.label} scores that changed by ≥ {rc:g} points",
-            now["outcome_n"],
+            (now["outcome_n"], now["outcome_clients"]),
             "episodes",
             (
                 f"Lines are the month's shares; bands are 95% Wilson intervals. Improvement by at "
@@ -555,7 +556,7 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
             f"Of ended episodes with ≥ 2 {m.label} scores starting in the clinical range "
             f"({_clinical_text(ctx, measure)})",
             f"share ending out of it (reliable recovery: and improved by ≥ {rc:g})",
-            now["clinical_n"],
+            (now["clinical_n"], now["clinical_clients"]),
             "episodes in clinical range",
             (
                 "Recovery counts only episodes that started in the clinical range. Reliable "
@@ -609,7 +610,7 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
                 ctx,
                 *definition,
                 "by month the episode ended · 95% Wilson band",
-                n_text=f"n = {n_total:,} {n_unit}",
+                n_text=n_text(ctx, n_total[0], n_unit, n_total[1]),  # (episodes, clients)
             ),
             x_label="Month the episode ended",
             y_label="Share of episodes",
@@ -705,7 +706,7 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
             f"sessions {MAX_SESSION}+ pooled",
             _cohort_text(measure),
             "split into thirds by early SRS (mean of the first 3)",
-            n_text=f"n = {r_n:,} episodes",
+            n_text=n_text(ctx, r_n, "episodes", now["r_clients"]),
         ),
         x_label="Session number in the episode",
         y_label=f"{m.label} score ({m.direction_text})",
@@ -824,7 +825,7 @@ def _alliance_bins(ctx: Context, now: dict) -> Panel:
             group_word,
             "early SRS = mean of the first 3 SRS totals (0–40)",
             _cohort_text(measure),
-            n_text=f"n = {r_n:,} episodes with an early SRS",
+            n_text=n_text(ctx, r_n, "episodes with an early SRS", now["r_clients"]),
         ),
         x_label="Early SRS (mean of the first 3 SRS totals)",
         y_label=f"Mean {m.label} improvement (points)",

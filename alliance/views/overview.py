@@ -12,6 +12,8 @@ from alliance.stats import fisher_z_ci, wilson_interval
 from alliance.views.common import (
     CORRELATION_NOTE,
     any_withheld,
+    mark_all_withheld,
+    n_text,
     protect,
     srs_cutoff_text,
     subtitle,
@@ -23,7 +25,13 @@ QUESTION = "How strong is the alliance, who drops out, and do clients get better
 
 
 def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
-    """The headline figures for one period (unsuppressed: callers pass them through `protect`)."""
+    """The headline figures for one period (unsuppressed: callers pass them through `protect`).
+
+    The client count behind each figure is there for the privacy step: n_clients (sessions),
+    ended_clients, outcome_clients exactly; srs_clients, clinical_clients and r_clients
+    exactly when below k, else possibly a lower bound that is already at least k (see
+    `_clients_behind`): compare them with k, do not show them.
+    """
     f = filters or ctx.filters
     p = ctx.params(f)
     measure = f.outcome_measure
@@ -35,12 +43,37 @@ def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
     def num(x: object) -> float | None:
         return None if x is None or pd.isna(x) else float(x)
 
+    k = ctx.policy.k
+    sessions, clients, srs_n = int(s["sessions"]), int(s["n_clients"]), int(s["srs_n"])
+    outcome_n, outcome_clients = int(e["outcome_n"]), int(e["outcome_clients"])
+    # Clients with an SRS: at least the clients minus the sessions without one (a client with
+    # no SRS has at least one such session); settled exactly only when that bound is below k.
+    srs_clients = _clients_behind(
+        srs_n, clients - (sessions - srs_n), k, lambda: _alliance_clients(ctx, f)
+    )
+    # Clients of a subset of the outcome episodes: at least its episodes minus the outcome
+    # episodes beyond each client's first (outcome_n - outcome_clients).
+    exact: dict[str, int] = {}
+
+    def outcome_exact(key: str) -> int:
+        if not exact:
+            exact.update(_outcome_clients(ctx, f))
+        return exact[key]
+
+    extra = outcome_n - outcome_clients
+    clinical_n, r_n = int(e["clinical_n"]), int(e["r_n"])
+    clinical_clients = _clients_behind(
+        clinical_n, clinical_n - extra, k, lambda: outcome_exact("clinical_clients")
+    )
+    r_clients = _clients_behind(r_n, r_n - extra, k, lambda: outcome_exact("r_clients"))
+
     return {
         "sessions": int(s["sessions"]),
         "n_clients": int(s["n_clients"]),
         "active_episodes": int(s["active_episodes"]),
         "therapists": int(s["therapists"]),
-        "srs_n": int(s["srs_n"]),
+        "srs_n": srs_n,
+        "srs_clients": srs_clients,
         "mean_srs": num(s["mean_srs"]),
         "sd_srs": num(s["sd_srs"]),
         "srs_below": int(s["srs_below"]),
@@ -57,14 +90,47 @@ def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
         "reliable_deterioration_rate": num(e["reliable_deterioration"] / e["outcome_n"])
         if e["outcome_n"]
         else None,
-        "clinical_n": int(e["clinical_n"]),
+        "clinical_n": clinical_n,
+        "clinical_clients": clinical_clients,
         "recovery_rate": num(e["recovered"] / e["clinical_n"]) if e["clinical_n"] else None,
         "reliable_recovery_rate": num(e["reliably_recovered"] / e["clinical_n"])
         if e["clinical_n"]
         else None,
         "alliance_outcome_r": num(e["r"]),
-        "r_n": int(e["r_n"]),
+        "r_n": r_n,
+        "r_clients": r_clients,
     }
+
+
+def _clients_behind(count: int, lower_bound: int, k: int, exact) -> int:
+    """Distinct clients behind a headline figure, for the privacy step: 0 without data; the
+    count itself when it is below k (fewer items than k means fewer clients than k); a lower
+    bound when it already reaches k; otherwise the exact number from `exact()` (a query, run
+    only for such small selections). Not shown, only compared with k."""
+    if count <= 0:
+        return 0
+    if count < k:
+        return count
+    if lower_bound >= k:
+        return lower_bound
+    return int(exact())
+
+
+def _alliance_clients(ctx: Context, f) -> int:
+    s = queries.run(
+        ctx.con, "alliance_summary", **ctx.params(f), srs_cutoff=ctx.settings.srs_cutoff
+    )
+    return int(s["srs_clients"].iloc[0])
+
+
+def _outcome_clients(ctx: Context, f) -> dict[str, int]:
+    o = queries.run(
+        ctx.con,
+        "outcomes_summary",
+        **ctx.params(f),
+        **ctx.settings.outcome_params(f.outcome_measure),
+    ).iloc[0]
+    return {"clinical_clients": int(o["clinical_clients"]), "r_clients": int(o["r_clients"])}
 
 
 def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
@@ -154,21 +220,13 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             "+.2f",
         ),
     ]
-    # the privacy step: a tile whose population has fewer than k clients is withheld
-    client_n = {
-        "active_episodes": now["n_clients"],
-        "sessions": now["n_clients"],
-        "mean_srs": now["n_clients"],
-        "srs_below_cutoff_rate": now["n_clients"],
-        "dropout_rate": now["ended_clients"],
-        "reliable_improvement_rate": now["outcome_clients"],
-        "recovery_rate": now["outcome_clients"] if now["clinical_n"] else 0,
-        "alliance_outcome_r": now["outcome_clients"],
-    }
+    # the privacy step: a tile whose population has fewer than k clients is withheld, and its
+    # change is shown only when last period's population had k clients too (the change and
+    # this period's value would give last period's away)
     raw = pd.DataFrame(
         {
             "key": [s[0] for s in specs],
-            "n_clients": [client_n[s[0]] for s in specs],
+            "n_clients": [_population(now, s[0]) for s in specs],
             "value": [now[s[0]] for s in specs],
         }
     )
@@ -179,19 +237,19 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
         value = None if pd.isna(row["value"]) else float(row["value"])
         prev = before.get(key)
         delta = None
-        if value is not None and prev is not None and before.get("n_clients", 0) >= ctx.policy.k:
+        if value is not None and prev is not None and _population(before, key) >= ctx.policy.k:
             delta = value - prev
-        n_text = f"n = {now[n_key]:,} {n_unit}" if not row["suppressed"] else ""
+        shown_n = f"n = {now[n_key]:,} {n_unit}" if not row["suppressed"] else ""
         if key == "alliance_outcome_r" and value is not None and now["r_n"] > 3:
             lo, hi = fisher_z_ci(value, now["r_n"])
-            n_text = f"95% CI {lo:.2f} to {hi:.2f} · {n_text}"
+            shown_n = f"95% CI {lo:.2f} to {hi:.2f} · {shown_n}"
         tiles.append(
             Tile(
                 key=key,
                 label=label,
                 value=value,
                 fmt=fmt,
-                n_text=n_text,
+                n_text=shown_n,
                 help=help_text,
                 delta=delta,
                 delta_fmt=delta_fmt,
@@ -202,7 +260,24 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
     return tiles
 
 
-def _alliance_trend(ctx: Context) -> Panel:
+# the clients each tile's figure describes (headline keys)
+POPULATION = {
+    "active_episodes": "n_clients",
+    "sessions": "n_clients",
+    "mean_srs": "srs_clients",
+    "srs_below_cutoff_rate": "srs_clients",
+    "dropout_rate": "ended_clients",
+    "reliable_improvement_rate": "outcome_clients",
+    "recovery_rate": "clinical_clients",
+    "alliance_outcome_r": "r_clients",
+}
+
+
+def _population(head: dict, key: str) -> int:
+    return int(head.get(POPULATION[key]) or 0)
+
+
+def _alliance_trend(ctx: Context, now: dict) -> Panel:
     f = ctx.filters
     df = queries.run(
         ctx.con,
@@ -216,11 +291,10 @@ def _alliance_trend(ctx: Context) -> Panel:
         return empty_panel("alliance_trend", title, "No SRS ratings in this selection.")
     half = 1.96 * df["sd_score"] / np.sqrt(df["n"])
     df = df.assign(low=df["mean_score"] - half, high=df["mean_score"] + half)
+    # months add up to the ratings in the subtitle: one partition, so a withheld month cannot
+    # be recovered by subtraction
     safe = protect(
-        ctx,
-        df,
-        value_cols=["n", "mean_score", "sd_score", "below", "below_rate", "low", "high"],
-        complementary=False,
+        ctx, df, value_cols=["n", "mean_score", "sd_score", "below", "below_rate", "low", "high"]
     )
     fig = charts.lines(
         safe,
@@ -233,12 +307,14 @@ def _alliance_trend(ctx: Context) -> Panel:
         subtitle=subtitle(
             ctx,
             "Mean SRS total per calendar month (0–40), 95% CI band",
-            n_text=f"n = {int(df['n'].sum()):,} ratings",
+            n_text=n_text(ctx, df["n"].sum(), "ratings", now["srs_clients"]),
         ),
         x_label="Month",
         y_label="Mean SRS",
         value_format="num1",
     )
+    if safe["mean_score"].isna().all():
+        mark_all_withheld(fig, ctx, "month")
     return Panel(
         key="alliance_trend",
         title=title,
@@ -255,7 +331,7 @@ def _alliance_trend(ctx: Context) -> Panel:
     )
 
 
-def _dropout_trend(ctx: Context) -> Panel:
+def _dropout_trend(ctx: Context, now: dict) -> Panel:
     df = queries.run(ctx.con, "monthly_dropout", **ctx.params())
     title = "Dropout rate by month"
     if df.empty:
@@ -275,12 +351,14 @@ def _dropout_trend(ctx: Context) -> Panel:
             ctx,
             "Dropouts / ended episodes by month of the last session",
             "95% Wilson band",
-            n_text=f"n = {int(df['ended'].sum()):,} ended episodes",
+            n_text=n_text(ctx, df["ended"].sum(), "ended episodes", now["ended_clients"]),
         ),
         x_label="Month the episode ended",
         y_label="Dropout rate",
         value_format="pct",
     )
+    if safe["dropout_rate"].isna().all():
+        mark_all_withheld(fig, ctx, "month")
     return Panel(
         key="dropout_trend",
         title=title,
@@ -307,7 +385,7 @@ def build(ctx: Context) -> View:
         )
     before = headline(ctx, ctx.filters.previous_period())
     tiles = _tiles(ctx, now, before)
-    panels = [_alliance_trend(ctx), _dropout_trend(ctx)]
+    panels = [_alliance_trend(ctx, now), _dropout_trend(ctx, now)]
     return View(TITLE, QUESTION, tiles=tiles, panels=panels, n_clients=now["n_clients"])
 
 

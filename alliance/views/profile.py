@@ -25,7 +25,11 @@ from alliance.stats import empirical_bayes_shrink
 from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
+    chart_text,
+    mark_all_withheld,
+    n_text,
     protect,
+    protect_comparison,
     subtitle,
     withheld_note,
 )
@@ -288,7 +292,8 @@ def _dot_figure(
     df: category, dimension, value, low, high (value NaN = withheld: the category is labelled).
     """
     fig = go.Figure()
-    cats = categories or list(dict.fromkeys(df[category].astype(str)))
+    cats = [chart_text(c) for c in categories or dict.fromkeys(df[category].astype(str))]
+    df = df.assign(**{category: df[category].astype(str).map(chart_text)})  # names as text
     for dim in DIMENSIONS:
         part = df[(df["dimension"] == dim) & df[value].notna()]
         if part.empty:
@@ -423,6 +428,8 @@ def _gap_heatmap(
 
     df: row, dimension, gap, gap_low, gap_high, weakest (bool). Withheld cells read "n < 11".
     """
+    rows = [chart_text(r) for r in rows]  # site and program names as text, never markup
+    df = df.assign(row=df["row"].map(chart_text))
     # the first row of each (row, dimension) cell, looked up once (not a filter per cell)
     first = df.drop_duplicates(["row", "dimension"], keep="first")
     cells = {
@@ -489,6 +496,9 @@ def _strip_figure(
     points: row, dimension, therapist, shrunk (NaN rows are not drawn).
     centres: row, dimension, centre.
     """
+    rows = [chart_text(r) for r in rows]  # group names as text, never markup
+    points = points.assign(row=points["row"].map(chart_text))
+    centres = centres.assign(row=centres["row"].map(chart_text))
     fig = go.Figure()
     for dim in DIMENSIONS:
         part = points[(points["dimension"] == dim) & points["shrunk"].notna()]
@@ -549,9 +559,11 @@ def _strip_figure(
 # --------------------------------------------------------------------------- panels
 
 
-def _n_text(df: pd.DataFrame) -> str:
-    eps = int(df["episodes"].max()) if len(df) else 0
-    return f"n = {eps:,} episodes"
+def _n_text(ctx: Context, clinic: pd.DataFrame) -> str:
+    """The clinic's episodes with items recorded (the largest dimension), or the label."""
+    if clinic.empty:
+        return ""
+    return n_text(ctx, clinic["episodes"].max(), "episodes", int(clinic["n_clients"].max()))
 
 
 def _tiles(ctx: Context, clinic: pd.DataFrame, before: pd.DataFrame) -> list[Tile]:
@@ -572,17 +584,17 @@ def _tiles(ctx: Context, clinic: pd.DataFrame, before: pd.DataFrame) -> list[Til
         delta = None
         if value is not None and d in prev.index and bool(prev_ok.get(d, False)):
             delta = value - float(prev[d])
-        n_text = ""
+        shown_n = ""
         if not row["suppressed"]:
             ci = f"95% CI {row['low']:.2f}–{row['high']:.2f} · " if pd.notna(row["low"]) else ""
-            n_text = f"{ci}n = {int(row['episodes']):,} episodes"
+            shown_n = f"{ci}n = {int(row['episodes']):,} episodes"
         tiles.append(
             Tile(
                 key=f"dim_{d}",
                 label=LABELS[d],
                 value=value,
                 fmt=".2f",
-                n_text=n_text,
+                n_text=shown_n,
                 help=f"{names[d]}: {weighting_text()} ({scale_text(ctx)}).",
                 delta=delta,
                 delta_fmt="+.2f",
@@ -626,7 +638,7 @@ def _side_by_side(
             ctx,
             f"{scale_text(ctx)}, {weighting_text()}",
             "95% CI",
-            n_text=_n_text(clinic),
+            n_text=_n_text(ctx, clinic),
         ),
         axis_label="Mean item score",
         horizontal=False,
@@ -699,7 +711,7 @@ def _weakest(ctx: Context, clinic: pd.DataFrame, by_site: pd.DataFrame, by_prog:
             f"{scale_text(ctx)}: site or program mean minus the clinic's mean of the same "
             "dimension (points)",
             "* = 95% CI excludes 0",
-            n_text=_n_text(clinic),
+            n_text=_n_text(ctx, clinic),
         ),
         suppressed_label=ctx.policy.label,
     )
@@ -746,15 +758,17 @@ def _weakest(ctx: Context, clinic: pd.DataFrame, by_site: pd.DataFrame, by_prog:
     )
 
 
-def _monthly(ctx: Context, monthly: pd.DataFrame) -> Panel:
+def _monthly(ctx: Context, monthly: pd.DataFrame, clinic: pd.DataFrame) -> Panel:
     key, title = "by_month", "The alliance dimensions by month"
     if monthly.empty:
         return empty_panel(key, title, "No alliance items recorded in this selection.")
+    # a dimension's months add up to its administrations (the subtitle's total): one partition
+    # per dimension, so a withheld month cannot be recovered by subtraction
     safe = protect(
         ctx,
         monthly,
         value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
-        complementary=False,
+        partition_cols=["dimension"],
     )
     safe = _order(safe).assign(month=pd.to_datetime(safe["unit"]))
     safe = safe.sort_values(["month"], kind="stable")
@@ -770,13 +784,20 @@ def _monthly(ctx: Context, monthly: pd.DataFrame) -> Panel:
             ctx,
             f"{scale_text(ctx)}, episodes' mean item score within each calendar month",
             "95% CI band",
-            n_text=f"n = {int(monthly['administrations'].sum()):,} administrations",
+            n_text=n_text(
+                ctx,
+                monthly.groupby("dimension")["administrations"].sum().max(),
+                "administrations",
+                int(clinic["n_clients"].max()),
+            ),
         ),
         x_label="Month",
         y_label="Mean item score",
         value_format="num2",
     )
     fit_layout(fig)
+    if safe["mean_score"].isna().all():
+        mark_all_withheld(fig, ctx, "month")
     for tr in fig.data:
         name = getattr(tr, "name", None)
         for d in DIMENSIONS:
@@ -884,8 +905,13 @@ def _funnels(ctx: Context, clinic: pd.DataFrame, by_ther: pd.DataFrame) -> list[
             "95% and 99.8% limits μ0 ± z·σ/√n around the clinic's mean",
             "σ = pooled within-therapist SD, by panel " + " / ".join(sigmas),
             od,
-            n_text=f"n = {int(by_ther.groupby('dimension')['episodes'].sum().max()):,} "
-            f"episodes, {n_shown} therapists shown",
+            n_text=n_text(
+                ctx,
+                by_ther.groupby("dimension")["episodes"].sum().max(),
+                "episodes",
+                int(clinic["n_clients"].max()),
+            )
+            + f", {n_shown} therapists shown",
         ),
     )
     table = pd.concat(tables, ignore_index=True)[
@@ -1023,7 +1049,7 @@ def _demographic_gaps(ctx: Context, clinic: pd.DataFrame, scores: pd.DataFrame) 
                 ctx,
                 f"Group mean minus clinic-wide mean of the same dimension ({scale_text(ctx)})",
                 "95% CI",
-                n_text=_n_text(clinic),
+                n_text=_n_text(ctx, clinic),
             ),
             axis_label="Points above (+) or below (−) the clinic-wide value",
             horizontal=True,
@@ -1078,8 +1104,10 @@ def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFr
     tau2 / (tau2 + s^2 / n_eff), so small caseloads say little. Heterogeneity between therapists
     is Cochran's Q about the precision-weighted mean (spc.overdispersion without winsorising).
 
-    Columns: attribute, group, dimension, therapist, n_clients (min of group and rest clients),
-    n_group, n_rest (episodes), raw_gap, shrunk, centre, tau, p_value.
+    Columns: attribute, group, dimension, therapist, n_clients (the therapist's clients with the
+    dimension recorded: group_clients + rest_clients), group_clients, rest_clients, n_group,
+    n_rest (episodes), raw_gap, shrunk, centre, tau, p_value. A row compares two groups of
+    clients, so the privacy step judges it by both (`common.protect_comparison`).
     """
     cols = [
         "attribute",
@@ -1087,6 +1115,8 @@ def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFr
         "dimension",
         "therapist",
         "n_clients",
+        "group_clients",
+        "rest_clients",
         "n_group",
         "n_rest",
         "raw_gap",
@@ -1113,14 +1143,17 @@ def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFr
             mean_r = (sum_t - n_g * cells["mean_score"].to_numpy(dtype=float)) / n_r
             raw = cells["mean_score"].to_numpy(dtype=float) - mean_r
             n_eff = np.where((n_g > 0) & (n_r > 0), 1 / (1 / n_g + 1 / n_r), 0.0)
-        clients_rest = tot["n_clients"].to_numpy(dtype=float) - cells["n_clients"].to_numpy()
+        clients_all = tot["n_clients"].to_numpy(dtype=float)
+        clients_group = cells["n_clients"].to_numpy(dtype=float)
         frame = pd.DataFrame(
             {
                 "attribute": attr,
                 "group": cells["subgroup"].to_numpy(),
                 "dimension": cells["dimension"].to_numpy(),
                 "therapist": cells["unit"].to_numpy(),
-                "n_clients": np.minimum(cells["n_clients"].to_numpy(), clients_rest).clip(0),
+                "n_clients": clients_all,
+                "group_clients": clients_group,
+                "rest_clients": (clients_all - clients_group).clip(0),
                 "n_group": n_g,
                 "n_rest": n_r,
                 "raw_gap": np.where(n_r > 0, raw, np.nan),
@@ -1150,7 +1183,8 @@ def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFr
     if not out:
         return pd.DataFrame(columns=cols)
     df = pd.concat(out, ignore_index=True)
-    df["n_clients"] = df["n_clients"].astype("int64")
+    for col in ("n_clients", "group_clients", "rest_clients"):
+        df[col] = df[col].astype("int64")
     return df[cols]
 
 
@@ -1163,10 +1197,14 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
     df = therapist_gaps(ctx, scores)
     if df.empty:
         return empty_panel(key, title, "Not enough alliance items recorded by group.")
-    safe = protect(
+    # a row compares the group's clients with the rest of the caseload: withheld when either
+    # side has 1 .. k-1 clients, or the group is the whole caseload and has fewer than k
+    safe = protect_comparison(
         ctx,
         df,
-        value_cols=["n_group", "n_rest", "raw_gap", "shrunk"],
+        first="group_clients",
+        second="rest_clients",
+        value_cols=["n_group", "n_rest", "raw_gap", "shrunk", "centre", "tau", "p_value"],
         partition_cols=["attribute", "group", "dimension"],
     )
     visible = safe[safe["shrunk"].notna()]
@@ -1287,7 +1325,7 @@ def build(ctx: Context) -> View:
         _side_by_side(ctx, clinic, by_site, "site", "site"),
         _weakest(ctx, clinic, by_site, by_prog),
         _side_by_side(ctx, clinic, by_prog, "program", "program"),
-        _monthly(ctx, monthly),
+        _monthly(ctx, monthly, clinic),
         *_funnels(ctx, clinic, by_ther),
         *_demographic_gaps(ctx, clinic, table),
         _therapist_gap_panel(ctx, table),

@@ -26,6 +26,8 @@ from alliance.views.common import (
     CORRELATION_NOTE,
     SMALL_N_NOTE,
     any_withheld,
+    chart_text,
+    n_text,
     protect,
     subtitle,
     withheld_note,
@@ -164,14 +166,18 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
     repair_ok = now["fate_clients"] >= k
     prev_rate_ok = before["n_clients"] >= k
     prev_repair_ok = before["fate_clients"] >= k
+    # a count of ruptures describes at most that many clients: the unrepaired and open counts
+    # are withheld below k like any other small count
+    unrepaired_clients = min(now["fate_clients"], now["unrepaired"] or now["fate_clients"])
+    open_clients = min(now["n_clients"], now["open"] or now["n_clients"])
     raw = pd.DataFrame(
         {
             "key": ["rate", "repair", "unrepaired", "open"],
             "n_clients": [
                 now["n_clients"],
                 now["fate_clients"],
-                now["fate_clients"],
-                now["n_clients"],
+                unrepaired_clients,
+                open_clients,
             ],
         }
     )
@@ -223,9 +229,11 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
         Tile(
             key="unrepaired",
             label="Unrepaired ruptures",
-            value=float(now["unrepaired"]) if repair_ok else None,
+            value=float(now["unrepaired"]) if repair_ok and not withheld["unrepaired"] else None,
             fmt=",.0f",
-            n_text=f"of {now['ruptures']:,} ruptures" if repair_ok else "",
+            n_text=f"of {now['ruptures']:,} ruptures"
+            if repair_ok and not withheld["unrepaired"]
+            else "",
             help=(
                 "Ruptures whose repair window passed, or whose episode ended, without an SRS "
                 "back at the level before the rupture."
@@ -237,9 +245,9 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
         Tile(
             key="open",
             label="Still open",
-            value=float(now["open"]) if rate_ok else None,
+            value=float(now["open"]) if rate_ok and not withheld["open"] else None,
             fmt=",.0f",
-            n_text="not yet counted in the repair rate" if rate_ok else "",
+            n_text="not yet counted in the repair rate" if rate_ok and not withheld["open"] else "",
             help=(
                 "Ruptures in ongoing episodes whose repair window has not passed yet; they join "
                 "the repair rate once their fate is known."
@@ -261,7 +269,7 @@ def _baseline(months: pd.Series, ctx: Context) -> np.ndarray:
     return (m < end).to_numpy()
 
 
-def _monthly(ctx: Context, monthly: pd.DataFrame, which: str) -> Panel:
+def _monthly(ctx: Context, monthly: pd.DataFrame, which: str, now: dict) -> Panel:
     rupture = which == "rupture"
     key = "rupture_monthly" if rupture else "repair_monthly"
     title = "Rupture rate by month" if rupture else "Repair rate by month"
@@ -319,9 +327,9 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, which: str) -> Panel:
             f"{int(ctx.settings.spc_baseline_months)} months",
             definition_text(ctx),
             n_text=(
-                f"n = {total:,} SRS with a previous SRS"
+                n_text(ctx, total, "SRS with a previous SRS", now["n_clients"])
                 if rupture
-                else f"n = {total:,} ruptures with a known fate"
+                else n_text(ctx, total, "ruptures with a known fate", now["fate_clients"])
             ),
         ),
         y_label="Ruptures per 100 SRS" if rupture else "Repair rate",
@@ -411,7 +419,8 @@ def _funnel_part(ctx: Context, units: pd.DataFrame, clinic: dict, names: dict, w
     )
     item = {
         "name": "Ruptures per 100 SRS" if rupture else "Repair rate",
-        "points": pts,
+        # site names as text in the chart, never markup
+        "points": pts.assign(unit=pts["unit"].map(chart_text)),
         "limits": lim,
         "target": float(target) * scale,
         "x_label": "SRS with a previous SRS" if rupture else "Ruptures with a known fate",
@@ -566,7 +575,8 @@ def _followup(ctx: Context) -> list[Panel]:
             ctx,
             "Dropout rate of ended episodes (≥ 2 SRS) by their ruptures, 95% Wilson intervals",
             definition_text(ctx),
-            n_text=f"n = {total:,} ended episodes",
+            # the groups' clients: at least the largest group's
+            n_text=n_text(ctx, total, "ended episodes", int(df["n_clients"].max())),
         ),
         x_label="Episode's ruptures",
         y_label="Dropout rate",
@@ -654,7 +664,9 @@ def _followup(ctx: Context) -> list[Panel]:
             f"Mean {m.label} improvement ({direction}, points, positive = better) of ended "
             "episodes (≥ 2 SRS, ≥ 2 scores) by their ruptures, 95% CI",
             definition_text(ctx),
-            n_text=f"n = {int(imp['episodes'].sum()):,} ended episodes",
+            n_text=n_text(
+                ctx, imp["episodes"].sum(), "ended episodes", int(imp["n_clients"].max())
+            ),
         ),
         x_label="Episode's ruptures",
         y_label=f"{m.label} improvement (points)",
@@ -733,7 +745,7 @@ def _items(ctx: Context) -> Panel:
             "Mean drop of each SRS item (0–10) from the previous SRS at ruptures where items were "
             "recorded, 95% CI",
             definition_text(ctx),
-            n_text=f"n = {int(df['ruptures'].max()):,} ruptures",
+            n_text=n_text(ctx, df["ruptures"].max(), "ruptures", int(df["n_clients"].max())),
         ),
         x_label="Mean item drop at a rupture (points)",
         value_format="num2",
@@ -800,8 +812,8 @@ def build(ctx: Context) -> View:
     monthly = rupture_counts(ctx, "month", table=table)
     sites = rupture_counts(ctx, "site", table=table)
     panels = [
-        _monthly(ctx, monthly, "rupture"),
-        _monthly(ctx, monthly, "repair"),
+        _monthly(ctx, monthly, "rupture", now),
+        _monthly(ctx, monthly, "repair", now),
         _funnels(ctx, sites, clinic, level="site"),
     ]
     if ctx.therapist_level:

@@ -36,7 +36,7 @@ import plotly.graph_objects as go
 from alliance import charts, queries, spc, stats
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
-from alliance.views.common import SMALL_N_NOTE, protect, subtitle
+from alliance.views.common import SMALL_N_NOTE, n_text, protect, subtitle
 
 TITLE = "Therapists"
 QUESTION = (
@@ -185,13 +185,13 @@ def _dropout_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) -
         target=float(clinic["dropout_rate"]),
         sigma=None,
         definition="Dropouts / ended episodes (finished in the period), by main therapist",
-        n_text=f"n = {int(clinic['ended']):,} ended episodes",
+        total=n_text(ctx, clinic["ended"], "ended episodes", int(clinic["n_clients"])),
         x_label="Ended episodes",
         y_label="Dropout rate",
         value_format="pct",
-        value_name="dropout_rate",
+        value_name="dropout rate",
         extra_cols={"dropouts": "dropouts"},
-        n_name="ended_episodes",
+        n_name="ended episodes",
         reading="Each dot is one therapist's dropout rate against their number of ended "
         "episodes; the funnel narrows as numbers grow because small caseloads swing by chance. "
         "Dropout depends on who is referred (age, circumstances) as well as on the therapist.",
@@ -236,11 +236,16 @@ def _alliance_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) 
         sigma=sigma,
         definition=f"Mean of each ended episode's first three {label} scores ({scale}), by "
         f"main therapist · σ = pooled within-therapist SD {sigma:.2f}",
-        n_text=f"n = {int(clinic['episodes']):,} ended episodes with an early {label}",
+        total=n_text(
+            ctx,
+            clinic["episodes"],
+            f"ended episodes with an early {label}",
+            int(clinic["n_clients"]),
+        ),
         x_label=f"Episodes with an early {label}",
         y_label=f"Mean early {label}",
         value_format="num2" if wai else "num1",
-        value_name=f"mean_early_{label.lower().replace('-', '')}",
+        value_name=f"mean early {label}",
         extra_cols={},
         n_name="episodes",
         reading=f"Each dot is the mean early {label} of one therapist's clients. Clients rate "
@@ -295,12 +300,17 @@ def _outcome_funnel(ctx: Context, cmp: Context, rows: pd.DataFrame, names: dict)
         sigma=sigma,
         definition=f"Clinic mean + therapist's mean residual of {m.label} improvement ~ intake "
         f"+ age band + program (positive = better) · σ = pooled residual SD {sigma:.2f}",
-        n_text=f"n = {len(rows):,} ended episodes with ≥ 2 {m.label} scores",
+        total=n_text(
+            ctx,
+            len(rows),
+            f"ended episodes with ≥ 2 {m.label} scores",
+            int(rows["clinic_clients"].iloc[0]),
+        ),
         x_label=f"Ended episodes with ≥ 2 {m.label} scores",
         y_label=f"Adjusted {m.label} improvement (points)",
         value_format="num1",
-        value_name="adjusted_improvement",
-        extra_cols={"raw_mean": "unadjusted_improvement"},
+        value_name="adjusted improvement (points)",
+        extra_cols={"raw_mean": "unadjusted improvement (points)"},
         n_name="episodes",
         reading="Each dot is one therapist's mean improvement after allowing for how unwell "
         "their clients were at intake, their age bands and programs. Other differences between "
@@ -321,7 +331,7 @@ def _funnel_panel(
     target: float,
     sigma: float | None,
     definition: str,
-    n_text: str,
+    total: str,
     x_label: str,
     y_label: str,
     value_format: str,
@@ -392,7 +402,7 @@ def _funnel_panel(
             cmp,
             definition,
             _limits_text(info),
-            n_text=f"{n_text} · {shown_text}",
+            n_text=f"{total} · {shown_text}",
         ),
         x_label=x_label,
         y_label=y_label,
@@ -408,36 +418,30 @@ def _funnel_panel(
     # like the one built on the miss, or Streamlit sees a new chart and drops the first click.
     fig = go.Figure(fig.to_dict())
     outside = int(visible["flag"].isin(["above 99.8%", "below 99.8%"]).sum())
-    # the data behind the chart reads rates in percent (columns say so)
+    # the data behind the chart, with headers a meeting can read; rates in percent (the
+    # headers say so). n_clients keeps its name: it is the privacy column of every table.
     pct = kind == "proportion"
+    unit = " (%)" if pct else ""
+    headers = {
+        "n": n_name,
+        "value": value_name + unit,
+        "low_95": "95% limit, low" + unit,
+        "high_95": "95% limit, high" + unit,
+        "low_998": "99.8% limit, low" + unit,
+        "high_998": "99.8% limit, high" + unit,
+        "flag": "position",
+        "z": "z score",
+        **extra_cols,
+    }
     scaled = ["value", "low_95", "high_95", "low_998", "high_998"]
-    unit = "_%" if pct else ""
-    data = safe.assign(**{c: safe[c] * (100 if pct else 1) for c in scaled}).rename(
-        columns={
-            "n": n_name,
-            "value": value_name + unit,
-            "low_95": "limit_95_low" + unit,
-            "high_95": "limit_95_high" + unit,
-            "low_998": "limit_998_low" + unit,
-            "high_998": "limit_998_high" + unit,
-            "flag": "position",
-            "z": "z_score",
-            **extra_cols,
-        }
-    )
+    data = safe.assign(**{c: safe[c] * (100 if pct else 1) for c in scaled}).rename(columns=headers)
     data = data[
         [
             "therapist",
             "n_clients",
             n_name,
             *extra_cols.values(),
-            value_name + unit,
-            "limit_95_low" + unit,
-            "limit_95_high" + unit,
-            "limit_998_low" + unit,
-            "limit_998_high" + unit,
-            "position",
-            "z_score",
+            *(headers[c] for c in (*scaled, "flag", "z")),
             "suppressed",
             "suppression",
         ]
@@ -517,7 +521,8 @@ def _icc_panel(ctx: Context, cmp: Context, icc: stats.ICC, rows: pd.DataFrame) -
             cmp,
             f"ICC = τ² / (τ² + σ²) from {m.label} improvement ~ intake score + (1 | therapist)",
             f"{_method_text(icc.method)}; 95% interval from the one-way ANOVA F",
-            n_text=f"n = {icc.n:,} ended episodes of {icc.n_groups} therapists",
+            n_text=n_text(ctx, icc.n, "ended episodes", int(rows["clinic_clients"].iloc[0]))
+            + f" of {icc.n_groups} therapists",
         ),
         x_label="Share of outcome variance between therapists",
         reference=PUBLISHED_ICC,
@@ -618,9 +623,9 @@ def _selected_tiles(
     name = names.get(code, code)
     alliance_label = "WAI-SR" if ctx.filters.alliance_measure == "wai" else "SRS"
     specs = {
-        "dropout": ("Dropout rate", ".1%", "dropout_rate_%", False),
+        "dropout": ("Dropout rate", ".1%", "dropout rate (%)", False),
         "alliance": (f"Mean early {alliance_label}", ".1f", None, True),
-        "outcome": ("Adjusted improvement", ".1f", "adjusted_improvement", True),
+        "outcome": ("Adjusted improvement", ".1f", "adjusted improvement (points)", True),
     }
     tiles = []
     for panel in panels:
@@ -629,26 +634,26 @@ def _selected_tiles(
             continue
         label, fmt, col, better = specs[kind]
         if col is None:
-            col = next(c for c in panel.data.columns if c.startswith("mean_early"))
-            fmt = ".2f" if "wai" in col else ".1f"
+            col = next(c for c in panel.data.columns if c.startswith("mean early"))
+            fmt = ".2f" if "WAI" in col else ".1f"
         row = panel.data[panel.data["therapist"] == name]
         if row.empty:
             continue
         r = row.iloc[0]
         withheld = bool(r["suppressed"])
         value = None if withheld or pd.isna(r[col]) else float(r[col])
-        if value is not None and col.endswith("_%"):
+        if value is not None and col.endswith("(%)"):
             value /= 100
         target = panel.stats.get("target")
         position = POSITION_TEXT.get(str(r["position"]), "")
-        n_text = "" if withheld else f"clinic-wide {format(target, fmt)} · {position}"
+        shown_n = "" if withheld else f"clinic-wide {format(target, fmt)} · {position}"
         tiles.append(
             Tile(
                 key=f"selected_{kind}",
                 label=f"{name}: {label[0].lower()}{label[1:]}",
                 value=value,
                 fmt=fmt,
-                n_text=n_text,
+                n_text=shown_n,
                 help=f"{panel.title}: the selected therapist's dot. " + FUNNEL_NOTE,
                 higher_is_better=better,
                 withheld=withheld,
