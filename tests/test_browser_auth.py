@@ -16,10 +16,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +33,9 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from alliance import audit, db
-from tests.conftest import ROOT
-from tests.test_browser import CHROMIUM, SHOTS, _free_port
+from alliance import audit, db, serve
+from alliance.serve import CHROMIUM, CHROMIUM_ARGS
+from tests.test_browser import SHOTS
 
 pytestmark = pytest.mark.browser
 
@@ -116,7 +112,7 @@ def servers(clinic: Clinic) -> Iterator[Servers]:
         mp.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # the provider on plain http: test only
         with run_server_in_thread() as idp:
             provider = f"http://localhost:{idp.server_port}"
-            port = _free_port()
+            port = serve.free_port()
             app = f"http://localhost:{port}"  # the redirect URI's host: the cookie's domain
             folder = clinic.db.parent
             secrets = folder / "secrets.toml"
@@ -135,64 +131,16 @@ def servers(clinic: Clinic) -> Iterator[Servers]:
                 "ALLIANCE_DB": str(clinic.db),
                 "ALLIANCE_ROLES": str(roles),
             }
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streamlit",
-                    "run",
-                    "dashboard.py",
-                    "--server.headless",
-                    "true",
-                    "--server.port",
-                    str(port),
-                    "--browser.gatherUsageStats",
-                    "false",
-                    # only this file: never the user's ~/.streamlit or the project's secrets
-                    "--secrets.files",
-                    str(secrets),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        with urllib.request.urlopen(f"{app}/_stcore/health", timeout=2) as r:
-                            if r.read() == b"ok":
-                                break
-                    except OSError:
-                        pass
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("streamlit server did not start")
-                    time.sleep(0.3)
+            extra = ("--secrets.files", str(secrets))  # never ~/.streamlit or the project's
+            with serve.streamlit_server(env, port=port, host="localhost", extra_args=extra):
                 yield Servers(app=app, provider=provider)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), "chromium is required for browser tests (make test installs it)"
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-dev-shm-usage",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

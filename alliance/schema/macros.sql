@@ -4,6 +4,20 @@
 -- p_from / p_to: first day included / first day excluded. Text filters: null = all.
 -- p_allowed_sites: null = every site; else the list of sites the signed-in role may see.
 
+-- The text filters and the role's sites, once: a row's attributes against the filter values
+-- (null = all). Inlined by DuckDB into each table macro below.
+create or replace macro matches_filters(
+    site, program, therapist, age_band, gender, race_ethnicity,
+    p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+) as
+    (p_site is null or site = p_site)
+    and (p_program is null or program = p_program)
+    and (p_therapist is null or therapist = p_therapist)
+    and (p_age_band is null or age_band = p_age_band)
+    and (p_gender is null or gender = p_gender)
+    and (p_race is null or race_ethnicity = p_race)
+    and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+
 create or replace macro sessions_in_view(
     p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
 ) as table
@@ -11,13 +25,10 @@ select *
 from session_facts
 where session_date >= p_from
   and session_date < p_to
-  and (p_site is null or site = p_site)
-  and (p_program is null or program = p_program)
-  and (p_therapist is null or therapist = p_therapist)
-  and (p_age_band is null or age_band = p_age_band)
-  and (p_gender is null or gender = p_gender)
-  and (p_race is null or race_ethnicity = p_race)
-  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+  and matches_filters(
+      site, program, therapist, age_band, gender, race_ethnicity,
+      p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+  );
 
 -- Ended episodes whose end date (last session) falls in the period: "finished in period".
 create or replace macro ended_episodes_in_view(
@@ -28,13 +39,10 @@ from episode_facts
 where ended
   and end_date >= p_from
   and end_date < p_to
-  and (p_site is null or site = p_site)
-  and (p_program is null or program = p_program)
-  and (p_therapist is null or therapist = p_therapist)
-  and (p_age_band is null or age_band = p_age_band)
-  and (p_gender is null or gender = p_gender)
-  and (p_race is null or race_ethnicity = p_race)
-  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+  and matches_filters(
+      site, program, therapist, age_band, gender, race_ethnicity,
+      p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+  );
 
 -- Ended episodes finished in the period, one row per episode for the chosen outcome measure.
 create or replace macro outcomes_in_view(
@@ -47,13 +55,10 @@ where measure = p_measure
   and ended
   and end_date >= p_from
   and end_date < p_to
-  and (p_site is null or site = p_site)
-  and (p_program is null or program = p_program)
-  and (p_therapist is null or therapist = p_therapist)
-  and (p_age_band is null or age_band = p_age_band)
-  and (p_gender is null or gender = p_gender)
-  and (p_race is null or race_ethnicity = p_race)
-  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+  and matches_filters(
+      site, program, therapist, age_band, gender, race_ethnicity,
+      p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+  );
 
 -- The per-episode-month item rollup (derive.sql, episode_month_items) under the same filters.
 -- Periods are whole calendar months (p_from is a month's first day, p_to the first day after
@@ -65,10 +70,7 @@ select *
 from episode_month_items
 where month >= p_from
   and month < p_to
-  and (p_site is null or site = p_site)
-  and (p_program is null or program = p_program)
-  and (p_therapist is null or therapist = p_therapist)
-  and (p_age_band is null or age_band = p_age_band)
-  and (p_gender is null or gender = p_gender)
-  and (p_race is null or race_ethnicity = p_race)
-  and (p_allowed_sites is null or list_contains(p_allowed_sites, site));
+  and matches_filters(
+      site, program, therapist, age_band, gender, race_ethnicity,
+      p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+  );
