@@ -10,10 +10,6 @@ import io
 import os
 import shutil
 import stat
-import subprocess
-import sys
-import time
-import urllib.request
 
 import duckdb
 import pytest
@@ -159,66 +155,38 @@ def test_data_quality_by_hand(tmp_path):
 def test_import_through_the_page_in_chromium(tmp_path, demo_con):
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import CHROMIUM, SHOTS, _free_port, wait_idle
+    from alliance import serve
+    from alliance.serve import CHROMIUM, CHROMIUM_ARGS
+    from tests.test_browser import SHOTS, wait_idle
 
     served = tmp_path / "served.duckdb"
     db.write_demo(served, sessions=2_000, seed=11)
     export = tmp_path / "clinic-export.csv"
     ingest.export_contract_csv(demo_con, export, limit=3_000)
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "ALLIANCE_SECRET_KEY"}
     env["ALLIANCE_DB"] = str(served)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-            )
-            page = browser.new_page(viewport={"width": 1500, "height": 2200})
-            page.goto(f"{url}/data")
-            wait_idle(page)
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(export))
-            page.get_by_text("pass every rule").wait_for(timeout=120_000)
-            wait_idle(page)
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / "data-preview.png"), full_page=True)
-            page.get_by_text("Replace the demo clinic").click()
-            wait_idle(page)
-            page.get_by_role("button", name="Import", exact=True).click()
-            page.get_by_text("Every page now shows the new data").wait_for(timeout=120_000)
-            wait_idle(page)
-            assert page.locator('[data-testid="stException"]').count() == 0
-            page.screenshot(path=str(SHOTS / "data-imported.png"), full_page=True)
-            page.goto(url)
-            wait_idle(page)
-            page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for(
-                timeout=60_000
-            )
-            assert page.get_by_text("Demo data.").count() == 0
-            browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve.streamlit_server(env) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 2200})
+        page.goto(f"{url}/data")
+        wait_idle(page)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(export))
+        page.get_by_text("pass every rule").wait_for(timeout=120_000)
+        wait_idle(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "data-preview.png"), full_page=True)
+        page.get_by_text("Replace the demo clinic").click()
+        wait_idle(page)
+        page.get_by_role("button", name="Import", exact=True).click()
+        page.get_by_text("Every page now shows the new data").wait_for(timeout=120_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(SHOTS / "data-imported.png"), full_page=True)
+        page.goto(url)
+        wait_idle(page)
+        page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for(timeout=60_000)
+        assert page.get_by_text("Demo data.").count() == 0
+        browser.close()
     con = duckdb.connect(str(served), read_only=True)
     try:
         assert con.execute("select value from meta where key = 'dataset_kind'").fetchall() == [
