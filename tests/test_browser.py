@@ -63,7 +63,9 @@ def test_every_page_renders_in_chromium(server: str, browser_page: Page, name: s
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=60_000)
     charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
     if name in ANALYTICS:
-        charts.first.wait_for(timeout=60_000)
+        # every analytics page draws at least two charts; wait for the second (the run may
+        # still be streaming elements when the status widget first disappears)
+        charts.nth(1).wait_for(timeout=60_000)
         assert charts.count() >= 2
     assert page.locator('[data-testid="stException"]').count() == 0
     SHOTS.mkdir(parents=True, exist_ok=True)
