@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pandas as pd
 
 QUERY_DIR = Path(__file__).resolve().parent.parent / "queries"
 _PARAM_USE = re.compile(r"\$([a-z_][a-z0-9_]*)")
+_CURSOR_LOCK = threading.Lock()
 _HEADER_ITEM = re.compile(r"^--\s+\$?([a-z_][a-z0-9_]*)\s*:\s*(.+)$")
 
 
@@ -88,7 +90,8 @@ def run(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pd.DataFram
         raise QueryError(
             f"query {name!r}: missing parameters {sorted(missing)}, unknown {sorted(unknown)}"
         )
-    cur = con.cursor()
+    with _CURSOR_LOCK:  # views run parts side by side (views.common.gather)
+        cur = con.cursor()
     try:
         return cur.execute(query.sql, params).df()
     finally:

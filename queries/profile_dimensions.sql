@@ -8,7 +8,10 @@
 -- overall). Only recorded items count. Reads the per-episode-month item rollup (count and sum
 -- per item per episode, therapist, site and month, built with the facts); the per-unit episode
 -- means are rolled up from those cells wide (one column per dimension, unpivoted only at the
--- end), and distinct clients are counted in two steps rather than count(distinct).
+-- end). An episode seen by one therapist (at one site) over its whole life has the same means
+-- per therapist (site) as overall, so only the other episodes are grouped again; distinct clients
+-- are the unit's rows of clients with a single episode plus, counted in two steps, the clients
+-- with several (derive.sql: single_therapist, single_site, multi_episode_client).
 --
 -- Parameters:
 --   $date_from: date, first day included
@@ -45,10 +48,9 @@ cells as (
         site,
         month,
         client_id,
-        coalesce(program, '(no program)') as program,
-        age_band,
-        gender,
-        race_ethnicity,
+        multi_episode_client as multi,
+        single_therapist,
+        single_site,
         case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
         case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end as s_heard,
         case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
@@ -71,6 +73,11 @@ per_episode as (
     select
         episode_id,
         any_value(client_id) as client_id,
+        any_value(multi) as multi,
+        any_value(single_therapist) as single_therapist,
+        any_value(therapist) as therapist,  -- its one therapist where single_therapist
+        any_value(single_site) as single_site,
+        any_value(site) as site,  -- its one site where single_site
         sum(n_heard) as n_heard,
         sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
@@ -83,11 +90,18 @@ per_episode as (
     group by episode_id
 ),
 per_episode_therapist as (
-    -- the episode's means with each therapist it saw (usually one)
+    -- the episode's means with each therapist it saw (usually one: then its overall means)
+    select
+        episode_id, therapist, client_id, multi,
+        n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode
+    where $detail and single_therapist
+    union all
     select
         episode_id,
         therapist,
         any_value(client_id) as client_id,
+        any_value(multi) as multi,
         sum(n_heard) as n_heard,
         sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
@@ -97,7 +111,7 @@ per_episode_therapist as (
         sum(n_overall) as n_overall,
         sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
-    where $detail
+    where $detail and not single_therapist
     group by episode_id, therapist
 ),
 attributes as (
@@ -117,11 +131,18 @@ per_episode_therapist_attr as (
     select * from per_episode_therapist join attributes using (episode_id)
 ),
 per_episode_site as (
-    -- the episode's means at each site
+    -- the episode's means at each site (usually one: then its overall means)
+    select
+        episode_id, site, client_id, multi,
+        n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode
+    where $detail and single_site
+    union all
     select
         episode_id,
         site,
         any_value(client_id) as client_id,
+        any_value(multi) as multi,
         sum(n_heard) as n_heard,
         sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
@@ -131,7 +152,7 @@ per_episode_site as (
         sum(n_overall) as n_overall,
         sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
-    where $detail
+    where $detail and not single_site
     group by episode_id, site
 ),
 per_episode_month as (
@@ -140,6 +161,7 @@ per_episode_month as (
         episode_id,
         month,
         any_value(client_id) as client_id,
+        any_value(multi) as multi,
         sum(n_heard) as n_heard,
         sum(s_heard) / sum(n_heard) as m_heard,
         sum(n_goals) as n_goals,
@@ -155,53 +177,64 @@ per_episode_month as (
 observations as (
     -- one row per unit and episode: the observations of every grouping
     select 'clinic' as grouping, 'clinic' as unit, 'all' as subgroup,
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_attr
     union all
     select 'program', program, 'all',
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_attr
     union all
     select 'age_band', age_band, 'all',
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_attr
     union all
     select 'gender', gender, 'all',
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_attr
     union all
     select 'race_ethnicity', race_ethnicity, 'all',
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_attr
     union all
     select 'therapist', therapist, 'all',
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist_attr
     union all
     select 'therapist/age_band', therapist, age_band,
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist_attr
     union all
     select 'therapist/gender', therapist, gender,
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist_attr
     union all
     select 'therapist/race_ethnicity', therapist, race_ethnicity,
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist_attr
     union all
     select 'site', site, 'all',
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_site
     union all
     select 'month', strftime(month, '%Y-%m-%d'), 'all',
-           client_id, n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+           client_id, multi,
+           n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_month
 ),
 obs as (
     -- the unit as one integer key (hash of its three labels): grouping by it is much cheaper
     -- than by three strings; the labels are taken back once per unit
-    select hash(grouping, unit, subgroup) as unit_key, grouping, unit, subgroup, client_id,
+    select hash(grouping, unit, subgroup) as unit_key, grouping, unit, subgroup, client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from observations
     where unit is not null and subgroup is not null
@@ -227,12 +260,18 @@ stats as (
         count(m_overall) as e_overall,
         sum(n_overall)::bigint as a_overall,
         avg(m_overall) as mean_overall,
-        stddev_samp(m_overall) as sd_overall
+        stddev_samp(m_overall) as sd_overall,
+        -- clients with one episode: one row each in a unit
+        count(*) filter (where not multi and n_heard > 0) as single_heard,
+        count(*) filter (where not multi and n_goals > 0) as single_goals,
+        count(*) filter (where not multi and n_approach > 0) as single_approach,
+        count(*) filter (where not multi and n_overall > 0) as single_overall
     from obs
     group by unit_key
 ),
-clients as (
-    -- distinct clients per unit and dimension in two steps (one row per unit and client)
+multi_clients as (
+    -- clients with several episodes: distinct per unit and dimension in two steps (one row per
+    -- unit and client, then count)
     select
         unit_key,
         count(*) filter (where h) as c_heard,
@@ -248,9 +287,20 @@ clients as (
             bool_or(n_approach > 0) as a,
             bool_or(n_overall > 0) as o
         from obs
+        where multi
         group by unit_key, client_id
     )
     group by unit_key
+),
+clients as (
+    select
+        s.unit_key,
+        s.single_heard + coalesce(m.c_heard, 0) as c_heard,
+        s.single_goals + coalesce(m.c_goals, 0) as c_goals,
+        s.single_approach + coalesce(m.c_approach, 0) as c_approach,
+        s.single_overall + coalesce(m.c_overall, 0) as c_overall
+    from stats as s
+    left join multi_clients as m using (unit_key)
 ),
 final as (
     -- unpivoted at the end: one row per unit and recorded dimension

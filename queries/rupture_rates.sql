@@ -23,6 +23,7 @@
 --   $rupture_threshold: double, SRS drop (points) from the previous SRS that counts as a rupture
 --   $repair_window: integer, SRS administrations after a rupture in which it can be repaired
 --     (1-6, the range the Settings page allows; session_facts holds the next six SRS)
+--   $detail: boolean, false = only the clinic row (e.g. the previous period's headline: cheaper)
 -- Columns:
 --   grouping: varchar, 'clinic', 'month', 'site' or 'therapist'
 --   unit: varchar, 'clinic', the month (YYYY-MM-DD, first day), the site or the therapist code
@@ -74,9 +75,10 @@ in_view as (
 events as (
     -- differences rounded to 1e-4 so that item sums (floating point) compare exactly
     select
-        month,
-        site,
-        therapist,
+        -- without detail the units collapse to one (null) value each: far fewer cells
+        case when $detail then month end as month,
+        case when $detail then site end as site,
+        case when $detail then therapist end as therapist,
         client_id,
         prev_srs,
         coalesce(round(prev_srs - srs, 4) >= $rupture_threshold, false) as rupture,
@@ -179,4 +181,5 @@ final as (
      and s.therapist is not distinct from c.therapist
 )
 select * from final
+where $detail or grouping = 'clinic'
 order by grouping, unit;

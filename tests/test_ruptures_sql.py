@@ -382,3 +382,20 @@ def test_precomputed_next_and_previous_srs_match_window_functions(demo_con, tiny
         for window in range(1, 7):
             n, same = con.execute(WINDOWED_FATES, {"repair_window": window}).fetchone()
             assert same == n, window
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_clinic_only_table_is_the_clinic_row_of_the_full_table(tiny_con, demo_con, window):
+    """`detail=False` (the previous period's headline) gives exactly the full table's clinic row."""
+    for con, first, last in (
+        (tiny_con, D(2026, 1, 1), D(2026, 2, 1)),
+        (demo_con, D(2025, 11, 1), D(2026, 10, 1)),
+        (demo_con, D(2026, 3, 1), D(2026, 5, 1)),
+    ):
+        ctx = tiny_ctx(con, first=first, last=last, repair_window=window)
+        full = ruptures.rupture_table(ctx)
+        clinic = ruptures.rupture_table(ctx, detail=False)
+        assert list(clinic["grouping"]) == ["clinic"]
+        want = full[full["grouping"] == "clinic"].reset_index(drop=True)
+        assert int(want["with_previous"].iloc[0]) > 0
+        assert clinic.reset_index(drop=True).equals(want)

@@ -157,6 +157,10 @@ per_episode as (
         max(session_date) as end_date,
         count(*)::integer as n_sessions,
         count(srs)::integer as n_srs,
+        -- one therapist / one site over the whole episode: its figures per therapist (site)
+        -- are then its figures overall, which lets rollup queries skip a grouping
+        count(distinct therapist) = 1 as single_therapist,
+        count(distinct site) = 1 as single_site,
         arg_min(ors, session_index) filter (where ors is not null) as ors_first,
         arg_max(ors, session_index) filter (where ors is not null) as ors_last,
         count(ors)::integer as ors_n,
@@ -175,6 +179,9 @@ final as (
         date_trunc('month', p.end_date)::date as end_month,
         p.end_reason is not null as ended,
         p.end_reason = 'dropout' as dropout,
+        -- the client has more than one episode in the database: elsewhere, each episode row of
+        -- a unit is a distinct client, so distinct clients = rows + distinct clients of these
+        count(*) over (partition by p.client_id) > 1 as multi_episode_client,
         es.early_srs,
         ew.early_wai
     from per_episode as p
@@ -233,6 +240,10 @@ s as (
         wai_bond_mean, wai_goal_mean, wai_task_mean
     ) is not null
 ),
+e as (
+    select episode_id, multi_episode_client, single_therapist, single_site
+    from episode_facts
+),
 final as (
     select
         month,
@@ -244,6 +255,9 @@ final as (
         any_value(age_band) as age_band,
         any_value(gender) as gender,
         any_value(race_ethnicity) as race_ethnicity,
+        any_value(e.multi_episode_client) as multi_episode_client,
+        any_value(e.single_therapist) as single_therapist,
+        any_value(e.single_site) as single_site,
         count(srs_relationship)::integer as n_srs_heard,
         sum(round(srs_relationship * 10)::integer)::bigint as s10_srs_heard,
         count(srs_goals)::integer as n_srs_goals,
@@ -259,6 +273,7 @@ final as (
         count(wai_task_mean)::integer as n_wai_approach,
         sum(wai_task_mean) as s_wai_approach
     from s
+    join e using (episode_id)
     group by month, episode_id, therapist, site
 )
 select * from final

@@ -23,6 +23,7 @@ from alliance.stats import mean_interval, risk_difference, run_rules, wilson_int
 from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
+    gather,
     mark_all_withheld,
     n_text,
     protect,
@@ -777,14 +778,16 @@ def build(ctx: Context) -> View:
             TITLE, QUESTION, notice=too_small_notice(ctx, s["n_clients"]), n_clients=s["n_clients"]
         )
     scale = SCALES.get(ctx.filters.alliance_measure, SCALES["srs"])
-    panels = [_distribution(ctx, scale, s)]
-    if scale.key == "wai":
-        panels.append(_wai_subscales(ctx))
-    panels += [
-        _control_chart(ctx, scale, s),
-        _by_session_number(ctx, scale, s),
-        _drops_and_dropout(ctx, s),
+    parts = [
+        lambda: _by_session_number(ctx, scale, s),
+        lambda: _drops_and_dropout(ctx, s),
+        lambda: _distribution(ctx, scale, s),
+        lambda: _control_chart(ctx, scale, s),
     ]
+    if scale.key == "wai":
+        parts.append(lambda: _wai_subscales(ctx))
+    by_number, drops, distribution, control, *wai = gather(*parts)
+    panels = [distribution, *wai, control, by_number, drops]
     return View(TITLE, QUESTION, tiles=_tiles(ctx, s), panels=panels, n_clients=s["n_clients"])
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +20,23 @@ from alliance.panel import Context
 CORRELATION_NOTE = "An association, not a cause: other differences between clients may explain it."
 SMALL_N_NOTE = "Wide intervals mean small numbers: differences inside them are not findings."
 DEMO_NOTE = "Demo data: a synthetic clinic, not real clients."
+
+
+def gather(*parts: Callable[[], Any]) -> list[Any]:
+    """Run a view's independent parts (each its own queries, statistics and figure) side by
+    side and return their results in the order given.
+
+    DuckDB lets go of Python's lock while it runs a query, so one part's query runs while
+    another part builds its figure in Python; each query has its own cursor
+    (alliance/queries.py). Results and errors are exactly those of calling the parts one after
+    another. `ALLIANCE_VIEW_THREADS=1` runs them one after another (for debugging).
+    """
+    workers = int(os.environ.get("ALLIANCE_VIEW_THREADS", "3"))
+    if workers <= 1 or len(parts) <= 1:
+        return [part() for part in parts]
+    with ThreadPoolExecutor(max_workers=min(workers, len(parts))) as pool:
+        futures = [pool.submit(part) for part in parts]
+        return [f.result() for f in futures]
 
 
 def protect(

@@ -44,6 +44,7 @@ from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
     chart_text,
+    gather,
     mark_all_withheld,
     n_text,
     protect,
@@ -772,18 +773,22 @@ def build(ctx: Context) -> View:
         return View(
             TITLE, QUESTION, notice=too_small_notice(ctx, s["n_clients"]), n_clients=s["n_clients"]
         )
-    groups = queries.run(ctx.con, "dropout_early_srs", **ctx.params())
+    groups, clients, (bands, quintiles), p_chart, when = gather(
+        lambda: queries.run(ctx.con, "dropout_early_srs", **ctx.params()),
+        lambda: _effect_groups(ctx),
+        lambda: _bands_and_quintiles(ctx, s),
+        lambda: _p_chart(ctx, s),
+        lambda: _when_they_leave(ctx, s),
+    )
     pooled = _pool(groups)
     effects = _effect_stats(pooled)
     withheld = _effects_withheld(ctx, s["early_dropout_clients"], s["early_other_clients"])
-    clients = _effect_groups(ctx)
-    bands, quintiles = _bands_and_quintiles(ctx, s)
     panels = [
-        _p_chart(ctx, s),
+        p_chart,
         bands,
         _logistic_curve(ctx, pooled, quintiles, withheld, s["early_clients"]),
         _effect_by_site(ctx, groups, clients, effects, s["early_clients"]),
-        _when_they_leave(ctx, s),
+        when,
     ]
     return View(
         TITLE,

@@ -25,6 +25,7 @@ from alliance.views.common import (
     CORRELATION_NOTE,
     SMALL_N_NOTE,
     any_withheld,
+    gather,
     n_text,
     protect,
     subtitle,
@@ -933,13 +934,14 @@ def build(ctx: Context) -> View:
             ),
             n_clients=n_clients,
         )
-    before = _summary_raw(ctx, measure, ctx.filters.previous_period())
-    panels = [
-        _distribution(ctx, now),
-        *_monthly(ctx, now),
-        _trajectory(ctx, now),
-        _alliance_bins(ctx, now),
-    ]
+    trajectory, before, distribution, monthly, alliance_bins = gather(
+        lambda: _trajectory(ctx, now),
+        lambda: _summary_raw(ctx, measure, ctx.filters.previous_period()),
+        lambda: _distribution(ctx, now),
+        lambda: _monthly(ctx, now),
+        lambda: _alliance_bins(ctx, now),
+    )
+    panels = [distribution, *monthly, trajectory, alliance_bins]
     return View(
         TITLE,
         QUESTION,

@@ -12,6 +12,7 @@ from alliance.stats import fisher_z_ci, wilson_interval
 from alliance.views.common import (
     CORRELATION_NOTE,
     any_withheld,
+    gather,
     mark_all_withheld,
     n_text,
     protect,
@@ -35,10 +36,17 @@ def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
     f = filters or ctx.filters
     p = ctx.params(f)
     measure = f.outcome_measure
-    s = queries.run(ctx.con, "overview_sessions", **p, srs_cutoff=ctx.settings.srs_cutoff).iloc[0]
-    e = queries.run(ctx.con, "overview_episodes", **p, **ctx.settings.outcome_params(measure)).iloc[
-        0
-    ]
+    s, e = (
+        df.iloc[0]
+        for df in gather(
+            lambda: queries.run(
+                ctx.con, "overview_sessions", **p, srs_cutoff=ctx.settings.srs_cutoff
+            ),
+            lambda: queries.run(
+                ctx.con, "overview_episodes", **p, **ctx.settings.outcome_params(measure)
+            ),
+        )
+    )
 
     def num(x: object) -> float | None:
         return None if x is None or pd.isna(x) else float(x)
@@ -383,9 +391,12 @@ def build(ctx: Context) -> View:
             notice=too_small_notice(ctx, now["n_clients"]),
             n_clients=now["n_clients"],
         )
-    before = headline(ctx, ctx.filters.previous_period())
+    before, *panels = gather(
+        lambda: headline(ctx, ctx.filters.previous_period()),
+        lambda: _alliance_trend(ctx, now),
+        lambda: _dropout_trend(ctx, now),
+    )
     tiles = _tiles(ctx, now, before)
-    panels = [_alliance_trend(ctx, now), _dropout_trend(ctx, now)]
     return View(TITLE, QUESTION, tiles=tiles, panels=panels, n_clients=now["n_clients"])
 
 

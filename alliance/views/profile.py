@@ -26,6 +26,7 @@ from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
     chart_text,
+    gather,
     mark_all_withheld,
     n_text,
     protect,
@@ -1297,7 +1298,10 @@ def _attr_rank(s: object) -> object:
 
 
 def build(ctx: Context) -> View:
-    table = profile_table(ctx)
+    table, before = gather(
+        lambda: profile_table(ctx),
+        lambda: dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period()),
+    )
     clinic = dimension_scores(ctx, "clinic", table=table)
     n_clients = int(clinic["n_clients"].max()) if len(clinic) else 0
     if n_clients < ctx.policy.k:
@@ -1313,7 +1317,6 @@ def build(ctx: Context) -> View:
                 ),
             )
         return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
-    before = dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period())
     by_site = dimension_scores(ctx, "site", table=table)
     by_prog = dimension_scores(ctx, "program", table=table)
     by_prog = by_prog[~by_prog["unit"].isin(NOT_A_GROUP)]

@@ -27,6 +27,7 @@ from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
     chart_text,
+    gather,
     n_text,
     protect,
     subtitle,
@@ -89,14 +90,19 @@ def definition_text(ctx: Context) -> str:
 # --------------------------------------------------------------------------- data
 
 
-def rupture_table(ctx: Context, filters: Filters | None = None) -> pd.DataFrame:
-    """Rupture and repair counts for the clinic and per month, site and therapist, in one query.
+def rupture_table(
+    ctx: Context, filters: Filters | None = None, *, detail: bool = True
+) -> pd.DataFrame:
+    """Rupture and repair counts for the clinic and per month, site and therapist, in one query
+    (`detail=False`: the clinic row only).
 
     Unsuppressed: pass what you show through `protect`. Columns as in
     queries/rupture_rates.sql (grouping, unit, n_clients, administrations, with_previous,
     ruptures, repaired, unrepaired, open, fate_known, fate_clients, rupture_rate, repair_rate).
     """
-    return queries.run(ctx.con, "rupture_rates", **ctx.params(filters), **rupture_params(ctx))
+    return queries.run(
+        ctx.con, "rupture_rates", **ctx.params(filters), **rupture_params(ctx), detail=detail
+    )
 
 
 def rupture_counts(
@@ -110,7 +116,7 @@ def rupture_counts(
     if group_by not in ("clinic", "month", "site", "therapist"):
         raise ValueError(f"unknown unit {group_by!r}")
     if table is None:
-        table = rupture_table(ctx, filters)
+        table = rupture_table(ctx, filters, detail=group_by != "clinic")
     part = table[table["grouping"] == group_by].drop(columns="grouping")
     return part.reset_index(drop=True)
 
@@ -792,7 +798,10 @@ def _items(ctx: Context) -> Panel:
 
 
 def build(ctx: Context) -> View:
-    table = rupture_table(ctx)
+    table, before = gather(
+        lambda: rupture_table(ctx),
+        lambda: rupture_summary(ctx, ctx.filters.previous_period()),
+    )
     clinic_df = rupture_counts(ctx, "clinic", table=table)
     now = rupture_summary(ctx, table=table)
     n_clients = now["n_clients"]
@@ -807,7 +816,7 @@ def build(ctx: Context) -> View:
                 ),
             )
         return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
-    before = rupture_summary(ctx, ctx.filters.previous_period())
+    followup, items = gather(lambda: _followup(ctx), lambda: _items(ctx))
     clinic = clinic_df.iloc[0].to_dict()
     monthly = rupture_counts(ctx, "month", table=table)
     sites = rupture_counts(ctx, "site", table=table)
@@ -827,7 +836,7 @@ def build(ctx: Context) -> View:
                 "Therapist-level comparisons are not available for your role.",
             )
         )
-    panels += [*_followup(ctx), _items(ctx)]
+    panels += [*followup, items]
     return View(
         TITLE,
         QUESTION,

@@ -36,7 +36,7 @@ import plotly.graph_objects as go
 from alliance import charts, queries, spc, stats
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
-from alliance.views.common import SMALL_N_NOTE, n_text, protect, subtitle
+from alliance.views.common import SMALL_N_NOTE, gather, n_text, protect, subtitle
 
 TITLE = "Therapists"
 QUESTION = (
@@ -118,27 +118,29 @@ def build(ctx: Context) -> View:
     n_clients = int(clinic["n_clients"].iloc[0]) if len(clinic) else 0
     if n_clients < ctx.policy.k:
         return View(TITLE, QUESTION, notice=_too_small(ctx, n_clients), n_clients=n_clients)
-    alliance = queries.run(
-        ctx.con, "therapists_alliance", **cmp.params(), alliance=ctx.filters.alliance_measure
-    )
-    outcome_rows = queries.run(
-        ctx.con, "therapists_outcome_episodes", **cmp.params(), measure=measure
+    outcome_rows, alliance = gather(
+        lambda: queries.run(
+            ctx.con, "therapists_outcome_episodes", **cmp.params(), measure=measure
+        ),
+        lambda: queries.run(
+            ctx.con, "therapists_alliance", **cmp.params(), alliance=ctx.filters.alliance_measure
+        ),
     )
     codes = (
-        set(dropout["therapist"].dropna())
-        | set(alliance["therapist"].dropna())
-        | set(outcome_rows["therapist"].dropna())
+        set(dropout["therapist"].dropna().unique())
+        | set(alliance["therapist"].dropna().unique())
+        | set(outcome_rows["therapist"].dropna().unique())  # one row per episode: unique first
     )
     names = display_names(ctx, codes)
-    icc = stats.therapist_icc(
-        outcome_rows["improvement"], outcome_rows["intake"], outcome_rows["therapist"]
+    icc, outcome, dropout_panel, alliance_panel = gather(
+        lambda: stats.therapist_icc(
+            outcome_rows["improvement"], outcome_rows["intake"], outcome_rows["therapist"]
+        ),
+        lambda: _outcome_funnel(ctx, cmp, outcome_rows, names),
+        lambda: _dropout_funnel(ctx, cmp, dropout, names),
+        lambda: _alliance_funnel(ctx, cmp, alliance, names),
     )
-    panels = [
-        _dropout_funnel(ctx, cmp, dropout, names),
-        _alliance_funnel(ctx, cmp, alliance, names),
-        _outcome_funnel(ctx, cmp, outcome_rows, names),
-        _icc_panel(ctx, cmp, icc, outcome_rows),
-    ]
+    panels = [dropout_panel, alliance_panel, outcome, _icc_panel(ctx, cmp, icc, outcome_rows)]
     tiles = _tiles(ctx, dropout, icc, outcome_rows, panels, names)
     return View(TITLE, QUESTION, tiles=tiles, panels=panels, n_clients=n_clients)
 
