@@ -27,12 +27,29 @@ ended as (
     select
         episode_id,
         client_id,
-        dropout
+        dropout,
+        max_srs_drop
     from ended_episodes_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
     )
     where n_srs >= 2
+),
+drops_all_sites as (
+    -- without a site restriction every session of the episode counts: its largest drop is
+    -- precomputed (derive.sql, episode_facts.max_srs_drop; ended episodes lie before $date_to)
+    select
+        episode_id,
+        coalesce(max_srs_drop >= $rupture_threshold, false) as had_drop
+    from ended
+    where $allowed_sites is null
+),
+restricted as (
+    -- with a role's site restriction only the sessions at its sites count (empty otherwise,
+    -- and then the sessions are not read at all)
+    select episode_id
+    from ended
+    where $allowed_sites is not null
 ),
 episode_sessions as (
     -- all sessions up to the end of the period, only the role's site restriction applied
@@ -43,7 +60,7 @@ episode_sessions as (
     from sessions_in_view(
         date '0001-01-01', $date_to, null, null, null, null, null, null, $allowed_sites
     )
-    semi join ended using (episode_id)
+    semi join restricted using (episode_id)
     where srs is not null
       and prev_srs is not null
 ),
@@ -53,6 +70,9 @@ drops as (
         bool_or(round(prev_srs - srs, 1) >= $rupture_threshold) as had_drop
     from episode_sessions
     group by episode_id
+    union all
+    select episode_id, had_drop
+    from drops_all_sites
 ),
 final as (
     select

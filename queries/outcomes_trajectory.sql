@@ -32,6 +32,7 @@ episodes as (
     select
         episode_id,
         client_id,
+        multi_episode_client as multi,
         early_srs
     from outcomes_in_view(
         $measure, $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
@@ -48,6 +49,7 @@ banded as (
     select
         e.episode_id,
         e.client_id,
+        e.multi,
         c.q[1] as cut_low,
         c.q[2] as cut_high,
         case
@@ -66,6 +68,7 @@ sessions as (
         b.cut_low,
         b.cut_high,
         b.client_id,
+        b.multi,
         s.episode_id,
         least(s.session_index, $max_session) as session_number,
         case $measure
@@ -85,6 +88,7 @@ per_episode as (
         session_number,
         episode_id,
         any_value(client_id) as client_id,
+        any_value(multi) as multi,
         any_value(cut_low) as cut_low,
         any_value(cut_high) as cut_high,
         avg(score) as score
@@ -92,18 +96,37 @@ per_episode as (
     where score is not null
     group by tercile, session_number, episode_id
 ),
-final as (
+per_unit as (
     select
         tercile,
+        session_number,
         any_value(cut_low) as cut_low,
         any_value(cut_high) as cut_high,
-        session_number::integer as session_number,
-        count(distinct client_id) as n_clients,
+        count(*) filter (where not multi) as single_clients,
         count(*) as episodes,
         avg(score) as mean_score,
         stddev_samp(score) as sd_score
     from per_episode
     group by tercile, session_number
+),
+multi_clients as (
+    select tercile, session_number, count(distinct client_id) as multi_clients
+    from per_episode
+    where multi
+    group by tercile, session_number
+),
+final as (
+    select
+        tercile,
+        cut_low,
+        cut_high,
+        session_number::integer as session_number,
+        single_clients + coalesce(multi_clients, 0) as n_clients,
+        episodes,
+        mean_score,
+        sd_score
+    from per_unit
+    left join multi_clients using (tercile, session_number)
 )
 select * from final
 order by tercile, session_number;

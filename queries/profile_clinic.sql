@@ -31,6 +31,7 @@ episodes as (
     select
         episode_id,
         any_value(client_id) as client_id,
+        any_value(multi_episode_client) as multi,
         sum(case when $alliance = 'wai' then n_wai_heard else n_srs_heard end) as n_heard,
         sum(case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end)
             as s_heard,
@@ -54,6 +55,7 @@ per_episode as (
     select
         d.dimension,
         e.client_id,
+        e.multi,
         case d.dimension
             when 'heard' then e.n_heard
             when 'goals' then e.n_goals
@@ -69,13 +71,10 @@ per_episode as (
     from episodes as e
     cross join (values ('heard'), ('goals'), ('approach'), ('overall')) as d(dimension)
 ),
-final as (
+per_dimension as (
     select
-        'clinic' as grouping,
-        'clinic' as unit,
-        'all' as subgroup,
         dimension,
-        count(distinct client_id) as n_clients,
+        count(*) filter (where not multi) as single_clients,
         count(*) as episodes,
         sum(administrations)::bigint as administrations,
         avg(total / administrations) as mean_score,
@@ -83,6 +82,26 @@ final as (
     from per_episode
     where administrations > 0
     group by dimension
+),
+multi_clients as (
+    select dimension, count(distinct client_id) as multi_clients
+    from per_episode
+    where administrations > 0 and multi
+    group by dimension
+),
+final as (
+    select
+        'clinic' as grouping,
+        'clinic' as unit,
+        'all' as subgroup,
+        dimension,
+        single_clients + coalesce(multi_clients, 0) as n_clients,
+        episodes,
+        administrations,
+        mean_score,
+        sd_score
+    from per_dimension
+    left join multi_clients using (dimension)
 )
 select * from final
 order by dimension;

@@ -32,16 +32,34 @@ outcomes as (
     )
     where n_admin >= 2
 ),
-final as (
+clients as (
+    -- distinct clients per therapist: an episode is one row, so a client with a single
+    -- episode is one row (derive.sql, multi_episode_client); only the others are deduplicated
     select
         therapist,
-        count(distinct client_id) over (partition by therapist) as therapist_clients,
-        count(distinct client_id) over () as clinic_clients,
-        improvement::double as improvement,
-        first_score::double as intake,
-        age_band,
-        coalesce(program, '(missing)') as program
+        count(*) filter (where not multi_episode_client)
+            + count(distinct client_id) filter (where multi_episode_client) as therapist_clients
     from outcomes
+    group by therapist
+),
+clinic as (
+    select
+        count(*) filter (where not multi_episode_client)
+            + count(distinct client_id) filter (where multi_episode_client) as clinic_clients
+    from outcomes
+),
+final as (
+    select
+        o.therapist,
+        c.therapist_clients,
+        k.clinic_clients,
+        o.improvement::double as improvement,
+        o.first_score::double as intake,
+        o.age_band,
+        coalesce(o.program, '(missing)') as program
+    from outcomes as o
+    join clients as c on o.therapist is not distinct from c.therapist
+    cross join clinic as k
 )
 select * from final
 order by therapist;

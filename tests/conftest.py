@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -30,6 +31,39 @@ def demo_con(demo_db: Path) -> duckdb.DuckDBPyConnection:
     con = db.open_read_only(demo_db)
     yield con
     con.close()
+
+
+@pytest.fixture(scope="session")
+def transfers_con(demo_db: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The demo clinic with therapist and site changes inside episodes, as real clinics have.
+
+    The demo keeps one therapist and site per episode; here about one episode in eight moves
+    to another therapist from its third session on (and half of those to another site too), so
+    the queries' paths for episodes seen by several therapists or at several sites are compared
+    with the reference as well.
+    """
+    path = tmp_path_factory.mktemp("transfers") / "alliance.duckdb"
+    shutil.copyfile(demo_db, path)
+    con = duckdb.connect(str(path))
+    con.execute(
+        """
+        update sessions as s
+        set therapist_id = (s.therapist_id % t.n) + 1,
+            site_id = case when s.episode_id % 16 = 0 then (s.site_id % t.sites) + 1
+                           else s.site_id end
+        from (select count(*) as n, (select count(*) from sites) as sites from therapists) as t
+        where s.episode_id % 8 = 0
+          and s.session_id in (
+              select session_id from session_facts where session_index >= 3
+          )
+        """
+    )
+    db.rebuild_facts(con)
+    con.execute("checkpoint")
+    con.close()
+    ro = db.open_read_only(path)
+    yield ro
+    ro.close()
 
 
 @pytest.fixture

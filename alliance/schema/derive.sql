@@ -161,6 +161,9 @@ per_episode as (
         -- are then its figures overall, which lets rollup queries skip a grouping
         count(distinct therapist) = 1 as single_therapist,
         count(distinct site) = 1 as single_site,
+        -- the largest drop of an SRS total from the episode's previous SRS (points; the
+        -- threshold is a setting, compared in the queries)
+        max(round(prev_srs - srs, 1)) as max_srs_drop,
         arg_min(ors, session_index) filter (where ors is not null) as ors_first,
         arg_max(ors, session_index) filter (where ors is not null) as ors_last,
         count(ors)::integer as ors_n,

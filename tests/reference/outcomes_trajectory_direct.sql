@@ -1,0 +1,111 @@
+-- Reference for tests/test_shortcuts.py: queries/outcomes_trajectory.sql as it was before it
+-- split its distinct-client count (count(distinct client_id) over every episode row).
+-- Mean score by session number for ended episodes finished in the period with >= 2
+-- administrations of the measure, split into early-alliance terciles (cut points: the 1/3 and
+-- 2/3 quantiles of early SRS over those episodes; a value equal to a cut point goes to the lower
+-- tercile). Every earlier session of those episodes counts, even before the period; session
+-- numbers from $max_session on are pooled (each episode's mean over them counts once). The
+-- site and therapist filters apply to the episode (its first site, its main therapist), the
+-- role's site restriction to every session.
+--
+-- Parameters:
+--   $date_from: date, first day included (episode end date)
+--   $date_to: date, first day excluded
+--   $site: varchar or null, site filter (episode's first site)
+--   $program: varchar or null, program filter
+--   $therapist: varchar or null, therapist code filter (the episode's main therapist)
+--   $age_band: varchar or null, age band filter
+--   $gender: varchar or null, gender filter
+--   $race: varchar or null, race/ethnicity filter
+--   $allowed_sites: varchar[] or null, sites the signed-in role may see
+--   $measure: varchar, outcome measure (ors, phq9, gad7)
+--   $max_session: integer, session numbers at or above this are pooled ("12+")
+-- Columns:
+--   tercile: integer, 1 = lowest third of early SRS, 3 = highest
+--   cut_low: double, SRS points, the 1/3 cut point (tercile 1 is at or below it)
+--   cut_high: double, SRS points, the 2/3 cut point (tercile 3 is above it)
+--   session_number: integer, session number within the episode (max_session = that and later)
+--   n_clients: integer, distinct clients in the cell
+--   episodes: integer, episodes with a score at that session number
+--   mean_score: double, points, mean score of the measure (raw direction of the measure)
+--   sd_score: double, points, SD of the score (n - 1)
+with
+episodes as (
+    select
+        episode_id,
+        client_id,
+        early_srs
+    from outcomes_in_view(
+        $measure, $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
+        $allowed_sites
+    )
+    where n_admin >= 2
+      and early_srs is not null
+),
+cuts as (
+    select quantile_disc(early_srs, [1 / 3, 2 / 3]) as q
+    from episodes
+),
+banded as (
+    select
+        e.episode_id,
+        e.client_id,
+        c.q[1] as cut_low,
+        c.q[2] as cut_high,
+        case
+            when e.early_srs <= c.q[1] then 1
+            when e.early_srs <= c.q[2] then 2
+            else 3
+        end as tercile
+    from episodes as e
+    cross join cuts as c
+),
+sessions as (
+    -- all sessions of those episodes up to the period's end, however early they began, with
+    -- the episode's tercile and client (one join instead of a semi-join and a join later)
+    select
+        b.tercile,
+        b.cut_low,
+        b.cut_high,
+        b.client_id,
+        s.episode_id,
+        least(s.session_index, $max_session) as session_number,
+        case $measure
+            when 'ors' then s.ors
+            when 'phq9' then s.phq9
+            when 'gad7' then s.gad7
+        end as score
+    from sessions_in_view(
+        date '1900-01-01', $date_to, null, $program, null, $age_band, $gender, $race,
+        $allowed_sites
+    ) as s
+    join banded as b using (episode_id)
+),
+per_episode as (
+    select
+        tercile,
+        session_number,
+        episode_id,
+        any_value(client_id) as client_id,
+        any_value(cut_low) as cut_low,
+        any_value(cut_high) as cut_high,
+        avg(score) as score
+    from sessions
+    where score is not null
+    group by tercile, session_number, episode_id
+),
+final as (
+    select
+        tercile,
+        any_value(cut_low) as cut_low,
+        any_value(cut_high) as cut_high,
+        session_number::integer as session_number,
+        count(distinct client_id) as n_clients,
+        count(*) as episodes,
+        avg(score) as mean_score,
+        stddev_samp(score) as sd_score
+    from per_episode
+    group by tercile, session_number
+)
+select * from final
+order by tercile, session_number;

@@ -1,0 +1,135 @@
+"""Shortcuts in the named queries give exactly what the direct computation gives.
+
+- Distinct clients over rows that hold one episode each are counted as the rows of clients with
+  a single episode plus the distinct clients among the others (derive.sql,
+  multi_episode_client). Each query using it is compared with the same query counting
+  `count(distinct client_id)` directly.
+- An ended episode's largest SRS drop is precomputed (episode_facts.max_srs_drop); with a role's
+  site restriction the query reads the sessions instead. With every site allowed both must
+  agree.
+
+On the demo clinic and on its variant with therapist and site changes inside episodes
+(conftest.transfers_con), over several filter sets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alliance import queries
+from alliance.filters import Filters
+
+REFERENCE = Path(__file__).parent / "reference"
+SPLIT_COUNT = re.compile(
+    r"count\(\*\) filter \(where not (\w+)( and [^)]*)?\)\s*"
+    r"\+ count\(distinct client_id\) filter \(where \1\2?\)",
+)
+FILTERS = [
+    Filters(first_month=dt.date(2025, 11, 1), last_month=dt.date(2026, 10, 1)),
+    Filters(first_month=dt.date(2023, 11, 1), last_month=dt.date(2026, 10, 1)),
+    Filters(first_month=dt.date(2026, 3, 1), last_month=dt.date(2026, 5, 1), age_band="18-25"),
+    Filters(first_month=dt.date(2025, 1, 1), last_month=dt.date(2026, 6, 1), gender="female"),
+]
+EXTRA = {
+    "measure": "ors",
+    "max_session": 12,
+    "alliance": "srs",
+    "rupture_threshold": 2.0,
+}
+
+
+def _direct(sql: str) -> str:
+    """The same query with the split count replaced by a plain count(distinct client_id)."""
+    direct, n = SPLIT_COUNT.subn(
+        lambda m: (
+            "count(distinct client_id)"
+            + (f" filter (where {m.group(2).removeprefix(' and ')})" if m.group(2) else "")
+        ),
+        sql,
+    )
+    assert n > 0, "the query no longer splits its distinct count"
+    return direct
+
+
+def _split_queries() -> list[str]:
+    """Queries splitting the count in one expression (see TWO_STEP for the others)."""
+    return sorted(q.name for q in queries.all_queries() if SPLIT_COUNT.search(q.sql))
+
+
+# queries that split the count over two steps, each compared with a reference elsewhere
+TWO_STEP = {
+    "profile_dimensions": "tests/test_rollups.py (session-level reference)",
+    "profile_clinic": "tests/test_rollups.py (session-level reference)",
+    "outcomes_trajectory": "test_trajectory_equals_its_direct_reference below",
+}
+
+
+def test_every_query_with_the_split_is_compared() -> None:
+    names = set(_split_queries())
+    assert "therapists_outcome_episodes" in names
+    users = {q.name for q in queries.all_queries() if "where not multi" in q.sql}
+    assert users - names == set(TWO_STEP)
+
+
+@pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
+@pytest.mark.parametrize("name", _split_queries())
+def test_split_distinct_count_equals_count_distinct(request, clinic: str, name: str) -> None:
+    con = request.getfixturevalue(clinic)
+    multi = con.execute(
+        "select count(*) filter (where multi_episode_client) from episode_facts"
+    ).fetchone()[0]
+    assert multi > 50  # clients with several episodes are really there
+    query = queries.load(name)
+    direct = _direct(query.sql)
+    rows = 0
+    for f in FILTERS:
+        params = {k: v for k, v in {**f.sql_params(None), **EXTRA}.items() if k in query.parameters}
+        params.update({k: True for k in query.parameters if k == "detail"})
+        got = queries.run(con, name, **params)
+        want = con.execute(direct, params).df()
+        order = list(want.columns)  # rows within a therapist come in no fixed order
+        got = got.sort_values(order).reset_index(drop=True)
+        want = want.sort_values(order).reset_index(drop=True)
+        assert got.equals(want), (name, f)
+        rows += len(want)
+    assert rows > 0
+
+
+@pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
+def test_largest_drop_shortcut_equals_reading_the_sessions(request, clinic: str) -> None:
+    con = request.getfixturevalue(clinic)
+    sites = sorted(r[0] for r in con.execute("select name from sites").fetchall())
+    for f in FILTERS:
+        for threshold in (1.0, 2.0, 5.0):
+            base = {**f.sql_params(None), "rupture_threshold": threshold}
+            shortcut = queries.run(con, "alliance_drops_dropout", **base)
+            scanned = queries.run(con, "alliance_drops_dropout", **{**base, "allowed_sites": sites})
+            assert shortcut.equals(scanned), (f, threshold)
+            assert shortcut["had_drop"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
+@pytest.mark.parametrize("measure", ["ors", "phq9"])
+def test_trajectory_equals_its_direct_reference(request, clinic: str, measure: str) -> None:
+    con = request.getfixturevalue(clinic)
+    reference = (REFERENCE / "outcomes_trajectory_direct.sql").read_text()
+    keys = ["tercile", "session_number"]
+    for f in FILTERS:
+        params = {**f.sql_params(None), "measure": measure, "max_session": 12}
+        got = queries.run(con, "outcomes_trajectory", **params).sort_values(keys)
+        want = con.execute(reference, params).df().sort_values(keys)
+        assert len(want) > 0
+        for col in ["tercile", "session_number", "n_clients", "episodes", "cut_low", "cut_high"]:
+            assert got[col].tolist() == want[col].tolist(), col
+        for col in ["mean_score", "sd_score"]:
+            pd.testing.assert_series_equal(
+                got[col].reset_index(drop=True),
+                want[col].reset_index(drop=True),
+                rtol=1e-12,
+                atol=1e-12,
+            )
