@@ -61,8 +61,11 @@ banded as (
     cross join cuts as c
 ),
 sessions as (
-    -- all sessions of those episodes up to the period's end, however early they began, with
-    -- the episode's tercile and client (one join instead of a semi-join and a join later)
+    -- all outcome administrations of those episodes, however early they began, with the
+    -- episode's tercile and client, from the sessions of ended episodes ordered by end date
+    -- (derive.sql, ended_sessions: only the period's episodes are read). Their sessions all lie
+    -- before the period's end and carry the episode's program and demographics, so of the
+    -- filters only the role's site restriction applies to them.
     select
         b.tercile,
         b.cut_low,
@@ -76,11 +79,11 @@ sessions as (
             when 'phq9' then s.phq9
             when 'gad7' then s.gad7
         end as score
-    from sessions_in_view(
-        date '1900-01-01', $date_to, null, $program, null, $age_band, $gender, $race,
-        $allowed_sites
-    ) as s
+    from ended_sessions as s
     join banded as b using (episode_id)
+    where s.end_date >= $date_from
+      and s.end_date < $date_to
+      and ($allowed_sites is null or list_contains($allowed_sites, s.site))
 ),
 per_episode as (
     select

@@ -54,8 +54,10 @@ outcomes as (
 ),
 classified as (
     -- every SRS administration of the ended episodes, classified row by row from the next
-    -- SRS totals precomputed in session_facts (next_srs_1..6); an ended episode's sessions all
-    -- lie before $date_to, and its end_reason is set, so no rupture of it is open
+    -- SRS totals precomputed in session_facts (next_srs_1..6), read from the sessions of ended
+    -- episodes ordered by end date (derive.sql, ended_sessions); an ended episode's sessions
+    -- all lie before $date_to, and it has ended, so no rupture of it is open: one not repaired
+    -- is unrepaired
     select
         episode_id,
         case
@@ -71,21 +73,13 @@ classified as (
                 ) - prev_srs,
                 4
             ) >= 0 then 'repaired'
-            when end_reason is not null then 'unrepaired'
-            when case $repair_window
-                when 1 then next_srs_1
-                when 2 then next_srs_2
-                when 3 then next_srs_3
-                when 4 then next_srs_4
-                when 5 then next_srs_5
-                else next_srs_6
-            end is not null then 'unrepaired'
-            else 'open'
+            else 'unrepaired'
         end as fate
-    from sessions_in_view(
-        date '0001-01-01', $date_to, null, null, null, null, null, null, $allowed_sites
-    )
-    where srs is not null
+    from ended_sessions
+    where end_date >= $date_from
+      and end_date < $date_to
+      and srs is not null
+      and ($allowed_sites is null or list_contains($allowed_sites, site))
       and episode_id in (select episode_id from ended)
 ),
 per_episode as (

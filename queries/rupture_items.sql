@@ -47,15 +47,13 @@ drops as (
       and prev_srs_approach is not null and prev_srs_overall is not null
 ),
 long as (
-    unpivot drops
+    -- one row per rupture and item, with the rupture's largest item drop beside it
+    unpivot (
+        select *, greatest(heard, goals, approach, overall) as biggest
+        from drops
+    )
     on heard, goals, approach, overall
     into name dimension value item_drop
-),
-ranked as (
-    select
-        *,
-        max(item_drop) over (partition by session_id) as biggest
-    from long
 ),
 final as (
     select
@@ -65,7 +63,7 @@ final as (
         avg(item_drop) as mean_drop,
         stddev_samp(item_drop) as sd_drop,
         count(*) filter (where round(biggest - item_drop, 4) = 0) as largest
-    from ranked
+    from long
     group by dimension
 )
 select * from final

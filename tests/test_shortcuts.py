@@ -116,11 +116,16 @@ def test_largest_drop_shortcut_equals_reading_the_sessions(request, clinic: str)
 @pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
 @pytest.mark.parametrize("measure", ["ors", "phq9"])
 def test_trajectory_equals_its_direct_reference(request, clinic: str, measure: str) -> None:
+    """The split count and the rollup of ended episodes' scores (derive.sql, outcome_scores)
+    give exactly what reading every session before the period's end gives."""
     con = request.getfixturevalue(clinic)
     reference = (REFERENCE / "outcomes_trajectory_direct.sql").read_text()
     keys = ["tercile", "session_number"]
-    for f in FILTERS:
-        params = {**f.sql_params(None), "measure": measure, "max_session": 12}
+    sites = sorted(r[0] for r in con.execute("select name from sites").fetchall())
+    # a role's site restriction applies to every session of the episodes (some moved sites in
+    # the transfers clinic): every site, and the first two
+    for f, allowed in [(f, None) for f in FILTERS] + [(FILTERS[0], sites), (FILTERS[1], sites[:2])]:
+        params = {**f.sql_params(allowed), "measure": measure, "max_session": 12}
         got = queries.run(con, "outcomes_trajectory", **params).sort_values(keys)
         want = con.execute(reference, params).df().sort_values(keys)
         assert len(want) > 0
@@ -133,3 +138,30 @@ def test_trajectory_equals_its_direct_reference(request, clinic: str, measure: s
                 rtol=1e-12,
                 atol=1e-12,
             )
+
+
+@pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
+def test_rupture_followup_equals_its_direct_reference(request, clinic: str) -> None:
+    """Reading the sessions of ended episodes (derive.sql, ended_sessions) gives exactly what
+    reading every session before the period's end gives."""
+    con = request.getfixturevalue(clinic)
+    reference = (REFERENCE / "rupture_followup_direct.sql").read_text()
+    sites = sorted(r[0] for r in con.execute("select name from sites").fetchall())
+    cases = [(f, None) for f in FILTERS] + [(FILTERS[0], sites[:2]), (FILTERS[1], sites[1:])]
+    for f, allowed in cases:
+        for threshold, window in ((2.0, 2), (1.0, 1), (3.0, 6)):
+            params = {
+                **f.sql_params(allowed),
+                "measure": "ors",
+                "rupture_threshold": threshold,
+                "repair_window": window,
+            }
+            got = queries.run(con, "rupture_followup", **params)
+            want = con.execute(reference, params).df()
+            assert set(want["rupture_group"]) >= {"none", "repaired"}
+            counts = ["rupture_group", "n_clients", "episodes", "dropouts", "outcome_n"]
+            counts.append("outcome_clients")
+            for col in counts:
+                assert got[col].tolist() == want[col].tolist(), (col, f, threshold, window)
+            for col in ["dropout_rate", "mean_sessions", "mean_ruptures", "mean_improvement"]:
+                pd.testing.assert_series_equal(got[col], want[col], rtol=1e-12, atol=1e-12)

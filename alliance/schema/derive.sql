@@ -281,3 +281,41 @@ final as (
 )
 select * from final
 order by month;
+
+-- The sessions of ended episodes, ordered by the episode's end date: the views that follow
+-- episodes finished in the period through all of their sessions (outcome trajectories, what
+-- followed ruptures) read only those episodes' sessions from here instead of every session
+-- before the period's end. Columns as in session_facts (tests/test_shortcuts.py compares the
+-- queries with their versions that read session_facts).
+create or replace table ended_sessions as
+with
+e as (
+    select episode_id, end_date
+    from episode_facts
+    where ended
+),
+s as (
+    select
+        episode_id,
+        site,
+        session_index,
+        srs,
+        prev_srs,
+        next_srs_1,
+        next_srs_2,
+        next_srs_3,
+        next_srs_4,
+        next_srs_5,
+        next_srs_6,
+        ors,
+        phq9,
+        gad7
+    from session_facts
+),
+final as (
+    select e.end_date, s.*
+    from e
+    join s using (episode_id)
+)
+select * from final
+order by end_date;
