@@ -42,10 +42,19 @@ def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_sql("tables.sql"))
 
 
+def facts_version() -> str:
+    """Version of the derived facts' definitions (derive.sql and macros.sql)."""
+    import hashlib
+
+    text = (_sql("derive.sql") + _sql("macros.sql")).encode()
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
 def rebuild_facts(con: duckdb.DuckDBPyConnection) -> None:
     """Rebuild the derived per-session and per-episode facts and the filter macros."""
     con.execute(_sql("derive.sql"))
     con.execute(_sql("macros.sql"))
+    set_meta(con, "facts_version", facts_version())
     through = con.execute("select max(session_date) from sessions").fetchone()[0]
     set_meta(con, "data_version", uuid.uuid4().hex[:12])
     set_meta(con, "through_date", str(through) if through else "")
@@ -124,6 +133,22 @@ def _insert_all(con: duckdb.DuckDBPyConnection, clinic: DemoClinic) -> None:
         frame = pa.Table.from_pandas(getattr(clinic, table), preserve_index=False)  # noqa: F841 (read by DuckDB's replacement scan)
         cols = ", ".join(getattr(clinic, table).columns)
         con.execute(f"insert into {table} ({cols}) select {cols} from frame")  # noqa: S608
+
+
+def facts_are_current(path: Path) -> bool:
+    """Whether the file's derived facts were built by this code's derive.sql / macros.sql."""
+    con = open_read_only(path)
+    try:
+        return get_meta(con).get("facts_version") == facts_version()
+    finally:
+        con.close()
+
+
+def refresh_facts(path: Path) -> None:
+    """Rebuild the derived facts of an existing file (after an upgrade changed their
+    definitions), atomically like every write: the base tables are copied unchanged."""
+    with writer(path) as con:
+        rebuild_facts(con)
 
 
 def dataset_kind(con: duckdb.DuckDBPyConnection) -> str:

@@ -55,9 +55,15 @@ def db_path() -> Path:
 
 
 def ensure_database() -> None:
-    """Build the demo clinic (with visible progress) if no database exists yet."""
+    """Build the demo clinic (with visible progress) if no database exists yet; rebuild the
+    derived facts of an existing one that an earlier version built."""
     path = db_path()
     if path.exists():
+        if not db.facts_are_current(path):
+            # an upgrade changed the derived facts (new rollups): rebuild them from the base
+            # tables once, so pages never query a table the file does not have yet
+            with st.spinner("Updating the derived facts for this version of the dashboard…"):
+                db.refresh_facts(path)
         return
     with st.status("First start: building the demo clinic…", expanded=True) as status:
         bar = st.progress(0.0, text="Starting")

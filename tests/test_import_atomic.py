@@ -178,3 +178,36 @@ def test_a_reader_keeps_its_view_while_an_import_swaps_the_file(clinic_db, tmp_p
     fresh = db.open_read_only(clinic_db)
     assert fresh.execute("select count(*) from sessions").fetchall() == [(18,)]
     fresh.close()
+
+
+def test_facts_from_an_earlier_version_are_rebuilt_and_base_data_kept(demo_db, tmp_path):
+    """After an upgrade changed derive.sql, the file's derived facts are rebuilt once from its
+    base tables (which stay exactly as they were); a current file is left alone."""
+    import shutil
+
+    from alliance import db
+
+    path = tmp_path / "alliance.duckdb"
+    shutil.copyfile(demo_db, path)
+    assert db.facts_are_current(path)
+    with db.writer(path) as con:  # as an earlier version left it: no ended_sessions yet
+        con.execute("drop table ended_sessions")
+        db.set_meta(con, "facts_version", "earlier")
+    assert not db.facts_are_current(path)
+
+    def base(p):
+        con = db.open_read_only(p)
+        try:
+            return [
+                con.execute(f"select * from {t} order by all").fetchall() for t in db.BASE_TABLES
+            ]  # noqa: S608
+        finally:
+            con.close()
+
+    before = base(path)
+    db.refresh_facts(path)
+    assert db.facts_are_current(path)
+    assert base(path) == before
+    con = db.open_read_only(path)
+    assert con.execute("select count(*) from ended_sessions").fetchone()[0] > 0
+    con.close()
