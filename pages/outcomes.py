@@ -3,5 +3,7 @@
 from alliance import ui
 from alliance.views import outcomes
 
+ui.frame_guard()
+
 ctx = ui.context()
 ui.render_view(ui.view("outcomes", outcomes.build, ctx), ctx)

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
+
+
+def test_every_page_script_starts_with_the_frame_guard():
+    """Each page must call ui.frame_guard() before it reads filters or the database: without
+    it, a server whose first request is that page's URL runs the page outside dashboard.py
+    (the browser test checks one such deep link on a fresh server)."""
+    for script in sorted((ROOT / "pages").glob("*.py")):
+        runs = [  # top-level statements that call something (definitions do not run yet)
+            node
+            for node in ast.parse(script.read_text()).body
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and any(isinstance(n, ast.Call) for n in ast.walk(node))
+        ]
+        assert runs and ast.unparse(runs[0]) == "ui.frame_guard()", (
+            f"{script.name}: the first statement that runs must be ui.frame_guard()"
+        )
 
 
 def _app() -> AppTest:

@@ -110,3 +110,21 @@ def test_linked_period_survives_and_the_months_slider_moves(
     assert months() == ["Jan 2026", "May 2026"]
     assert "to=2026-05" in page.url and "site=Riverside" in page.url
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_deep_link_as_the_servers_first_request_runs_inside_the_frame(
+    demo_db: Path, browser_page: Page
+) -> None:
+    """A fresh server whose very first request is a page's URL (a bookmark, a link in a
+    report): the page must run inside dashboard.py's frame, with sign-in and filters, not alone
+    in Streamlit's legacy multipage mode (Outcomes once lacked its frame guard and failed)."""
+    page = browser_page
+    with serve.streamlit_server({**os.environ, "ALLIANCE_DB": str(demo_db)}) as url:
+        page.goto(f"{url}/outcomes?site=Riverside")
+        wait_idle(page)
+        page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for(timeout=60_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert "Outcomes" in page.locator('[data-testid="stMain"] h1').first.inner_text()
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert "Filters" in sidebar.inner_text()
+        assert "site=Riverside" in page.url
