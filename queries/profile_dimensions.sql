@@ -9,9 +9,10 @@
 -- per item per episode, therapist, site and month, built with the facts); the per-unit episode
 -- means are rolled up from those cells wide (one column per dimension, unpivoted only at the
 -- end). An episode seen by one therapist (at one site) over its whole life has the same means
--- per therapist (site) as overall, so only the other episodes are grouped again; distinct clients
--- are the unit's rows of clients with a single episode plus, counted in two steps, the clients
--- with several (derive.sql: single_therapist, single_site, multi_episode_client).
+-- per therapist (site) as overall, and with both one cell per month, so only the other
+-- episodes are grouped again; distinct clients are the unit's rows of clients with a single
+-- episode plus, counted in two steps, the clients with several (derive.sql: single_therapist,
+-- single_site, multi_episode_client).
 --
 -- Parameters:
 --   $date_from: date, first day included
@@ -156,7 +157,24 @@ per_episode_site as (
     group by episode_id, site
 ),
 per_episode_month as (
-    -- the episode's means in each month
+    -- the episode's means in each month: an episode with one therapist and one site has one
+    -- cell per month already (its means are the cell's); only the others are grouped again
+    select
+        episode_id,
+        month,
+        client_id,
+        multi,
+        n_heard,
+        s_heard / n_heard as m_heard,
+        n_goals,
+        s_goals / n_goals as m_goals,
+        n_approach,
+        s_approach / n_approach as m_approach,
+        n_overall,
+        s_overall / nullif(n_overall, 0) as m_overall
+    from cells
+    where $detail and single_therapist and single_site
+    union all
     select
         episode_id,
         month,
@@ -171,7 +189,7 @@ per_episode_month as (
         sum(n_overall) as n_overall,
         sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
-    where $detail
+    where $detail and not (single_therapist and single_site)
     group by episode_id, month
 ),
 observations as (

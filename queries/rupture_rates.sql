@@ -8,7 +8,9 @@
 -- window is not over yet). The window is followed past the end of the period, through every later
 -- SRS administration of the episode (session_facts.next_srs_1..6, precomputed over all of the
 -- episode's sessions like prev_srs: a later session at a site the role may not see still counts,
--- only through its SRS total). One scan of the sessions in view, no window function.
+-- only through its SRS total). The counts that do not depend on the settings (administrations,
+-- those with a previous SRS, their clients) come from the per-month rollup srs_month_cells; only
+-- the ruptures themselves are read from the sessions in view. No window function.
 --
 -- Parameters:
 --   $date_from: date, first day included (session date of the rupture)
@@ -39,73 +41,97 @@
 --   rupture_rate: double, ruptures / with_previous (0-1; x 100 = ruptures per 100)
 --   repair_rate: double, repaired / fate_known (0-1), null when no fate is known
 with
-in_view as (
+cells as (
+    -- SRS administrations and those with a previous SRS per month, site, therapist and client
+    -- (derive.sql, srs_month_cells); without detail the units collapse to one (null) value
+    -- each: far fewer cells
     select
-        month,
-        site,
-        therapist,
-        client_id,
-        srs,
-        prev_srs,
-        end_reason,
-        -- the best of the next $repair_window SRS administrations of the episode, and the
-        -- last of them (not null = the window has passed); session_facts holds the next six
-        greatest(
-            next_srs_1,
-            case when $repair_window >= 2 then next_srs_2 end,
-            case when $repair_window >= 3 then next_srs_3 end,
-            case when $repair_window >= 4 then next_srs_4 end,
-            case when $repair_window >= 5 then next_srs_5 end,
-            case when $repair_window >= 6 then next_srs_6 end
-        ) as best_next,
-        case $repair_window
-            when 1 then next_srs_1
-            when 2 then next_srs_2
-            when 3 then next_srs_3
-            when 4 then next_srs_4
-            when 5 then next_srs_5
-            else next_srs_6
-        end as window_end
-    from sessions_in_view(
-        $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
-        $allowed_sites
-    )
-    where srs is not null
-),
-events as (
-    -- differences rounded to 1e-4 so that item sums (floating point) compare exactly
-    select
-        -- without detail the units collapse to one (null) value each: far fewer cells
         case when $detail then month end as month,
         case when $detail then site end as site,
         case when $detail then therapist end as therapist,
         client_id,
-        prev_srs,
-        coalesce(round(prev_srs - srs, 4) >= $rupture_threshold, false) as rupture,
+        -- the client within a month, site or therapist: null without detail, so those
+        -- groupings (left out of the result then) collapse to one row instead of repeating
+        -- the clinic's distinct count
+        case when $detail then client_id end as unit_client,
+        n_srs,
+        n_srs_prev
+    from srs_months_in_view(
+        $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
+        $allowed_sites
+    )
+),
+ruptures as (
+    -- the SRS administrations in the period that are ruptures (differences rounded to 1e-4 so
+    -- that item sums, floating point, compare exactly), with their fate
+    select
+        case when $detail then month end as month,
+        case when $detail then site end as site,
+        case when $detail then therapist end as therapist,
+        client_id,
+        case when $detail then client_id end as unit_client,
         case
-            when not coalesce(round(prev_srs - srs, 4) >= $rupture_threshold, false) then null
             when round(best_next - prev_srs, 4) >= 0 then 'repaired'
             when window_end is not null or end_reason is not null then 'unrepaired'
             else 'open'
         end as fate
-    from in_view
+    from (
+        select
+            month,
+            site,
+            therapist,
+            client_id,
+            prev_srs,
+            end_reason,
+            -- the best of the next $repair_window SRS administrations of the episode, and the
+            -- last of them (not null = the window has passed); session_facts holds the next six
+            greatest(
+                next_srs_1,
+                case when $repair_window >= 2 then next_srs_2 end,
+                case when $repair_window >= 3 then next_srs_3 end,
+                case when $repair_window >= 4 then next_srs_4 end,
+                case when $repair_window >= 5 then next_srs_5 end,
+                case when $repair_window >= 6 then next_srs_6 end
+            ) as best_next,
+            case $repair_window
+                when 1 then next_srs_1
+                when 2 then next_srs_2
+                when 3 then next_srs_3
+                when 4 then next_srs_4
+                when 5 then next_srs_5
+                else next_srs_6
+            end as window_end
+        from sessions_in_view(
+            $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
+            $allowed_sites
+        )
+        where srs is not null
+          and round(prev_srs - srs, 4) >= $rupture_threshold
+    )
 ),
-cells as (
-    -- one row per month, site, therapist and client first: the grouping sets below then
-    -- count distinct clients over far fewer rows
+sums as (
     select
+        grouping(month, site, therapist) as g,
         month,
         site,
         therapist,
-        client_id,
-        count(*) as administrations,
-        count(*) filter (where prev_srs is not null) as with_previous,
-        count(*) filter (where rupture) as ruptures,
+        sum(n_srs)::bigint as administrations,
+        sum(n_srs_prev)::bigint as with_previous
+    from cells
+    group by grouping sets ((), (month), (site), (therapist))
+),
+rupture_sums as (
+    select
+        grouping(month, site, therapist) as g,
+        month,
+        site,
+        therapist,
+        count(*) as ruptures,
         count(*) filter (where fate = 'repaired') as repaired,
         count(*) filter (where fate = 'unrepaired') as unrepaired,
         count(*) filter (where fate = 'open') as open
-    from events
-    group by month, site, therapist, client_id
+    from ruptures
+    group by grouping sets ((), (month), (site), (therapist))
 ),
 unit_clients as (
     -- distinct clients per unit in two steps (one row per unit and client, then count), much
@@ -115,37 +141,27 @@ unit_clients as (
         month,
         site,
         therapist,
-        bool_or(with_previous > 0) as has_previous,
-        bool_or(repaired + unrepaired > 0) as has_fate
+        bool_or(n_srs_prev > 0) as has_previous
     from cells
-    group by grouping sets ((client_id), (month, client_id), (site, client_id),
-                            (therapist, client_id))
+    group by grouping sets ((client_id), (month, unit_client), (site, unit_client),
+                            (therapist, unit_client))
 ),
 clients as (
-    select
-        g,
-        month,
-        site,
-        therapist,
-        count(*) filter (where has_previous) as n_clients,
-        count(*) filter (where has_fate) as fate_clients
+    select g, month, site, therapist, count(*) filter (where has_previous) as n_clients
     from unit_clients
     group by g, month, site, therapist
 ),
-sums as (
-    select
-        grouping(month, site, therapist) as g,
-        month,
-        site,
-        therapist,
-        sum(administrations)::bigint as administrations,
-        sum(with_previous)::bigint as with_previous,
-        sum(ruptures)::bigint as ruptures,
-        sum(repaired)::bigint as repaired,
-        sum(unrepaired)::bigint as unrepaired,
-        sum(open)::bigint as open
-    from cells
-    group by grouping sets ((), (month), (site), (therapist))
+fate_clients as (
+    -- distinct clients with a rupture whose fate is known, per unit (two steps as above)
+    select g, month, site, therapist, count(*) as fate_clients
+    from (
+        select grouping(month, site, therapist) as g, month, site, therapist
+        from ruptures
+        where fate <> 'open'
+        group by grouping sets ((client_id), (month, unit_client), (site, unit_client),
+                                (therapist, unit_client))
+    )
+    group by g, month, site, therapist
 ),
 final as (
     -- grouping(): bit set = column not in the grouping set (month 4, site 2, therapist 1)
@@ -165,20 +181,30 @@ final as (
         c.n_clients,
         s.administrations,
         s.with_previous,
-        s.ruptures,
-        s.repaired,
-        s.unrepaired,
-        s.open,
-        s.repaired + s.unrepaired as fate_known,
-        c.fate_clients,
-        s.ruptures / nullif(s.with_previous, 0) as rupture_rate,
-        s.repaired / nullif(s.repaired + s.unrepaired, 0) as repair_rate
+        coalesce(r.ruptures, 0) as ruptures,
+        coalesce(r.repaired, 0) as repaired,
+        coalesce(r.unrepaired, 0) as unrepaired,
+        coalesce(r.open, 0) as open,
+        coalesce(r.repaired + r.unrepaired, 0) as fate_known,
+        coalesce(f.fate_clients, 0) as fate_clients,
+        coalesce(r.ruptures, 0) / nullif(s.with_previous, 0) as rupture_rate,
+        r.repaired / nullif(r.repaired + r.unrepaired, 0) as repair_rate
     from sums as s
     join clients as c
       on s.g = c.g
      and s.month is not distinct from c.month
      and s.site is not distinct from c.site
      and s.therapist is not distinct from c.therapist
+    left join rupture_sums as r
+      on s.g = r.g
+     and s.month is not distinct from r.month
+     and s.site is not distinct from r.site
+     and s.therapist is not distinct from r.therapist
+    left join fate_clients as f
+      on s.g = f.g
+     and s.month is not distinct from f.month
+     and s.site is not distinct from f.site
+     and s.therapist is not distinct from f.therapist
 )
 select * from final
 where $detail or grouping = 'clinic'

@@ -38,9 +38,10 @@ def transfers_con(demo_db: Path, tmp_path_factory: pytest.TempPathFactory):
     """The demo clinic with therapist and site changes inside episodes, as real clinics have.
 
     The demo keeps one therapist and site per episode; here about one episode in eight moves
-    to another therapist from its third session on (and half of those to another site too), so
-    the queries' paths for episodes seen by several therapists or at several sites are compared
-    with the reference as well.
+    to another therapist from its third session on (and half of those to another site too), and
+    another one in eight stays with its therapist but moves to another site (a therapist working
+    at two sites), so the queries' paths for episodes seen by several therapists or at several
+    sites are compared with the reference as well.
     """
     path = tmp_path_factory.mktemp("transfers") / "alliance.duckdb"
     shutil.copyfile(demo_db, path)
@@ -48,11 +49,12 @@ def transfers_con(demo_db: Path, tmp_path_factory: pytest.TempPathFactory):
     con.execute(
         """
         update sessions as s
-        set therapist_id = (s.therapist_id % t.n) + 1,
-            site_id = case when s.episode_id % 16 = 0 then (s.site_id % t.sites) + 1
-                           else s.site_id end
+        set therapist_id = case when s.episode_id % 8 = 0 then (s.therapist_id % t.n) + 1
+                                else s.therapist_id end,
+            site_id = case when s.episode_id % 16 = 0 or s.episode_id % 8 = 4
+                           then (s.site_id % t.sites) + 1 else s.site_id end
         from (select count(*) as n, (select count(*) from sites) as sites from therapists) as t
-        where s.episode_id % 8 = 0
+        where s.episode_id % 4 = 0
           and s.session_id in (
               select session_id from session_facts where session_index >= 3
           )

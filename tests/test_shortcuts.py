@@ -165,3 +165,54 @@ def test_rupture_followup_equals_its_direct_reference(request, clinic: str) -> N
                 assert got[col].tolist() == want[col].tolist(), (col, f, threshold, window)
             for col in ["dropout_rate", "mean_sessions", "mean_ruptures", "mean_improvement"]:
                 pd.testing.assert_series_equal(got[col], want[col], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
+def test_rupture_rates_equal_their_direct_reference(request, clinic: str) -> None:
+    """Counting administrations and their clients from the per-month rollup (derive.sql,
+    srs_month_cells) and only the ruptures from the sessions gives exactly what one aggregation
+    of every session in view gives: per unit, with and without detail, under several settings,
+    filters and site restrictions."""
+    con = request.getfixturevalue(clinic)
+    reference = (REFERENCE / "rupture_rates_direct.sql").read_text()
+    sites = sorted(r[0] for r in con.execute("select name from sites").fetchall())
+    therapist = con.execute("select min(therapist) from session_facts").fetchone()[0]
+    cases = [(f, None) for f in FILTERS] + [
+        (FILTERS[0], sites[:2]),
+        (FILTERS[1], sites[1:]),
+        (
+            Filters(
+                first_month=dt.date(2026, 1, 1), last_month=dt.date(2026, 6, 1), therapist=therapist
+            ),
+            None,
+        ),
+        (
+            Filters(
+                first_month=dt.date(2026, 9, 1), last_month=dt.date(2026, 10, 1), site=sites[0]
+            ),
+            None,
+        ),
+    ]
+    for f, allowed in cases:
+        for threshold, window, detail in (
+            (2.0, 2, True),
+            (1.0, 1, True),
+            (3.5, 6, True),
+            (2.0, 2, False),
+        ):
+            params = {
+                **f.sql_params(allowed),
+                "rupture_threshold": threshold,
+                "repair_window": window,
+                "detail": detail,
+            }
+            got = queries.run(con, "rupture_rates", **params)
+            want = con.execute(reference, params).df()
+            assert len(want) > (3 if detail else 0), (f, allowed)
+            assert want["ruptures"].sum() > 0
+            assert list(got.columns) == list(want.columns)
+            for col in want.columns:
+                if col in ("rupture_rate", "repair_rate"):
+                    pd.testing.assert_series_equal(got[col], want[col], rtol=1e-12, atol=1e-12)
+                else:
+                    assert got[col].tolist() == want[col].tolist(), (col, f, allowed, threshold)

@@ -282,6 +282,29 @@ final as (
 select * from final
 order by month;
 
+-- Rollup for the ruptures page: per calendar month, site, therapist and client (and the
+-- episode's program and demographics, the filters) the SRS administrations and those with a
+-- previous SRS in the episode. These counts do not depend on the rupture settings, so the page
+-- reads them here and takes only the ruptures themselves from the sessions
+-- (tests/test_shortcuts.py compares rupture_rates with its version that counts everything from
+-- the sessions).
+create or replace table srs_month_cells as
+select
+    month,
+    site,
+    therapist,
+    client_id,
+    program,
+    age_band,
+    gender,
+    race_ethnicity,
+    count(*)::integer as n_srs,
+    count(prev_srs)::integer as n_srs_prev
+from session_facts
+where srs is not null
+group by month, site, therapist, client_id, program, age_band, gender, race_ethnicity
+order by month;
+
 -- The sessions of ended episodes, ordered by the episode's end date: the views that follow
 -- episodes finished in the period through all of their sessions (outcome trajectories, what
 -- followed ruptures) read only those episodes' sessions from here instead of every session

@@ -74,3 +74,17 @@ where month >= p_from
       site, program, therapist, age_band, gender, race_ethnicity,
       p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
   );
+
+-- The per-month SRS count rollup (derive.sql, srs_month_cells) under the same filters; whole
+-- calendar months as above.
+create or replace macro srs_months_in_view(
+    p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+) as table
+select *
+from srs_month_cells
+where month >= p_from
+  and month < p_to
+  and matches_filters(
+      site, program, therapist, age_band, gender, race_ethnicity,
+      p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+  );
