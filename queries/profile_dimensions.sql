@@ -1,6 +1,6 @@
 -- The alliance in the clinic's terms (metrics.md "Alliance dimensions"): each dimension's mean
 -- item score for the whole clinic and per site, program, therapist, month, age band, gender and
--- race/ethnicity, and per therapist x demographic group, all in one pass (grouping sets). Each
+-- race/ethnicity, and per therapist x demographic group, in one pass. Each
 -- episode's mean item score over its administrations in the unit is one observation, so a long
 -- episode counts once and the SD is the between-episode SD (the basis of the intervals). SRS
 -- items 0-10: heard = relationship, goals = goals and topics, approach = approach or method,
@@ -8,11 +8,13 @@
 -- overall). Only recorded items count. Reads the per-episode-month item rollup (count and sum
 -- per item per episode, therapist, site and month, built with the facts); the per-unit episode
 -- means are rolled up from those cells wide (one column per dimension, unpivoted only at the
--- end). An episode seen by one therapist (at one site) over its whole life has the same means
--- per therapist (site) as overall, and with both one cell per month, so only the other
--- episodes are grouped again; distinct clients are the unit's rows of clients with a single
--- episode plus, counted in two steps, the clients with several (derive.sql: single_therapist,
--- single_site, multi_episode_client).
+-- end). An episode seen by one therapist at one site whose months all lie in the period has its
+-- whole-life sums as its period sums (derive.sql, episode_items: one row, nothing to group);
+-- only the other episodes' cells are grouped by episode. An episode seen by one therapist (at
+-- one site) has the same means per therapist (site) as overall, and with both one cell per
+-- month, so only the other episodes are grouped again; distinct clients are the unit's rows of
+-- clients with a single episode plus, counted in two steps, the clients with several
+-- (derive.sql: single_therapist, single_site, multi_episode_client).
 --
 -- Parameters:
 --   $date_from: date, first day included
@@ -42,7 +44,7 @@ cells as (
     -- chosen measure (missing items do not count), from the precomputed rollup
     -- (derive.sql, episode_month_items: the same cells aggregated from the sessions). Every
     -- episode mean below is sum / count of the episode's administrations in the unit, as avg()
-    -- over its sessions would give.
+    -- over its sessions would give. `whole`: the episode's sums come from episode_items.
     select
         episode_id,
         therapist,
@@ -52,6 +54,8 @@ cells as (
         multi_episode_client as multi,
         single_therapist,
         single_site,
+        single_therapist and single_site
+            and first_month >= $date_from and last_month < $date_to as whole,
         case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
         case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end as s_heard,
         case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
@@ -66,55 +70,6 @@ cells as (
         $allowed_sites
     )
 ),
-per_episode as (
-    -- each episode's mean item score per dimension over its administrations in the period
-    -- (program and demographics are fixed per episode); m_x is null where x was not recorded
-    -- (numbers only here; the episode's program and demographics are joined on below, cheaper
-    -- than carrying strings through the aggregation)
-    select
-        episode_id,
-        any_value(client_id) as client_id,
-        any_value(multi) as multi,
-        any_value(single_therapist) as single_therapist,
-        any_value(therapist) as therapist,  -- its one therapist where single_therapist
-        any_value(single_site) as single_site,
-        any_value(site) as site,  -- its one site where single_site
-        sum(n_heard) as n_heard,
-        sum(s_heard) / sum(n_heard) as m_heard,
-        sum(n_goals) as n_goals,
-        sum(s_goals) / sum(n_goals) as m_goals,
-        sum(n_approach) as n_approach,
-        sum(s_approach) / sum(n_approach) as m_approach,
-        sum(n_overall) as n_overall,
-        sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
-    from cells
-    group by episode_id
-),
-per_episode_therapist as (
-    -- the episode's means with each therapist it saw (usually one: then its overall means)
-    select
-        episode_id, therapist, client_id, multi,
-        n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode
-    where $detail and single_therapist
-    union all
-    select
-        episode_id,
-        therapist,
-        any_value(client_id) as client_id,
-        any_value(multi) as multi,
-        sum(n_heard) as n_heard,
-        sum(s_heard) / sum(n_heard) as m_heard,
-        sum(n_goals) as n_goals,
-        sum(s_goals) / sum(n_goals) as m_goals,
-        sum(n_approach) as n_approach,
-        sum(s_approach) / sum(n_approach) as m_approach,
-        sum(n_overall) as n_overall,
-        sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
-    from cells
-    where $detail and not single_therapist
-    group by episode_id, therapist
-),
 attributes as (
     -- program and demographics of each episode (fixed per episode)
     select
@@ -125,11 +80,100 @@ attributes as (
         race_ethnicity
     from episode_facts
 ),
-per_episode_attr as (
-    select * from per_episode join attributes using (episode_id)
+per_episode as (
+    -- each episode's mean item score per dimension over its administrations in the period,
+    -- with its program and demographics; m_x is null where x was not recorded. Episodes wholly
+    -- in the period (one therapist, one site): their whole-life sums, one row each
+    select
+        episode_id,
+        client_id,
+        multi_episode_client as multi,
+        true as single_therapist,
+        therapist,
+        true as single_site,
+        site,
+        coalesce(program, '(no program)') as program,
+        age_band,
+        gender,
+        race_ethnicity,
+        case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
+        case when $alliance = 'wai' then s_wai_heard / n_wai_heard
+             else s10_srs_heard / 10 / n_srs_heard end as m_heard,
+        case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
+        case when $alliance = 'wai' then s_wai_goals / n_wai_goals
+             else s10_srs_goals / 10 / n_srs_goals end as m_goals,
+        case when $alliance = 'wai' then n_wai_approach else n_srs_approach end as n_approach,
+        case when $alliance = 'wai' then s_wai_approach / n_wai_approach
+             else s10_srs_approach / 10 / n_srs_approach end as m_approach,
+        case when $alliance = 'wai' then 0 else n_srs_overall end as n_overall,
+        case when $alliance = 'wai' then null
+             else s10_srs_overall / 10 / nullif(n_srs_overall, 0) end as m_overall
+    from whole_episode_items_in_view(
+        $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
+        $allowed_sites
+    )
+    union all
+    -- the others: their cells in the period grouped by episode (numbers only; the program and
+    -- demographics are joined on after grouping, cheaper than carrying strings through it)
+    select
+        p.episode_id, p.client_id, p.multi, p.single_therapist, p.therapist, p.single_site,
+        p.site, a.program, a.age_band, a.gender, a.race_ethnicity,
+        p.n_heard, p.m_heard, p.n_goals, p.m_goals, p.n_approach, p.m_approach, p.n_overall,
+        p.m_overall
+    from (
+        select
+            episode_id,
+            any_value(client_id) as client_id,
+            any_value(multi) as multi,
+            any_value(single_therapist) as single_therapist,
+            any_value(therapist) as therapist,  -- its one therapist where single_therapist
+            any_value(single_site) as single_site,
+            any_value(site) as site,  -- its one site where single_site
+            sum(n_heard) as n_heard,
+            sum(s_heard) / sum(n_heard) as m_heard,
+            sum(n_goals) as n_goals,
+            sum(s_goals) / sum(n_goals) as m_goals,
+            sum(n_approach) as n_approach,
+            sum(s_approach) / sum(n_approach) as m_approach,
+            sum(n_overall) as n_overall,
+            sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
+        from cells
+        where not whole
+        group by episode_id
+    ) as p
+    join attributes as a using (episode_id)
 ),
-per_episode_therapist_attr as (
-    select * from per_episode_therapist join attributes using (episode_id)
+per_episode_therapist as (
+    -- the episode's means with each therapist it saw (usually one: then its overall means)
+    select
+        episode_id, therapist, client_id, multi, age_band, gender, race_ethnicity,
+        n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
+    from per_episode
+    where $detail and single_therapist
+    union all
+    select
+        p.episode_id, p.therapist, p.client_id, p.multi, a.age_band, a.gender, a.race_ethnicity,
+        p.n_heard, p.m_heard, p.n_goals, p.m_goals, p.n_approach, p.m_approach, p.n_overall,
+        p.m_overall
+    from (
+        select
+            episode_id,
+            therapist,
+            any_value(client_id) as client_id,
+            any_value(multi) as multi,
+            sum(n_heard) as n_heard,
+            sum(s_heard) / sum(n_heard) as m_heard,
+            sum(n_goals) as n_goals,
+            sum(s_goals) / sum(n_goals) as m_goals,
+            sum(n_approach) as n_approach,
+            sum(s_approach) / sum(n_approach) as m_approach,
+            sum(n_overall) as n_overall,
+            sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
+        from cells
+        where $detail and not single_therapist
+        group by episode_id, therapist
+    ) as p
+    join attributes as a using (episode_id)
 ),
 per_episode_site as (
     -- the episode's means at each site (usually one: then its overall means)
@@ -197,47 +241,47 @@ observations as (
     select 'clinic' as grouping, 'clinic' as unit, 'all' as subgroup,
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_attr
+    from per_episode
     union all
     select 'program', program, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_attr
+    from per_episode
     union all
     select 'age_band', age_band, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_attr
+    from per_episode
     union all
     select 'gender', gender, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_attr
+    from per_episode
     union all
     select 'race_ethnicity', race_ethnicity, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_attr
+    from per_episode
     union all
     select 'therapist', therapist, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_therapist_attr
+    from per_episode_therapist
     union all
     select 'therapist/age_band', therapist, age_band,
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_therapist_attr
+    from per_episode_therapist
     union all
     select 'therapist/gender', therapist, gender,
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_therapist_attr
+    from per_episode_therapist
     union all
     select 'therapist/race_ethnicity', therapist, race_ethnicity,
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
-    from per_episode_therapist_attr
+    from per_episode_therapist
     union all
     select 'site', site, 'all',
            client_id, multi,

@@ -279,8 +279,52 @@ final as (
     join e using (episode_id)
     group by month, episode_id, therapist, site
 )
-select * from final
+select
+    *,
+    -- the first and last month of the episode's item cells: the episode lies wholly inside a
+    -- period when both do (the profile then reads its whole-life sums from episode_items)
+    min(month) over (partition by episode_id) as first_month,
+    max(month) over (partition by episode_id) as last_month
+from final
 order by month;
+
+-- The whole-life item sums of each episode seen by one therapist at one site (most episodes):
+-- its cells above summed over all months. For a period that contains all of such an episode's
+-- months, its per-period means are these (every cell passes the filters or none does: program,
+-- demographics, therapist and site are the same in all of them), so the profile reads one row
+-- here instead of grouping its monthly cells again (tests/test_rollups.py compares the results
+-- with the session-level computation).
+create or replace table episode_items as
+select
+    episode_id,
+    any_value(client_id) as client_id,
+    any_value(therapist) as therapist,
+    any_value(site) as site,
+    any_value(program) as program,
+    any_value(age_band) as age_band,
+    any_value(gender) as gender,
+    any_value(race_ethnicity) as race_ethnicity,
+    any_value(multi_episode_client) as multi_episode_client,
+    min(month) as first_month,
+    max(month) as last_month,
+    sum(n_srs_heard)::integer as n_srs_heard,
+    sum(s10_srs_heard)::bigint as s10_srs_heard,
+    sum(n_srs_goals)::integer as n_srs_goals,
+    sum(s10_srs_goals)::bigint as s10_srs_goals,
+    sum(n_srs_approach)::integer as n_srs_approach,
+    sum(s10_srs_approach)::bigint as s10_srs_approach,
+    sum(n_srs_overall)::integer as n_srs_overall,
+    sum(s10_srs_overall)::bigint as s10_srs_overall,
+    sum(n_wai_heard)::integer as n_wai_heard,
+    sum(s_wai_heard) as s_wai_heard,
+    sum(n_wai_goals)::integer as n_wai_goals,
+    sum(s_wai_goals) as s_wai_goals,
+    sum(n_wai_approach)::integer as n_wai_approach,
+    sum(s_wai_approach) as s_wai_approach
+from episode_month_items
+where single_therapist and single_site
+group by episode_id
+order by last_month;
 
 -- Rollup for the ruptures page: per calendar month, site, therapist and client (and the
 -- episode's program and demographics, the filters) the SRS administrations and those with a

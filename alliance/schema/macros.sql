@@ -88,3 +88,17 @@ where month >= p_from
       site, program, therapist, age_band, gender, race_ethnicity,
       p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
   );
+
+-- Episodes seen by one therapist at one site whose item months all lie in the period, with
+-- their whole-life item sums (derive.sql, episode_items), under the same filters.
+create or replace macro whole_episode_items_in_view(
+    p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+) as table
+select *
+from episode_items
+where first_month >= p_from
+  and last_month < p_to
+  and matches_filters(
+      site, program, therapist, age_band, gender, race_ethnicity,
+      p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
+  );
