@@ -384,25 +384,22 @@ def lines(
     return themed(fig, title=title, subtitle=subtitle)
 
 
-def funnel_plot(
+def funnel_traces(
     points: pd.DataFrame,
     limits: pd.DataFrame,
     *,
-    target: float,
-    title: str,
-    subtitle: str,
     x_label: str,
     y_label: str,
     value_format: str = "pct",
-) -> go.Figure:
-    """Funnel plot: units (by code) against volume, with 95% and 99.8% limits around the target.
+) -> list[go.Scatter]:
+    """The traces of a funnel plot: the 99.8% and 95% limit lines, then the units by flag.
 
     points: unit, n, value, flag. limits: n, low_95, high_95, low_998, high_998.
     """
-    fig = go.Figure()
+    traces = []
     for level, dash, label in (("998", "dash", "99.8% limits"), ("95", "dot", "95% limits")):
         for side in ("low", "high"):
-            fig.add_trace(
+            traces.append(
                 go.Scatter(
                     x=limits["n"],
                     y=limits[f"{side}_{level}"],
@@ -413,12 +410,6 @@ def funnel_plot(
                     hoverinfo="skip",
                 )
             )
-    fig.add_hline(
-        y=target,
-        line={"color": BLACK, "width": 1.5},
-        annotation_text="clinic-wide",
-        annotation_position="bottom right",
-    )
     colours = {
         "within": BLUE,
         "above 95%": ORANGE,
@@ -427,7 +418,7 @@ def funnel_plot(
         "below 99.8%": VERMILLION,
     }
     for flag, part in points.groupby("flag", sort=False):
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=part["n"],
                 y=part["value"],
@@ -445,6 +436,35 @@ def funnel_plot(
                 ),
             )
         )
+    return traces
+
+
+def funnel_plot(
+    points: pd.DataFrame,
+    limits: pd.DataFrame,
+    *,
+    target: float,
+    title: str,
+    subtitle: str,
+    x_label: str,
+    y_label: str,
+    value_format: str = "pct",
+) -> go.Figure:
+    """Funnel plot: units (by code) against volume, with 95% and 99.8% limits around the target.
+
+    points: unit, n, value, flag. limits: n, low_95, high_95, low_998, high_998.
+    """
+    traces = funnel_traces(
+        points, limits, x_label=x_label, y_label=y_label, value_format=value_format
+    )
+    fig = go.Figure(traces[:4])
+    fig.add_hline(
+        y=target,
+        line={"color": BLACK, "width": 1.5},
+        annotation_text="clinic-wide",
+        annotation_position="bottom right",
+    )
+    fig.add_traces(traces[4:])
     fig.update_xaxes(title=x_label, rangemode="tozero")
     fig.update_yaxes(title=y_label, tickformat=_fmt(value_format))
     return themed(fig, title=title, subtitle=subtitle, height=480)

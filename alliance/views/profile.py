@@ -971,44 +971,55 @@ def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figu
     )
     seen: set[str] = set()
     ticks = {"num1": ".1f", "num2": ".1f", "pct": ".0%"}
+    # every subplot's traces, clinic line and axes gathered first, then set in two calls:
+    # plotly's per-subplot add_hline / update_*axes each re-walk the whole layout
+    traces: list[go.Scatter] = []
+    trace_rows: list[int] = []
+    trace_cols: list[int] = []
+    shapes: list[dict] = []
+    axes: dict[str, dict] = {}
     for i, it in enumerate(items):
         r, c = i // cols + 1, i % cols + 1
         pts, lim, target = it["points"], it["limits"], it["target"]
-        single = charts.funnel_plot(
-            pts,
-            lim,
-            target=target,
-            title="",
-            subtitle="",
-            x_label=it["x_label"],
-            y_label=it["y_label"],
-            value_format=it["value_format"],
-        )
-        for tr in single.data:
+        for tr in charts.funnel_traces(
+            pts, lim, x_label=it["x_label"], y_label=it["y_label"], value_format=it["value_format"]
+        ):
             name = tr.name or ""
             tr.legendgroup = name
             tr.showlegend = tr.showlegend is not False and name not in seen
             if tr.showlegend:
                 seen.add(name)
-            grid.add_trace(tr, row=r, col=c)
-        grid.add_hline(y=target, line={"color": charts.BLACK, "width": 1.5}, row=r, col=c)
+            traces.append(tr)
+            trace_rows.append(r)
+            trace_cols.append(c)
+        suffix = "" if i == 0 else str(i + 1)  # make_subplots numbers axes row by row
+        shapes.append(
+            {
+                "type": "line",
+                "line": {"color": charts.BLACK, "width": 1.5},
+                "x0": 0,
+                "x1": 1,
+                "xref": f"x{suffix} domain",
+                "y0": target,
+                "y1": target,
+                "yref": f"y{suffix}",
+            }
+        )
         n_min = float(pts["n"].min())
         near = lim[lim["n"] >= 0.6 * n_min]
         vals = pd.concat([pts["value"], near["low_998"], near["high_998"]]).dropna()
         pad = max(float(vals.max() - vals.min()) * 0.06, 1e-3)
-        grid.update_yaxes(
-            range=[float(vals.min()) - pad, float(vals.max()) + pad],
-            tickformat=ticks.get(it["value_format"], ".1f"),
-            title=it["y_label"] if c == 1 or it.get("own_axis") else None,
-            row=r,
-            col=c,
-        )
-        grid.update_xaxes(
-            rangemode="tozero",
-            title=it["x_label"] if r == rows else None,
-            row=r,
-            col=c,
-        )
+        axes[f"yaxis{suffix}"] = {
+            "range": [float(vals.min()) - pad, float(vals.max()) + pad],
+            "tickformat": ticks.get(it["value_format"], ".1f"),
+            "title": it["y_label"] if c == 1 or it.get("own_axis") else None,
+        }
+        axes[f"xaxis{suffix}"] = {
+            "rangemode": "tozero",
+            "title": it["x_label"] if r == rows else None,
+        }
+    grid.add_traces(traces, rows=trace_rows, cols=trace_cols)
+    grid.update_layout(shapes=shapes, **axes)
     fig = charts.themed(grid, title=title, subtitle=subtitle_text, height=340 * rows + 160)
     return fit_layout(fig)
 
