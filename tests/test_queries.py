@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from alliance import queries
@@ -56,3 +57,19 @@ def _value(name: str, ctx):
     if name in defaults:
         return defaults[name]
     raise AssertionError(f"add a value for parameter {name!r} in tests/test_queries.py")
+
+
+def test_run_rows_gives_the_frame_run_gives(demo_con, demo_ctx):
+    """The Arrow fetch of a row-level query: same columns, dtypes, values and nulls as `run`."""
+    query = queries.load("therapists_outcome_episodes")
+    params = {name: _value(name, demo_ctx) for name in query.parameters}
+    a = queries.run(demo_con, query.name, **params)
+    b = queries.run_rows(demo_con, query.name, **params)
+    assert len(a) > 1000
+    assert a["age_band"].isna().any() or a["age_band"].nunique() > 2
+    key = list(a.columns)
+    pd.testing.assert_frame_equal(
+        a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    )
+    with pytest.raises(queries.QueryError):
+        queries.run_rows(demo_con, query.name, **params, unknown=1)

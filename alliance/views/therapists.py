@@ -72,7 +72,7 @@ def therapist_icc_outcome(ctx: Context, measure: str = "ors") -> stats.ICC:
     filters as given (a therapist filter leaves one therapist: the ICC is then NaN, method
     "none"). A clinic-level number: it discloses no single therapist.
     """
-    rows = queries.run(ctx.con, "therapists_outcome_episodes", **ctx.params(), measure=measure)
+    rows = queries.run_rows(ctx.con, "therapists_outcome_episodes", **ctx.params(), measure=measure)
     return stats.therapist_icc(rows["improvement"], rows["intake"], rows["therapist"])
 
 
@@ -119,7 +119,7 @@ def build(ctx: Context) -> View:
     if n_clients < ctx.policy.k:
         return View(TITLE, QUESTION, notice=_too_small(ctx, n_clients), n_clients=n_clients)
     outcome_rows, alliance = gather(
-        lambda: queries.run(
+        lambda: queries.run_rows(
             ctx.con, "therapists_outcome_episodes", **cmp.params(), measure=measure
         ),
         lambda: queries.run(
