@@ -1,10 +1,13 @@
 """The baseline for `python -m alliance bench`: each page computed the common Streamlit way.
 
 Everything is loaded into pandas DataFrames once (as `st.cache_data(pd.read_sql(...))` would),
-then every filter change masks and groups those frames in memory. The aggregates mirror the
-page's named queries (same definitions, same filters) and the same statistics and chart builders
-are called, so the comparison is of the data work, not of different questions.
-tests/test_bench.py checks that this baseline gives the same numbers as the queries.
+then every filter change masks and groups those frames in memory. Each page's baseline computes
+that page's main aggregates (the definitions and filters of its named queries) and calls the same
+statistics, but builds at most a chart or two and leaves out most tiles, the previous-period
+comparisons (but on Overview) and the secondary panels: on most pages it does less work than the
+page, so the ratio flatters pandas (README, Performance). tests/test_bench.py checks that its
+headline figures equal the named queries' (overview_sessions, overview_episodes) and that every
+page's baseline runs.
 """
 
 from __future__ import annotations
