@@ -3,7 +3,10 @@
 -- item (previous item score - item score at the rupture, points 0-10, positive = fell) and how
 -- often each item fell the most (ties count for every tied item).
 -- The previous administration's items come from session_facts (prev_srs_relationship ...),
--- like prev_srs over all of the episode's SRS administrations, whatever their site.
+-- like prev_srs over all of the episode's SRS administrations, whatever their site. Every
+-- rupture counted has all four items at both administrations, so the clients and ruptures are
+-- the same for each item: counted once, the items aggregated side by side and unpivoted at
+-- the end.
 --
 -- Parameters:
 --   $date_from: date, first day included (session date of the rupture)
@@ -29,7 +32,6 @@ drops as (
     -- the previous SRS administration's items are precomputed in session_facts
     -- (prev_srs_relationship ... prev_srs_overall, over the episode's SRS administrations)
     select
-        session_id,
         client_id,
         prev_srs_relationship - srs_relationship as heard,
         prev_srs_goals - srs_goals as goals,
@@ -46,25 +48,38 @@ drops as (
       and prev_srs_relationship is not null and prev_srs_goals is not null
       and prev_srs_approach is not null and prev_srs_overall is not null
 ),
-long as (
-    -- one row per rupture and item, with the rupture's largest item drop beside it
-    unpivot (
-        select *, greatest(heard, goals, approach, overall) as biggest
-        from drops
-    )
-    on heard, goals, approach, overall
-    into name dimension value item_drop
+wide as (
+    select
+        count(distinct client_id) as n_clients,
+        count(*) as ruptures,
+        avg(columns(['heard', 'goals', 'approach', 'overall'])) as 'mean_\0',
+        stddev_samp(columns(['heard', 'goals', 'approach', 'overall'])) as 'sd_\0',
+        -- the item fell the most (ties count for every tied item)
+        count_if(
+            round(biggest - columns(['heard', 'goals', 'approach', 'overall']), 4) = 0
+        )::bigint as 'largest_\0'
+    from (select *, greatest(heard, goals, approach, overall) as biggest from drops)
 ),
 final as (
     select
-        dimension,
-        count(distinct client_id) as n_clients,
-        count(*) as ruptures,
-        avg(item_drop) as mean_drop,
-        stddev_samp(item_drop) as sd_drop,
-        count(*) filter (where round(biggest - item_drop, 4) = 0) as largest
-    from long
-    group by dimension
+        d.dimension,
+        w.n_clients,
+        w.ruptures,
+        case d.dimension
+            when 'heard' then w.mean_heard when 'goals' then w.mean_goals
+            when 'approach' then w.mean_approach else w.mean_overall
+        end as mean_drop,
+        case d.dimension
+            when 'heard' then w.sd_heard when 'goals' then w.sd_goals
+            when 'approach' then w.sd_approach else w.sd_overall
+        end as sd_drop,
+        case d.dimension
+            when 'heard' then w.largest_heard when 'goals' then w.largest_goals
+            when 'approach' then w.largest_approach else w.largest_overall
+        end as largest
+    from wide as w
+    cross join (values ('heard'), ('goals'), ('approach'), ('overall')) as d(dimension)
+    where w.ruptures > 0
 )
 select * from final
 order by dimension;
