@@ -115,7 +115,8 @@ def therapist_labels(codes: Iterable[str], ctx: Context, volume: pd.Series | Non
     The letters are assigned per view, largest caseload first, so a screen shared in a meeting
     shows no codes.
     """
-    codes = list(dict.fromkeys(codes))
+    # a Series has one row per unit and dimension: its distinct codes first (in order)
+    codes = list(dict.fromkeys(codes.unique() if isinstance(codes, pd.Series) else codes))
     if not ctx.meeting_mode:
         return {c: c for c in codes}
     if volume is not None:
@@ -1177,21 +1178,29 @@ def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFr
             d: pooled_sd(part["sd_score"], part["episodes"]) ** 2
             for d, part in cells.groupby("dimension")
         }
-        for (_, dim), part in frame.groupby(["group", "dimension"], sort=False):
+        # per group and dimension (rows in the order of their first group, as groupby
+        # iterates them): the shrunken gaps and the test of heterogeneity between therapists
+        raw_all, n_eff_all = frame["raw_gap"].to_numpy(), frame["n_eff"].to_numpy()
+        shrunk = np.full(len(frame), np.nan)
+        centre, tau, p = (np.full(len(frame), np.nan) for _ in range(3))
+        order = []
+        for (_, dim), idx in frame.groupby(["group", "dimension"], sort=False).indices.items():
+            order.append(idx)
             s2 = s2_by_dim[dim]
-            ok = part["n_eff"] > 0
-            shrunk = np.full(len(part), np.nan)
-            centre = tau = p = np.nan
+            ok = n_eff_all[idx] > 0
             if ok.sum() >= 2 and np.isfinite(s2) and s2 > 0:
-                y, n = part.loc[ok, "raw_gap"].to_numpy(), part.loc[ok, "n_eff"].to_numpy()
-                shrunk[ok.to_numpy()] = empirical_bayes_shrink(y, n, s2)
-                centre = float(np.sum(n * y) / n.sum())
+                y, n = raw_all[idx][ok], n_eff_all[idx][ok]
+                shrunk[idx[ok]] = empirical_bayes_shrink(y, n, s2)
+                centre[idx] = float(np.sum(n * y) / n.sum())
                 w = n / s2
                 od = overdispersion(y, float(np.sum(w * y) / w.sum()), np.sqrt(s2 / n), winsor=0)
-                tau, p = float(np.sqrt(od.tau2)), float(od.p_value)
-            out.append(
-                part.drop(columns="n_eff").assign(shrunk=shrunk, centre=centre, tau=tau, p_value=p)
-            )
+                tau[idx], p[idx] = float(np.sqrt(od.tau2)), float(od.p_value)
+        rows = np.concatenate(order)
+        out.append(
+            frame.drop(columns="n_eff")
+            .assign(shrunk=shrunk, centre=centre, tau=tau, p_value=p)
+            .iloc[rows]
+        )
     if not out:
         return pd.DataFrame(columns=cols)
     df = pd.concat(out, ignore_index=True)
@@ -1233,9 +1242,10 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
         row=visible["attribute"].map(DEMOGRAPHICS) + ": " + visible["group"],
         therapist=visible["therapist"].map(names),
     )
+    pairs = visible.drop_duplicates(["attribute", "group"])  # one row label per pair
     rows = list(
         dict.fromkeys(
-            visible.sort_values(["attribute", "group"], key=lambda s: s.map(_attr_rank))["row"]
+            pairs.sort_values(["attribute", "group"], key=lambda s: s.map(_attr_rank))["row"]
         )
     )
     centres = visible.drop_duplicates(["row", "dimension"])[["row", "dimension", "centre"]]
