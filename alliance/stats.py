@@ -333,15 +333,28 @@ def casemix_adjusted(
     design = np.column_stack(parts)
     y = data[outcome].to_numpy(dtype=float)
     resid = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
-    frame = pd.DataFrame({"g": data[group].to_numpy(), "y": y, "r": resid})
-    by = frame.groupby("g", sort=True)
-    out = by.agg(n=("y", "size"), raw_mean=("y", "mean"), mean_residual=("r", "mean"))
-    out["adjusted_mean"] = y.mean() + out["mean_residual"]
-    out["sd_residual"] = by["r"].std(ddof=1)
-    ss_within = float(((frame["r"] - by["r"].transform("mean")) ** 2).sum())
-    dof = len(frame) - len(out)
-    out["pooled_sd"] = np.sqrt(ss_within / dof) if dof > 0 else NAN
-    return out.reset_index(names="group")[cols]
+    # per group from integer codes (groups in sorted order): counts, means and the residuals'
+    # within-group sums of squares, without a pandas groupby over every row
+    codes, labels = pd.factorize(data[group], sort=True)
+    k = len(labels)
+    n = np.bincount(codes, minlength=k).astype(float)
+    raw_mean = np.bincount(codes, weights=y, minlength=k) / n
+    mean_residual = np.bincount(codes, weights=resid, minlength=k) / n
+    ss = np.bincount(codes, weights=(resid - mean_residual[codes]) ** 2, minlength=k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sd_residual = np.where(n > 1, np.sqrt(ss / (n - 1)), NAN)
+    dof = len(y) - k
+    return pd.DataFrame(
+        {
+            "group": np.asarray(labels),
+            "n": n.astype("int64"),
+            "raw_mean": raw_mean,
+            "mean_residual": mean_residual,
+            "adjusted_mean": y.mean() + mean_residual,
+            "sd_residual": sd_residual,
+            "pooled_sd": np.sqrt(ss.sum() / dof) if dof > 0 else NAN,
+        }
+    )[cols]
 
 
 @dataclass(frozen=True)
