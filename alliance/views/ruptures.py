@@ -798,9 +798,13 @@ def _items(ctx: Context) -> Panel:
 
 
 def build(ctx: Context) -> View:
-    table, before = gather(
+    # the follow-up and item panels need nothing from the main table: they are built while its
+    # query runs (and dropped unseen when the selection turns out too small to show)
+    table, before, followup, items = gather(
         lambda: rupture_table(ctx),
         lambda: rupture_summary(ctx, ctx.filters.previous_period()),
+        lambda: _followup(ctx),
+        lambda: _items(ctx),
     )
     clinic_df = rupture_counts(ctx, "clinic", table=table)
     now = rupture_summary(ctx, table=table)
@@ -816,7 +820,6 @@ def build(ctx: Context) -> View:
                 ),
             )
         return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
-    followup, items = gather(lambda: _followup(ctx), lambda: _items(ctx))
     clinic = clinic_df.iloc[0].to_dict()
     monthly = rupture_counts(ctx, "month", table=table)
     sites = rupture_counts(ctx, "site", table=table)
