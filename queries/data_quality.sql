@@ -141,4 +141,9 @@ final as (
         cohort_clients::integer as cohort_clients
     from checks
 )
-select * from final;
+select * from final
+order by list_position(
+    ['alliance', 'outcome', 'srs_ceiling', 'no_demographics', 'numbered_out_of_order',
+     'late_first_outcome'],
+    check_key
+);

@@ -73,3 +73,15 @@ def test_run_rows_gives_the_frame_run_gives(demo_con, demo_ctx):
     )
     with pytest.raises(queries.QueryError):
         queries.run_rows(demo_con, query.name, **params, unknown=1)
+
+
+@pytest.mark.parametrize("query", ALL, ids=[q.name for q in ALL])
+def test_a_query_of_several_rows_states_their_order(query: queries.NamedQuery, demo_con, demo_ctx):
+    """Readers run with preserve_insertion_order off (alliance/db.py, reader_config): a result
+    without a final ORDER BY may come in any order, so only single-row queries may leave it out."""
+    body = "\n".join(line for line in query.sql.splitlines() if not line.lstrip().startswith("--"))
+    tail = body[body.rfind("\nselect") :].lower()  # the final statement, at column 0
+    if "order by" in tail:
+        return
+    params = {name: _value(name, demo_ctx) for name in query.parameters}
+    assert len(queries.run(demo_con, query.name, **params)) <= 1, query.name
