@@ -37,6 +37,7 @@ _REDRAWN = """() => {
 def _choose(page, label: str, value: str) -> float:
     """Open the sidebar select box `label` and pick `value`; returns the moment of the pick."""
     page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name=label).click()
+    page.keyboard.type(value)  # the list is virtualized: narrow it to the value first
     option = page.get_by_role("option", name=value, exact=True)
     option.wait_for()
     started = time.perf_counter()
