@@ -27,7 +27,27 @@
 with
 episodes as (
     -- per episode, the count and sum of each recorded item of the chosen measure (missing items
-    -- do not count), from the per-episode-month rollup (derive.sql, episode_month_items)
+    -- do not count): an episode seen by one therapist at one site whose item months all lie in
+    -- the period reads its whole-life sums (derive.sql, episode_items); the others sum their
+    -- cells of the per-episode-month rollup (episode_month_items) in the period
+    select
+        episode_id,
+        client_id,
+        multi_episode_client as multi,
+        case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
+        case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end as s_heard,
+        case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
+        case when $alliance = 'wai' then s_wai_goals else s10_srs_goals / 10 end as s_goals,
+        case when $alliance = 'wai' then n_wai_approach else n_srs_approach end as n_approach,
+        case when $alliance = 'wai' then s_wai_approach else s10_srs_approach / 10 end
+            as s_approach,
+        case when $alliance = 'wai' then 0 else n_srs_overall end as n_overall,
+        case when $alliance = 'wai' then null else s10_srs_overall / 10 end as s_overall
+    from whole_episode_items_in_view(
+        $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
+        $allowed_sites
+    )
+    union all
     select
         episode_id,
         any_value(client_id) as client_id,
@@ -48,6 +68,8 @@ episodes as (
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
     )
+    where not (single_therapist and single_site
+               and first_month >= $date_from and last_month < $date_to)
     group by episode_id
 ),
 per_episode as (
