@@ -391,24 +391,26 @@ def funnel_traces(
     x_label: str,
     y_label: str,
     value_format: str = "pct",
-) -> list[go.Scatter]:
+) -> list[dict]:
     """The traces of a funnel plot: the 99.8% and 95% limit lines, then the units by flag.
 
-    points: unit, n, value, flag. limits: n, low_95, high_95, low_998, high_998.
+    points: unit, n, value, flag. limits: n, low_95, high_95, low_998, high_998. Plain trace
+    dicts: plotly validates them once, in the figure they are added to.
     """
     traces = []
     for level, dash, label in (("998", "dash", "99.8% limits"), ("95", "dot", "95% limits")):
         for side in ("low", "high"):
             traces.append(
-                go.Scatter(
-                    x=limits["n"],
-                    y=limits[f"{side}_{level}"],
-                    mode="lines",
-                    name=label,
-                    showlegend=side == "high",
-                    line={"color": GREY, "dash": dash, "width": 1.6},
-                    hoverinfo="skip",
-                )
+                {
+                    "type": "scatter",
+                    "x": limits["n"],
+                    "y": limits[f"{side}_{level}"],
+                    "mode": "lines",
+                    "name": label,
+                    "showlegend": side == "high",
+                    "line": {"color": GREY, "dash": dash, "width": 1.6},
+                    "hoverinfo": "skip",
+                }
             )
     colours = {
         "within": BLUE,
@@ -419,22 +421,23 @@ def funnel_traces(
     }
     for flag, part in points.groupby("flag", sort=False):
         traces.append(
-            go.Scatter(
-                x=part["n"],
-                y=part["value"],
-                mode="markers",
-                name=str(flag),
-                customdata=part[["unit"]].to_numpy(),
-                marker={
+            {
+                "type": "scatter",
+                "x": part["n"],
+                "y": part["value"],
+                "mode": "markers",
+                "name": str(flag),
+                "customdata": part[["unit"]].to_numpy(),
+                "marker": {
                     "size": 11,
                     "color": colours.get(str(flag), BLUE),
                     "line": {"width": 1, "color": "white"},
                 },
-                hovertemplate=(
+                "hovertemplate": (
                     f"%{{customdata[0]}}<br>{x_label}: %{{x}}<br>"
                     f"{y_label}: %{{y:{_fmt(value_format)}}}<extra></extra>"
                 ),
-            )
+            }
         )
     return traces
 

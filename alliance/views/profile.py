@@ -974,7 +974,7 @@ def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figu
     ticks = {"num1": ".1f", "num2": ".1f", "pct": ".0%"}
     # every subplot's traces, clinic line and axes gathered first, then set in two calls:
     # plotly's per-subplot add_hline / update_*axes each re-walk the whole layout
-    traces: list[go.Scatter] = []
+    traces: list[dict] = []
     trace_rows: list[int] = []
     trace_cols: list[int] = []
     shapes: list[dict] = []
@@ -985,10 +985,10 @@ def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figu
         for tr in charts.funnel_traces(
             pts, lim, x_label=it["x_label"], y_label=it["y_label"], value_format=it["value_format"]
         ):
-            name = tr.name or ""
-            tr.legendgroup = name
-            tr.showlegend = tr.showlegend is not False and name not in seen
-            if tr.showlegend:
+            name = tr.get("name") or ""
+            tr["legendgroup"] = name
+            tr["showlegend"] = tr.get("showlegend") is not False and name not in seen
+            if tr["showlegend"]:
                 seen.add(name)
             traces.append(tr)
             trace_rows.append(r)
