@@ -34,15 +34,14 @@ episodes as (
         episode_id,
         client_id,
         multi_episode_client as multi,
-        case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
-        case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end as s_heard,
-        case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
-        case when $alliance = 'wai' then s_wai_goals else s10_srs_goals / 10 end as s_goals,
-        case when $alliance = 'wai' then n_wai_approach else n_srs_approach end as n_approach,
-        case when $alliance = 'wai' then s_wai_approach else s10_srs_approach / 10 end
-            as s_approach,
-        case when $alliance = 'wai' then 0 else n_srs_overall end as n_overall,
-        case when $alliance = 'wai' then null else s10_srs_overall / 10 end as s_overall
+        item_count($alliance, n_srs_heard, n_wai_heard) as n_heard,
+        item_sum($alliance, s10_srs_heard, s_wai_heard) as s_heard,
+        item_count($alliance, n_srs_goals, n_wai_goals) as n_goals,
+        item_sum($alliance, s10_srs_goals, s_wai_goals) as s_goals,
+        item_count($alliance, n_srs_approach, n_wai_approach) as n_approach,
+        item_sum($alliance, s10_srs_approach, s_wai_approach) as s_approach,
+        item_count($alliance, n_srs_overall, 0) as n_overall,
+        item_sum($alliance, s10_srs_overall, null) as s_overall
     from whole_episode_items_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
@@ -52,24 +51,21 @@ episodes as (
         episode_id,
         any_value(client_id) as client_id,
         any_value(multi_episode_client) as multi,
-        sum(case when $alliance = 'wai' then n_wai_heard else n_srs_heard end) as n_heard,
-        sum(case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end)
-            as s_heard,
-        sum(case when $alliance = 'wai' then n_wai_goals else n_srs_goals end) as n_goals,
-        sum(case when $alliance = 'wai' then s_wai_goals else s10_srs_goals / 10 end)
-            as s_goals,
-        sum(case when $alliance = 'wai' then n_wai_approach else n_srs_approach end)
-            as n_approach,
-        sum(case when $alliance = 'wai' then s_wai_approach else s10_srs_approach / 10 end)
-            as s_approach,
-        sum(case when $alliance = 'wai' then 0 else n_srs_overall end) as n_overall,
-        sum(case when $alliance = 'wai' then null else s10_srs_overall / 10 end) as s_overall
+        sum(item_count($alliance, n_srs_heard, n_wai_heard)) as n_heard,
+        sum(item_sum($alliance, s10_srs_heard, s_wai_heard)) as s_heard,
+        sum(item_count($alliance, n_srs_goals, n_wai_goals)) as n_goals,
+        sum(item_sum($alliance, s10_srs_goals, s_wai_goals)) as s_goals,
+        sum(item_count($alliance, n_srs_approach, n_wai_approach)) as n_approach,
+        sum(item_sum($alliance, s10_srs_approach, s_wai_approach)) as s_approach,
+        sum(item_count($alliance, n_srs_overall, 0)) as n_overall,
+        sum(item_sum($alliance, s10_srs_overall, null)) as s_overall
     from episode_months_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
     )
-    where not (single_therapist and single_site
-               and first_month >= $date_from and last_month < $date_to)
+    where not wholly_in_period(
+        single_therapist, single_site, first_month, last_month, $date_from, $date_to
+    )
     group by episode_id
 ),
 per_episode as (

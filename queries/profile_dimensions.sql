@@ -54,17 +54,17 @@ cells as (
         multi_episode_client as multi,
         single_therapist,
         single_site,
-        single_therapist and single_site
-            and first_month >= $date_from and last_month < $date_to as whole,
-        case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
-        case when $alliance = 'wai' then s_wai_heard else s10_srs_heard / 10 end as s_heard,
-        case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
-        case when $alliance = 'wai' then s_wai_goals else s10_srs_goals / 10 end as s_goals,
-        case when $alliance = 'wai' then n_wai_approach else n_srs_approach end as n_approach,
-        case when $alliance = 'wai' then s_wai_approach else s10_srs_approach / 10 end
-            as s_approach,
-        case when $alliance = 'wai' then 0 else n_srs_overall end as n_overall,
-        case when $alliance = 'wai' then null else s10_srs_overall / 10 end as s_overall
+        wholly_in_period(
+            single_therapist, single_site, first_month, last_month, $date_from, $date_to
+        ) as whole,
+        item_count($alliance, n_srs_heard, n_wai_heard) as n_heard,
+        item_sum($alliance, s10_srs_heard, s_wai_heard) as s_heard,
+        item_count($alliance, n_srs_goals, n_wai_goals) as n_goals,
+        item_sum($alliance, s10_srs_goals, s_wai_goals) as s_goals,
+        item_count($alliance, n_srs_approach, n_wai_approach) as n_approach,
+        item_sum($alliance, s10_srs_approach, s_wai_approach) as s_approach,
+        item_count($alliance, n_srs_overall, 0) as n_overall,
+        item_sum($alliance, s10_srs_overall, null) as s_overall
     from episode_months_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
@@ -96,18 +96,18 @@ per_episode as (
         age_band,
         gender,
         race_ethnicity,
-        case when $alliance = 'wai' then n_wai_heard else n_srs_heard end as n_heard,
-        case when $alliance = 'wai' then s_wai_heard / n_wai_heard
-             else s10_srs_heard / 10 / n_srs_heard end as m_heard,
-        case when $alliance = 'wai' then n_wai_goals else n_srs_goals end as n_goals,
-        case when $alliance = 'wai' then s_wai_goals / n_wai_goals
-             else s10_srs_goals / 10 / n_srs_goals end as m_goals,
-        case when $alliance = 'wai' then n_wai_approach else n_srs_approach end as n_approach,
-        case when $alliance = 'wai' then s_wai_approach / n_wai_approach
-             else s10_srs_approach / 10 / n_srs_approach end as m_approach,
-        case when $alliance = 'wai' then 0 else n_srs_overall end as n_overall,
-        case when $alliance = 'wai' then null
-             else s10_srs_overall / 10 / nullif(n_srs_overall, 0) end as m_overall
+        item_count($alliance, n_srs_heard, n_wai_heard) as n_heard,
+        item_sum($alliance, s10_srs_heard, s_wai_heard)
+            / item_count($alliance, n_srs_heard, n_wai_heard) as m_heard,
+        item_count($alliance, n_srs_goals, n_wai_goals) as n_goals,
+        item_sum($alliance, s10_srs_goals, s_wai_goals)
+            / item_count($alliance, n_srs_goals, n_wai_goals) as m_goals,
+        item_count($alliance, n_srs_approach, n_wai_approach) as n_approach,
+        item_sum($alliance, s10_srs_approach, s_wai_approach)
+            / item_count($alliance, n_srs_approach, n_wai_approach) as m_approach,
+        item_count($alliance, n_srs_overall, 0) as n_overall,
+        item_sum($alliance, s10_srs_overall, null)
+            / nullif(item_count($alliance, n_srs_overall, 0), 0) as m_overall
     from whole_episode_items_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites

@@ -89,15 +89,32 @@ where month >= p_from
       p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
   );
 
--- Episodes seen by one therapist at one site whose item months all lie in the period, with
--- their whole-life item sums (derive.sql, episode_items), under the same filters.
+-- An episode of the item rollups lies wholly in the period when it was seen by one therapist
+-- at one site and all of its item months fall in the period: its period sums are then its
+-- whole-life sums (derive.sql, episode_items), and every one of its cells passes the filters or
+-- none does. The one definition for the macro below and the profile queries.
+create or replace macro wholly_in_period(
+    single_therapist, single_site, first_month, last_month, p_from, p_to
+) as
+    single_therapist and single_site and first_month >= p_from and last_month < p_to;
+
+-- The count and sum of one alliance dimension in the item rollups for the chosen measure
+-- (p_alliance 'srs' or 'wai'): SRS item sums are stored in exact integer tenths, WAI-SR
+-- subscale sums as they are. WAI-SR has no 'overall' item: pass 0 and null for it.
+create or replace macro item_count(p_alliance, n_srs, n_wai) as
+    case when p_alliance = 'wai' then n_wai else n_srs end;
+
+create or replace macro item_sum(p_alliance, s10_srs, s_wai) as
+    case when p_alliance = 'wai' then s_wai else s10_srs / 10 end;
+
+-- Episodes wholly in the period (above), with their whole-life item sums (derive.sql,
+-- episode_items; one therapist and one site each), under the same filters.
 create or replace macro whole_episode_items_in_view(
     p_from, p_to, p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites
 ) as table
 select *
 from episode_items
-where first_month >= p_from
-  and last_month < p_to
+where wholly_in_period(true, true, first_month, last_month, p_from, p_to)
   and matches_filters(
       site, program, therapist, age_band, gender, race_ethnicity,
       p_site, p_program, p_therapist, p_age_band, p_gender, p_race, p_allowed_sites

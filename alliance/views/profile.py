@@ -1178,13 +1178,14 @@ def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFr
             d: pooled_sd(part["sd_score"], part["episodes"]) ** 2
             for d, part in cells.groupby("dimension")
         }
-        # per group and dimension (rows in the order of their first group, as groupby
-        # iterates them): the shrunken gaps and the test of heterogeneity between therapists
+        # per group and dimension (groups in order of first appearance, as a groupby with
+        # sort=False iterates them): the shrunken gaps and the heterogeneity test
         raw_all, n_eff_all = frame["raw_gap"].to_numpy(), frame["n_eff"].to_numpy()
         shrunk = np.full(len(frame), np.nan)
         centre, tau, p = (np.full(len(frame), np.nan) for _ in range(3))
         order = []
-        for (_, dim), idx in frame.groupby(["group", "dimension"], sort=False).indices.items():
+        groups = frame.groupby(["group", "dimension"], sort=False).indices
+        for (_, dim), idx in sorted(groups.items(), key=lambda kv: kv[1][0]):
             order.append(idx)
             s2 = s2_by_dim[dim]
             ok = n_eff_all[idx] > 0
