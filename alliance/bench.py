@@ -38,6 +38,18 @@ PAGES = {
     "ruptures": "alliance.views.ruptures",
 }
 BENCH_DIR = db.ROOT / "data" / "bench"
+# Pages that show one view at a time, chosen on the page: a filter change builds the view on
+# screen, so each filter set is timed once per view and the page's p50 / p95 pool them (the
+# per-view figures are reported too). The keyword argument of the page's build that names it.
+VIEWS = {
+    "profile": ("section", ("where", "therapists", "background")),
+    "demographics": ("dimension", ("race_ethnicity", "age_band", "gender")),
+}
+
+
+def views(page: str) -> tuple[str | None, ...]:
+    """The views of a page one filter set is timed with (None: the page has one)."""
+    return VIEWS[page][1] if page in VIEWS else (None,)
 
 
 def bench_db(sessions: int, seed: int) -> Path:
@@ -89,12 +101,17 @@ def random_filters(con, repeat: int, seed: int = 1) -> list:
 
 
 def _time_pages(run_page, filters: list) -> dict[str, list[float]]:
+    """Seconds per run, pooled per page and, for pages with views, also per 'page:view'."""
     times: dict[str, list[float]] = {}
     for page in PAGES:
         for f in filters:
-            started = time.perf_counter()
-            run_page(page, f)
-            times.setdefault(page, []).append(time.perf_counter() - started)
+            for view in views(page):
+                started = time.perf_counter()
+                run_page(page, f, view)
+                took = time.perf_counter() - started
+                times.setdefault(page, []).append(took)
+                if view is not None:
+                    times.setdefault(f"{page}:{view}", []).append(took)
     return times
 
 
@@ -106,12 +123,17 @@ def worker(kind: str, path: Path, repeat: int) -> dict:
     if kind == "duckdb":
         modules = {page: importlib.import_module(mod) for page, mod in PAGES.items()}
 
-        def run_page(page: str, f) -> None:
-            modules[page].build(Context(con=con, filters=f, settings=settings))
+        def run_page(page: str, f, view: str | None) -> None:
+            ctx = Context(con=con, filters=f, settings=settings)
+            if view is None:
+                modules[page].build(ctx)
+            else:
+                modules[page].build(ctx, **{VIEWS[page][0]: view})
 
         # one warm-up pass (imports, DuckDB's first-touch of the file), not timed
         for page in PAGES:
-            run_page(page, filters[0])
+            for view in views(page):
+                run_page(page, filters[0], view)
         times = _time_pages(run_page, filters)
     else:
         from alliance import bench_pandas
@@ -121,8 +143,11 @@ def worker(kind: str, path: Path, repeat: int) -> dict:
         load_s = time.perf_counter() - started
         con.close()
 
-        def run_page(page: str, f) -> None:
-            bench_pandas.PAGES[page](data, f, settings)
+        def run_page(page: str, f, view: str | None) -> None:
+            if view is None:
+                bench_pandas.PAGES[page](data, f, settings)
+            else:
+                bench_pandas.PAGES[page](data, f, settings, view)
 
         times = _time_pages(run_page, filters)
         times["_load_s"] = [load_s]
@@ -179,6 +204,14 @@ def run(
             pt = theirs["times"][page]
             entry["pandas_p50_s"] = round(statistics.median(pt), 4)
             entry["ratio"] = round(entry["pandas_p50_s"] / entry["p50_s"], 2)
+        if page in VIEWS:
+            entry["views"] = {
+                view: {
+                    "p50_s": round(statistics.median(ours["times"][f"{page}:{view}"]), 4),
+                    "p95_s": round(_pct(ours["times"][f"{page}:{view}"], 0.95), 4),
+                }
+                for view in views(page)
+            }
         pages[page] = entry
     result = {
         "sessions": sessions,

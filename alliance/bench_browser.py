@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 from alliance import serve
 
@@ -45,6 +46,23 @@ def _choose(page, label: str, value: str) -> float:
     return started
 
 
+def targets() -> list[tuple[str, str]]:
+    """(name, address) of each page, and of each section of the profile page, which shows one
+    at a time (its address names the section: ?show=<label>)."""
+    from alliance.views import profile
+
+    out = []
+    for name in PAGES:
+        if name == "profile":
+            out += [
+                (f"profile:{key}", f"profile?{urlencode({'show': label})}")
+                for key, label in profile.SECTIONS.items()
+            ]
+        else:
+            out.append((name, name))
+    return out
+
+
 def run(path: Path, sites: list[str], changes: int = 3) -> dict[str, dict[str, float]]:
     """Seconds from a Site filter change to every chart redrawn, per page (p50, max)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -57,8 +75,8 @@ def run(path: Path, sites: list[str], changes: int = 3) -> dict[str, dict[str, f
             executable_path=serve.CHROMIUM, headless=True, args=serve.CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        for name in PAGES:
-            page.goto(f"{url}/{name}")
+        for name, address in targets():
+            page.goto(f"{url}/{address}")
             page.wait_for_selector('[data-testid="stMain"] h1', timeout=TIMEOUT_MS)
             page.wait_for_function(_REDRAWN, timeout=TIMEOUT_MS, polling=50)
             times = []

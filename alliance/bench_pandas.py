@@ -222,8 +222,7 @@ def therapists(d: Data, f: Filters, st: Settings) -> None:
         stats.therapist_icc(df["improvement"], df["intake"], df["therapist"])
 
 
-def demographics(d: Data, f: Filters, st: Settings) -> None:
-    dim = "race_ethnicity"
+def demographics(d: Data, f: Filters, st: Settings, dim: str = "race_ethnicity") -> None:
     s = sessions_in_view(d, f)
     s.groupby(dim).agg(n=("srs", "count"), mean=("srs", "mean"), clients=("client_id", "nunique"))
     e = ended_in_view(d, f)
@@ -234,15 +233,29 @@ def demographics(d: Data, f: Filters, st: Settings) -> None:
     o.assign(ri=o["improvement"] >= rc).groupby(dim)["ri"].agg(["mean", "size"])
 
 
-def profile(d: Data, f: Filters, st: Settings) -> None:
+# the profile page's sections and the groupings each shows (None: the whole page, a report)
+PROFILE_GROUPINGS = {
+    "where": [["site"], ["program"], ["month"]],
+    "therapists": [
+        ["therapist"],
+        *(["therapist", a] for a in ("race_ethnicity", "age_band", "gender")),
+    ],
+    "background": [["race_ethnicity"], ["age_band"], ["gender"]],
+}
+
+
+def profile(d: Data, f: Filters, st: Settings, section: str | None = None) -> None:
     s = sessions_in_view(d, f)
     items = ["srs_relationship", "srs_goals", "srs_approach", "srs_overall"]
-    long = s.melt(
-        id_vars=["site", "program", "therapist", "month", "race_ethnicity", "client_id"],
-        value_vars=items,
-    ).dropna(subset=["value"])
-    for by in ("site", "program", "therapist", "month", "race_ethnicity"):
-        long.groupby([by, "variable"])["value"].agg(["mean", "std", "size"])
+    groupings = (
+        PROFILE_GROUPINGS[section]
+        if section
+        else [g for gs in PROFILE_GROUPINGS.values() for g in gs]
+    )
+    columns = sorted({c for g in groupings for c in g})
+    long = s.melt(id_vars=[*columns, "client_id"], value_vars=items).dropna(subset=["value"])
+    for by in groupings:
+        long.groupby([*by, "variable"])["value"].agg(["mean", "std", "size"])
     long.groupby("variable")["value"].agg(["mean", "std", "size"])
 
 
@@ -264,7 +277,8 @@ def ruptures(d: Data, f: Filters, st: Settings) -> None:
     e.groupby(["rupture", "repaired"])["dropout"].agg(["mean", "size"])
 
 
-PAGES: dict[str, Callable[[Data, Filters, Settings], None]] = {
+# each takes (data, filters, settings) and, for a page with views (bench.VIEWS), the view
+PAGES: dict[str, Callable[..., None]] = {
     "overview": overview,
     "alliance": alliance,
     "dropout": dropout,

@@ -329,8 +329,26 @@ def sidebar_filters(options: FilterOptions) -> Filters:
         horizontal=True,
     )
     filters = current_filters()
-    st.query_params.from_dict(filters.to_query_params())
+    _mirror_to_address(filters)
     return filters
+
+
+# page-level choices kept in the address beside the filters (bound to their widgets, e.g. the
+# profile page's section): the filter mirror leaves them alone
+PAGE_PARAMS = frozenset({"show"})
+
+
+def _mirror_to_address(filters: Filters) -> None:
+    """Write the filters into the URL (a link reopens the same view), dropping unknown
+    parameters but keeping the page's own choices (PAGE_PARAMS)."""
+    wanted = filters.to_query_params()
+    params = st.query_params
+    current = params.to_dict()
+    for key in [k for k in current if k not in wanted and k not in PAGE_PARAMS]:
+        del params[key]
+    changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if changed:
+        params.update(changed)
 
 
 def current_filters() -> Filters:
@@ -517,15 +535,21 @@ def display_data(df: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     return display_table(df, policy=ctx.policy)
 
 
-def render_view(v: View, ctx: Context) -> None:
+def render_head(v: View, ctx: Context) -> None:
+    """The page's title and question, then its notice (nothing to show) or its tiles."""
     st.title(v.title, anchor=False)
     st.caption(v.question)
     if v.notice:
         st.warning(v.notice, icon=":material/lock:")
         return
     render_tiles(v, ctx)
-    for panel in v.panels:
-        render_panel(panel, ctx)
+
+
+def render_view(v: View, ctx: Context) -> None:
+    render_head(v, ctx)
+    if not v.notice:
+        for panel in v.panels:
+            render_panel(panel, ctx)
 
 
 def banners() -> None:

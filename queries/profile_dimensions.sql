@@ -27,7 +27,10 @@
 --   $race: varchar or null, race/ethnicity filter
 --   $allowed_sites: varchar[] or null, sites the signed-in role may see
 --   $alliance: varchar, 'srs' (SRS items 0-10) or 'wai' (WAI-SR subscale mean items 1-5)
---   $detail: boolean, false = only the clinic, program and demographic groupings (cheaper)
+--   $groupings: varchar[], the groupings to compute besides 'clinic' (always computed): any of
+--     'site', 'program', 'therapist', 'month', 'age_band', 'gender', 'race_ethnicity',
+--     'therapist/age_band', 'therapist/gender', 'therapist/race_ethnicity' (a page section
+--     asks only for what it shows; the others' rows are never formed)
 -- Columns:
 --   grouping: varchar, 'clinic', 'site', 'program', 'therapist', 'month', 'age_band', 'gender', 'race_ethnicity', or 'therapist/age_band', 'therapist/gender', 'therapist/race_ethnicity'
 --   unit: varchar, the unit's value ('clinic'; a month as YYYY-MM-DD; the therapist code in the therapist/... groupings)
@@ -149,7 +152,10 @@ per_episode_therapist as (
         episode_id, therapist, client_id, multi, age_band, gender, race_ethnicity,
         n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
-    where $detail and single_therapist
+    where single_therapist and list_has_any(
+        $groupings,
+        ['therapist', 'therapist/age_band', 'therapist/gender', 'therapist/race_ethnicity']
+    )
     union all
     select
         p.episode_id, p.therapist, p.client_id, p.multi, a.age_band, a.gender, a.race_ethnicity,
@@ -170,7 +176,10 @@ per_episode_therapist as (
             sum(n_overall) as n_overall,
             sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
         from cells
-        where $detail and not single_therapist
+        where not single_therapist and list_has_any(
+            $groupings,
+            ['therapist', 'therapist/age_band', 'therapist/gender', 'therapist/race_ethnicity']
+        )
         group by episode_id, therapist
     ) as p
     join attributes as a using (episode_id)
@@ -181,7 +190,7 @@ per_episode_site as (
         episode_id, site, client_id, multi,
         n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
-    where $detail and single_site
+    where list_contains($groupings, 'site') and single_site
     union all
     select
         episode_id,
@@ -197,7 +206,7 @@ per_episode_site as (
         sum(n_overall) as n_overall,
         sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
-    where $detail and not single_site
+    where list_contains($groupings, 'site') and not single_site
     group by episode_id, site
 ),
 per_episode_month as (
@@ -217,7 +226,7 @@ per_episode_month as (
         n_overall,
         s_overall / nullif(n_overall, 0) as m_overall
     from cells
-    where $detail and single_therapist and single_site
+    where list_contains($groupings, 'month') and single_therapist and single_site
     union all
     select
         episode_id,
@@ -233,7 +242,7 @@ per_episode_month as (
         sum(n_overall) as n_overall,
         sum(s_overall) / nullif(sum(n_overall), 0) as m_overall
     from cells
-    where $detail and not (single_therapist and single_site)
+    where list_contains($groupings, 'month') and not (single_therapist and single_site)
     group by episode_id, month
 ),
 observations as (
@@ -247,51 +256,61 @@ observations as (
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
+    where list_contains($groupings, 'program')
     union all
     select 'age_band', age_band, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
+    where list_contains($groupings, 'age_band')
     union all
     select 'gender', gender, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
+    where list_contains($groupings, 'gender')
     union all
     select 'race_ethnicity', race_ethnicity, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
+    where list_contains($groupings, 'race_ethnicity')
     union all
     select 'therapist', therapist, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
+    where list_contains($groupings, 'therapist')
     union all
     select 'therapist/age_band', therapist, age_band,
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
+    where list_contains($groupings, 'therapist/age_band')
     union all
     select 'therapist/gender', therapist, gender,
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
+    where list_contains($groupings, 'therapist/gender')
     union all
     select 'therapist/race_ethnicity', therapist, race_ethnicity,
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
+    where list_contains($groupings, 'therapist/race_ethnicity')
     union all
     select 'site', site, 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_site
+    where list_contains($groupings, 'site')
     union all
     select 'month', strftime(month, '%Y-%m-%d'), 'all',
            client_id, multi,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_month
+    where list_contains($groupings, 'month')
 ),
 obs as (
     -- the unit as one integer key (hash of its three labels): grouping by it is much cheaper

@@ -12,6 +12,7 @@ import pytest
 from alliance import bench, bench_pandas, db, queries
 from alliance.filters import Filters
 from alliance.settings import Settings
+from alliance.views import demographics, profile
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +70,17 @@ def test_every_page_has_a_pandas_baseline_that_runs(frames, demo_con) -> None:
     settings = Settings()
     assert set(bench_pandas.PAGES) == set(bench.PAGES)
     for f in _cases(demo_con):
-        for run in bench_pandas.PAGES.values():
-            run(frames, f, settings)  # no exception on any page, for each filter set
+        for page, run in bench_pandas.PAGES.items():
+            for view in bench.views(page):  # no exception on any page or view, for each set
+                run(frames, f, settings) if view is None else run(frames, f, settings, view)
+
+
+def test_pages_with_views_are_timed_view_by_view(demo_con) -> None:
+    """The bench's views of a page are the page's own (a renamed section fails here)."""
+    assert set(bench.views("profile")) == set(profile.SECTIONS)
+    assert set(bench.views("demographics")) == set(demographics.DIMENSIONS)
+    assert set(bench_pandas.PROFILE_GROUPINGS) == set(profile.SECTIONS)
+    assert bench.views("overview") == (None,)
 
 
 def test_bench_command_prints_the_documented_json(tmp_path, monkeypatch) -> None:
@@ -85,6 +95,10 @@ def test_bench_command_prints_the_documented_json(tmp_path, monkeypatch) -> None
         assert row["pandas_p50_s"] > 0, page
         assert row["ratio"] == pytest.approx(row["pandas_p50_s"] / row["p50_s"], abs=0.006)
     assert first["min_ratio"] == min(r["ratio"] for r in first["pages"].values())
+    for page in bench.VIEWS:  # the pooled figures and each view's
+        row = first["pages"][page]
+        assert set(row["views"]) == set(bench.views(page))
+        assert all(0 < v["p50_s"] <= v["p95_s"] for v in row["views"].values()), page
     assert first["peak_rss_mb"] > 50 and first["pandas_peak_rss_mb"] > 50
     path = bench.bench_db(4000, 3)
     assert path.parent == tmp_path and path.exists()

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from alliance import serve
 from alliance.serve import CHROMIUM, CHROMIUM_ARGS
+from alliance.views import profile
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -109,6 +110,48 @@ def test_linked_period_survives_and_the_months_slider_moves(
     wait_idle(page)
     assert months() == ["Jan 2026", "May 2026"]
     assert "to=2026-05" in page.url and "site=Riverside" in page.url
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def wait_for_titles(page: Page, titles: list[str]) -> None:
+    """Wait until the page's charts, none of them stale, have exactly these titles."""
+    page.wait_for_function(
+        """want => {
+            if (document.querySelector('[data-stale="true"]')) return false;
+            const plots = [...document.querySelectorAll(
+                '[data-testid="stPlotlyChart"] .js-plotly-plot')];
+            const got = plots.map(p => p.layout && p.layout.title.text.replace(/<[^>]+>/g, ''));
+            return JSON.stringify(got) === JSON.stringify(want);
+        }""",
+        arg=titles,
+        timeout=60_000,
+    )
+
+
+def test_profile_shows_one_section_kept_in_the_link(server: str, browser_page: Page) -> None:
+    """The profile page shows one section at a time: a link opens the section it names, a
+    click switches and puts it in the address, and a filter change keeps it."""
+    page = browser_page
+    page.goto(f"{server}/profile?show=Therapists")
+    wait_idle(page)
+    wait_for_titles(
+        page,
+        ["The alliance dimensions by therapist", "Does a group's gap differ between therapists?"],
+    )
+    picker = page.get_by_role("radiogroup", name="Show")
+    assert picker.get_by_role("radio", name="Therapists").get_attribute("aria-checked") == "true"
+    picker.get_by_role("radio", name="Client background").click()
+    page.wait_for_function("() => location.search.includes('show=Client+background')")
+    background = [
+        f"The alliance dimensions by {label.lower()}" for label in profile.DEMOGRAPHICS.values()
+    ]
+    wait_for_titles(page, background)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Riverside").click()
+    page.wait_for_function("() => location.search.includes('site=Riverside')", timeout=30_000)
+    wait_idle(page)
+    assert "show=Client+background" in page.url
+    wait_for_titles(page, background)
     assert page.locator('[data-testid="stException"]').count() == 0
 
 

@@ -289,7 +289,7 @@ def test_viewer_gets_no_therapist_level_data_even_by_url(
     expect(page.get_by_text("role: viewer")).to_be_visible(timeout=WAIT)
     # a crafted link to a page mixing clinic- and therapist-level panels (signed in: the cookie
     # is kept across the new page load)
-    page.goto(f"{servers.app}/profile?therapist={code}")
+    page.goto(f"{servers.app}/profile?therapist={code}&show=Therapists")
     wait_idle(page)
     expect(page.locator('[data-testid="stMain"] h1', has_text="profile")).to_be_visible(
         timeout=WAIT
@@ -305,6 +305,9 @@ def test_viewer_gets_no_therapist_level_data_even_by_url(
     assert sidebar.get_by_role("combobox", name="Therapist").count() == 0
     assert "therapist=" not in page.url
     page.locator(CHARTS).first.wait_for()  # clinic-level panels still work
+    # the profile's Therapists section is not offered: the link opens the first section
+    sections = page.get_by_role("radiogroup", name="Show").get_by_role("radio")
+    assert sections.all_inner_texts() == ["Sites, programs and months", "Client background"]
     assert_no_error(page)
     assert_no_therapist_codes(page, clinic)
     # a deep link to the therapists page (not in the navigation) shows no therapist either

@@ -64,6 +64,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import exports
 from alliance.filters import FILTER_LABELS
+from alliance.views import profile
 from tests.conftest import ROOT
 
 PAGES = sorted(p.stem for p in (ROOT / "pages").glob("*.py"))  # local mode: a director's view
@@ -77,6 +78,12 @@ DATA_PAGES = [
     "therapists",
     "demographics",
     "data",
+]
+# pages that show one section at a time: every section is walked
+TARGETS = [
+    t
+    for p in PAGES
+    for t in ([f"profile:{s}" for s in profile.SECTIONS] if p == "profile" else [p])
 ]
 SMALL_RACES = ["Native Hawaiian or Pacific Islander", "American Indian or Alaska Native"]
 DIMENSIONS = ["race_ethnicity", "age_band", "gender"]
@@ -457,9 +464,18 @@ def apply(at: AppTest, filters: dict) -> None:
 
 
 def run_page(at: AppTest, page: str, filters: dict) -> Seen:
+    """Run a page ('profile:therapists': one section of a page that shows one at a time)."""
+    page, _, section = page.partition(":")
     apply(at, filters)
     at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, (page, filters, [e.value for e in at.exception])
+    if section:
+        if not [w for w in at.segmented_control if w.key == "show"]:
+            # no section to choose: the page says why instead (too few clients, no items)
+            assert at.warning, (page, section, filters)
+        else:
+            at.segmented_control(key="show").set_value(profile.SECTIONS[section]).run()
+            assert not at.exception, (page, section, filters, [e.value for e in at.exception])
     shown = at.session_state["f_period"]
     assert tuple(shown) == tuple(filters["period"]), (page, filters, shown)
     if page == "demographics":
@@ -485,8 +501,9 @@ def test_every_displayed_number_follows_the_rule(app_db: Path, k: int) -> None:
     labels_at_k = 0
     once = {"reports", "settings", "audit"}  # no numbers from the data (reports: slow start)
     for i, filters in enumerate(sets):
-        for page in [p for p in PAGES if i == 0 or p not in once]:
-            seen = run_page(at, page, filters)
+        for target in [t for t in TARGETS if i == 0 or t not in once]:
+            seen = run_page(at, target, filters)
+            page = target.partition(":")[0]
             per_page[page] = per_page.get(page, 0) + len(seen.counts)
             sources |= {c.source for c in seen.counts}
             labels_at_k += sum(x == k for _, x in seen.labels)
@@ -498,7 +515,7 @@ def test_every_displayed_number_follows_the_rule(app_db: Path, k: int) -> None:
                 if hit:
                     known_hits[hit.name] = known_hits.get(hit.name, 0) + 1
                 else:
-                    found.append(f"{page} {filters}: {problem}")
+                    found.append(f"{target} {filters}: {problem}")
     assert not found, "\n".join(found[:40])
     # the extraction is live: every data page showed counts, through every kind of element
     assert all(per_page[p] > 0 for p in DATA_PAGES), per_page
@@ -579,7 +596,11 @@ SMALL_CASES = [
     # 10 episodes in the clinical range: the Recovery tile is withheld with its n
     ("recovery-tile", "overview", {"therapist": "T-27B1"}),
     # a group that is a therapist's whole caseload: no gap, but its rows are withheld
-    ("profile-n-group", "profile", {"period": ("2026-03", "2026-03"), "outcome": "gad7"}),
+    (
+        "profile-n-group",
+        "profile:therapists",
+        {"period": ("2026-03", "2026-03"), "outcome": "gad7"},
+    ),
     # a site without dropouts: its d row is withheld with its other endings
     ("dropout-d-by-site", "dropout", {"period": ("2026-03", "2026-03")}),
     # 2 dropouts in the period: 'When do clients leave?' says so with the label

@@ -53,6 +53,7 @@ def _value(name: str, ctx):
         "highest_bin": 15.0,
         "max_session": 12,
         "detail": True,
+        "groupings": ["site", "therapist/gender"],
     }
     if name in defaults:
         return defaults[name]

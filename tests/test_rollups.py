@@ -18,6 +18,7 @@ import pytest
 
 from alliance import queries
 from alliance.filters import Filters
+from alliance.views import profile
 
 REFERENCE = Path(__file__).parent / "reference"
 
@@ -69,13 +70,18 @@ def test_profile_rollup_equals_sessions(request, clinic: str, name: str, allianc
     compared = 0
     for f in _filter_sets(con):
         params = {**f.sql_params(None), "alliance": alliance}
-        details = [True, False] if name == "profile_dimensions" else [None]
-        for detail in details:
-            extra = {} if detail is None else {"detail": detail}
-            got = queries.run(con, name, **params, **extra)
-            want = con.execute(reference, {**params, **extra}).df()
-            _compare(got, want)
+        want = con.execute(reference, params).df()
+        if name == "profile_clinic":
+            _compare(queries.run(con, name, **params), want)
             compared += len(want)
+            continue
+        # every grouping, each section's, and the clinic alone: the groupings asked for
+        # (with the clinic) and nothing else, each exactly as the reference computes it
+        for groupings in (profile.ALL_GROUPINGS, *profile.SECTION_GROUPINGS.values(), ()):
+            got = queries.run(con, name, **params, groupings=list(groupings))
+            part = want[want["grouping"].isin(["clinic", *groupings])]
+            _compare(got, part)
+            compared += len(part)
     # the comparison saw real rows, not empty frames (the clinic query has 3-4 rows per set)
     assert compared > (100 if name == "profile_dimensions" else 12)
 

@@ -3,6 +3,7 @@ the page in AppTest."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
@@ -107,9 +108,9 @@ def test_dimension_scores_are_means_of_episode_means(items_con):
 def test_declared_columns_match_the_results(items_con):
     ctx = items_ctx(items_con)
     declared = list(queries.load("profile_dimensions").columns)
-    for detail in (True, False):
+    for groupings in ([], ["site"], list(profile.ALL_GROUPINGS)):
         df = queries.run(
-            items_con, "profile_dimensions", **ctx.params(), alliance="srs", detail=detail
+            items_con, "profile_dimensions", **ctx.params(), alliance="srs", groupings=groupings
         )
         assert list(df.columns) == declared
     groupings = set(profile.profile_table(ctx)["grouping"])
@@ -119,11 +120,12 @@ def test_declared_columns_match_the_results(items_con):
         "therapist/gender",
         "therapist/race_ethnicity",
     }
-    assert set(profile.profile_table(ctx, detail=False)["grouping"]) == {
-        "clinic",
-        "program",
-        *profile.DEMOGRAPHICS,
-    }
+    assert set(
+        profile.profile_table(ctx, groupings=["program", *profile.DEMOGRAPHICS])["grouping"]
+    ) == {"clinic", "program", *profile.DEMOGRAPHICS}
+    assert set(profile.profile_table(ctx, groupings=[])["grouping"]) == {"clinic"}
+    with pytest.raises(ValueError, match="unknown groupings"):
+        profile.profile_table(ctx, groupings=["site", "postcode"])
 
 
 def test_dimension_scores_by_unit(items_con):
@@ -279,6 +281,75 @@ def test_meeting_mode_and_therapist_level(demo_view):
     assert any("not available for your role" in (p.message or "") for p in hidden.panels)
 
 
+def _plain(x):
+    """A numpy array, or plotly's base64 form of one ({'dtype', 'bdata'[, 'shape']}), as a list."""
+    if isinstance(x, dict) and "bdata" in x and "dtype" in x:
+        arr = np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"])
+        shape = x.get("shape")
+        if shape:
+            arr = arr.reshape([int(n) for n in str(shape).split(",")])
+        return arr.tolist()
+    return x.tolist() if isinstance(x, np.ndarray) else x
+
+
+def _same(a, b, where: str = "") -> None:
+    """Equal, with floats to 1e-9 relative (DuckDB's parallel sums may add in another order
+    when a query forms other groupings: differences of ~1e-15), in nested lists and dicts."""
+    a, b = (_plain(x) for x in (a, b))
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        a, b = list(a), list(b)
+    if isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), where
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    else:
+        assert a == b, where
+
+
+def _panel_json(p) -> list:
+    figure = p.figure.to_plotly_json() if p.figure is not None else None
+    data = json.loads(p.data.to_json(orient="split", double_precision=15))
+    return [p.key, p.title, p.reading, p.message, p.section, figure, data]
+
+
+def test_each_section_builds_exactly_its_part_of_the_whole_page(demo_view):
+    """The page builds one section at a time: its tiles and panels are those of the whole
+    view (the report's), panel for panel, and together the sections are the whole view."""
+    ctx, whole = demo_view
+    together = []
+    for section, label in profile.SECTIONS.items():
+        v = profile.build(ctx, section)
+        assert v.tiles == whole.tiles and v.n_clients == whole.n_clients
+        assert v.panels and {p.section for p in v.panels} == {label}
+        together += v.panels
+    _same([_panel_json(p) for p in together], [_panel_json(p) for p in whole.panels])
+    assert [p.key for p in profile.build(ctx, "where").panels] == [
+        "by_site",
+        "weakest",
+        "by_program",
+        "by_month",
+    ]
+    with pytest.raises(ValueError, match="unknown section"):
+        profile.build(ctx, "everything")
+
+
+def test_viewers_get_no_therapist_section(demo_view):
+    ctx, _ = demo_view
+    viewer = dataclasses.replace(ctx, therapist_level=False)
+    assert list(profile.sections(viewer)) == ["where", "background"]
+    assert list(profile.sections(ctx)) == ["where", "therapists", "background"]
+    # asked for anyway (a hand-made link), it computes no therapist grouping and says why
+    v = profile.build(viewer, "therapists")
+    assert "T-" not in _all_text(v)
+    assert all(p.figure is None and "not available" in p.message for p in v.panels)
+
+
 def test_wai_profile_on_the_demo_clinic(demo_view):
     ctx, _ = demo_view
     v = profile.build(
@@ -298,17 +369,38 @@ def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
 
 
+def _titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
 def test_profile_page_renders(app_env):
+    """One section at a time, chosen under the tiles; the tiles stay."""
     at = _app().run()
     at.switch_page("pages/profile.py").run()
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert labels[:4] == list(profile.LABELS.values())
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 9
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
-    assert "Which dimension is weakest, for whom" in titles
-    assert "Does a group's gap differ between therapists?" in titles
+    picker = at.segmented_control(key="show")
+    assert picker.value == profile.SECTIONS["where"]
+    assert picker.options == list(profile.SECTIONS.values())
+    assert _titles(at) == [
+        "The alliance dimensions by site",
+        "Which dimension is weakest, for whom",
+        "The alliance dimensions by program",
+        "The alliance dimensions by month",
+    ]
+    picker.set_value(profile.SECTIONS["therapists"]).run()
+    assert not at.exception
+    assert [m.label for m in at.metric][:4] == list(profile.LABELS.values())
+    assert _titles(at) == [
+        "The alliance dimensions by therapist",
+        "Does a group's gap differ between therapists?",
+    ]
+    at.segmented_control(key="show").set_value(profile.SECTIONS["background"]).run()
+    assert not at.exception
+    assert _titles(at) == [
+        f"The alliance dimensions by {label.lower()}" for label in profile.DEMOGRAPHICS.values()
+    ]
 
 
 def test_profile_page_switches_to_wai(app_env):

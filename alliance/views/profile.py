@@ -9,6 +9,7 @@ the period, so a long episode counts once and the intervals rest on episodes, no
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from collections.abc import Iterable
 
@@ -77,6 +78,19 @@ GROUP_BYS = (
     "race_ethnicity",
 )
 DEMOGRAPHICS = {"race_ethnicity": "Race/ethnicity", "age_band": "Age band", "gender": "Gender"}
+ALL_GROUPINGS = (*GROUP_BYS[1:], *(f"therapist/{d}" for d in DEMOGRAPHICS))
+# The page shows one section at a time (a filter change builds only the section in view); a
+# report builds them all. Each section's panels, and the groupings its query computes.
+SECTIONS = {
+    "where": "Sites, programs and months",
+    "therapists": "Therapists",
+    "background": "Client background",
+}
+SECTION_GROUPINGS = {
+    "where": ("site", "program", "month"),
+    "therapists": ("therapist", *(f"therapist/{d}" for d in DEMOGRAPHICS)),
+    "background": tuple(DEMOGRAPHICS),
+}
 NOT_A_GROUP = {"unknown", "(no program)"}
 Z95 = 1.959963984540054
 
@@ -131,23 +145,29 @@ def therapist_labels(codes: Iterable[str], ctx: Context, volume: pd.Series | Non
 # --------------------------------------------------------------------------- data
 
 
-def profile_table(ctx: Context, filters: Filters | None = None, *, detail: bool = True):
-    """Every grouping of the dimension means in one query (unsuppressed: pass what you show
+def profile_table(
+    ctx: Context, filters: Filters | None = None, *, groupings: Iterable[str] | None = None
+):
+    """The dimension means of several groupings in one query (unsuppressed: pass what you show
     through `protect`).
 
     Columns: grouping ('clinic', 'site', 'program', 'therapist', 'month', 'age_band',
     'gender', 'race_ethnicity', 'therapist/<demographic>'), unit, subgroup, dimension, label,
     n_clients, episodes, administrations, mean_score, sd_score, low, high (95% t interval over
-    episodes; NaN with one episode). detail=False computes only the clinic, program and
-    demographic groupings.
+    episodes; NaN with one episode). `groupings`: those to compute besides 'clinic' (always
+    there); None = all of them (ALL_GROUPINGS).
     """
     f = filters or ctx.filters
+    chosen = ALL_GROUPINGS if groupings is None else tuple(groupings)
+    unknown = set(chosen) - set(ALL_GROUPINGS) - {"clinic"}
+    if unknown:
+        raise ValueError(f"unknown groupings {sorted(unknown)}")
     df = queries.run(
         ctx.con,
         "profile_dimensions",
         **ctx.params(f),
         alliance=f.alliance_measure,
-        detail=detail,
+        groupings=[g for g in chosen if g != "clinic"],
     )
     return _with_intervals(df, f)
 
@@ -195,8 +215,7 @@ def dimension_scores(
     if table is None and key == "clinic":
         table = _clinic_table(ctx, filters)
     if table is None:
-        detail = key not in ("clinic", "program", *DEMOGRAPHICS)
-        table = profile_table(ctx, filters, detail=detail)
+        table = profile_table(ctx, filters, groupings=(key,))
     part = table[table["grouping"] == key].drop(columns="grouping")
     return part.reset_index(drop=True)
 
@@ -1031,7 +1050,9 @@ def _demographic_gaps(ctx: Context, clinic: pd.DataFrame, scores: pd.DataFrame) 
         key, title = f"gap_{attr}", f"The alliance dimensions by {label.lower()}"
         df = dimension_scores(ctx, attr, table=scores)
         if df.empty:
-            panels.append(empty_panel(key, title, "No alliance items recorded."))
+            panels.append(
+                empty_panel(key, title, "No alliance items recorded.", SECTIONS["background"])
+            )
             continue
         g = _with_gaps(df, clinic)
         safe = protect(
@@ -1101,7 +1122,7 @@ def _demographic_gaps(ctx: Context, clinic: pd.DataFrame, scores: pd.DataFrame) 
                 figure=fig,
                 data=table,
                 withheld=any_withheld(safe),
-                section="Tailoring to background and culture",
+                section=SECTIONS["background"],
             )
         )
     return panels
@@ -1139,7 +1160,7 @@ def therapist_gaps(ctx: Context, table: pd.DataFrame | None = None) -> pd.DataFr
         "p_value",
     ]
     if table is None:
-        table = profile_table(ctx)
+        table = profile_table(ctx, groupings=SECTION_GROUPINGS["therapists"])
     totals = dimension_scores(ctx, "therapist", table=table).set_index(["unit", "dimension"])
     out = []
     for attr in DEMOGRAPHICS:
@@ -1236,7 +1257,7 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
             title,
             f"No therapist has at least {ctx.policy.k} clients both in and outside a group, so "
             "no within-caseload gap can be shown.",
-            section="Tailoring to background and culture",
+            section=SECTIONS["therapists"],
         )
     names = therapist_labels(df["therapist"], ctx, df.groupby("therapist")["n_rest"].max())
     visible = visible.assign(
@@ -1307,7 +1328,7 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
         figure=fig,
         data=table,
         withheld=any_withheld(safe),
-        section="Tailoring to background and culture",
+        section=SECTIONS["therapists"],
     )
 
 
@@ -1319,9 +1340,25 @@ def _attr_rank(s: object) -> object:
 # --------------------------------------------------------------------------- view
 
 
-def build(ctx: Context) -> View:
+def sections(ctx: Context) -> dict[str, str]:
+    """The sections this role may see (therapist comparisons need therapist-level access)."""
+    return {k: v for k, v in SECTIONS.items() if k != "therapists" or ctx.therapist_level}
+
+
+def build(ctx: Context, section: str | None = None) -> View:
+    """The page's view: the tiles and one section's panels, or with section=None every
+    section's (a report)."""
+    if section is not None and section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}")
+    chosen = [section] if section else list(SECTIONS)
+    groupings = [
+        g
+        for s in chosen
+        for g in SECTION_GROUPINGS[s]
+        if ctx.therapist_level or not g.startswith("therapist")
+    ]
     table, before = gather(
-        lambda: profile_table(ctx),
+        lambda: profile_table(ctx, groupings=groupings),
         lambda: dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period()),
     )
     clinic = dimension_scores(ctx, "clinic", table=table)
@@ -1339,22 +1376,27 @@ def build(ctx: Context) -> View:
                 ),
             )
         return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
-    by_site = dimension_scores(ctx, "site", table=table)
-    by_prog = dimension_scores(ctx, "program", table=table)
-    by_prog = by_prog[~by_prog["unit"].isin(NOT_A_GROUP)]
-    monthly = dimension_scores(ctx, "month", table=table)
-    by_ther = dimension_scores(ctx, "therapist", table=table)
-    if not ctx.therapist_level:
-        by_ther = by_ther.iloc[:0]
-    panels = [
-        _side_by_side(ctx, clinic, by_site, "site", "site"),
-        _weakest(ctx, clinic, by_site, by_prog),
-        _side_by_side(ctx, clinic, by_prog, "program", "program"),
-        _monthly(ctx, monthly, clinic),
-        *_funnels(ctx, clinic, by_ther),
-        *_demographic_gaps(ctx, clinic, table),
-        _therapist_gap_panel(ctx, table),
-    ]
+    panels: list[Panel] = []
+    if "where" in chosen:
+        by_site = dimension_scores(ctx, "site", table=table)
+        by_prog = dimension_scores(ctx, "program", table=table)
+        by_prog = by_prog[~by_prog["unit"].isin(NOT_A_GROUP)]
+        monthly = dimension_scores(ctx, "month", table=table)
+        where = [
+            _side_by_side(ctx, clinic, by_site, "site", "site"),
+            _weakest(ctx, clinic, by_site, by_prog),
+            _side_by_side(ctx, clinic, by_prog, "program", "program"),
+            _monthly(ctx, monthly, clinic),
+        ]
+        panels += [dataclasses.replace(p, section=SECTIONS["where"]) for p in where]
+    if "therapists" in chosen:
+        by_ther = dimension_scores(ctx, "therapist", table=table)
+        panels += [
+            dataclasses.replace(p, section=SECTIONS["therapists"])
+            for p in (*_funnels(ctx, clinic, by_ther), _therapist_gap_panel(ctx, table))
+        ]
+    if "background" in chosen:
+        panels += _demographic_gaps(ctx, clinic, table)
     return View(
         TITLE,
         QUESTION,

@@ -21,7 +21,6 @@
 --   $race: varchar or null, race/ethnicity filter
 --   $allowed_sites: varchar[] or null, sites the signed-in role may see
 --   $alliance: varchar, 'srs' (SRS items 0-10) or 'wai' (WAI-SR subscale mean items 1-5)
---   $detail: boolean, false = only the clinic, program and demographic groupings (cheaper)
 -- Columns:
 --   grouping: varchar, 'clinic', 'site', 'program', 'therapist', 'month', 'age_band', 'gender', 'race_ethnicity', or 'therapist/age_band', 'therapist/gender', 'therapist/race_ethnicity'
 --   unit: varchar, the unit's value ('clinic'; a month as YYYY-MM-DD; the therapist code in the therapist/... groupings)
@@ -191,7 +190,6 @@ per_episode_therapist as materialized (
             when 'approach' then w.n_approach
             else w.n_overall
         end > 0
-      and $detail
 ),
 per_episode_site as materialized (
     -- the episode's mean at each site
@@ -240,7 +238,6 @@ per_episode_site as materialized (
             when 'approach' then w.n_approach
             else w.n_overall
         end > 0
-      and $detail
 ),
 per_episode_month as materialized (
     -- the episode's mean in each month
@@ -289,7 +286,6 @@ per_episode_month as materialized (
             when 'approach' then w.n_approach
             else w.n_overall
         end > 0
-      and $detail
 ),
 by_episode_attributes_stats as (
     -- grouping(): bit set = column not in the grouping set (program 8, age 4, gender 2, race 1)
