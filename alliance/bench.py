@@ -44,6 +44,7 @@ BENCH_DIR = db.ROOT / "data" / "bench"
 VIEWS = {
     "profile": ("section", ("where", "therapists", "background")),
     "demographics": ("dimension", ("race_ethnicity", "age_band", "gender")),
+    "ruptures": ("section", ("time", "units", "after")),
 }
 
 

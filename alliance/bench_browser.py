@@ -47,16 +47,17 @@ def _choose(page, label: str, value: str) -> float:
 
 
 def targets() -> list[tuple[str, str]]:
-    """(name, address) of each page, and of each section of the profile page, which shows one
-    at a time (its address names the section: ?show=<label>)."""
-    from alliance.views import profile
+    """(name, address) of each page, and of each section of the pages that show one at a time
+    (the address names the section: ?show=<label>)."""
+    from alliance.views import profile, ruptures
 
+    sectioned = {"profile": profile.SECTIONS, "ruptures": ruptures.SECTIONS}
     out = []
     for name in PAGES:
-        if name == "profile":
+        if name in sectioned:
             out += [
-                (f"profile:{key}", f"profile?{urlencode({'show': label})}")
-                for key, label in profile.SECTIONS.items()
+                (f"{name}:{key}", f"{name}?{urlencode({'show': label})}")
+                for key, label in sectioned[name].items()
             ]
         else:
             out.append((name, name))

@@ -259,7 +259,7 @@ def profile(d: Data, f: Filters, st: Settings, section: str | None = None) -> No
     long.groupby("variable")["value"].agg(["mean", "std", "size"])
 
 
-def ruptures(d: Data, f: Filters, st: Settings) -> None:
+def ruptures(d: Data, f: Filters, st: Settings, section: str | None = None) -> None:
     s = sessions_in_view(d, f)
     eps = s["episode_id"].unique()
     x = d.sessions[d.sessions["episode_id"].isin(eps) & d.sessions["srs"].notna()]
@@ -269,12 +269,16 @@ def ruptures(d: Data, f: Filters, st: Settings) -> None:
     rupture = (x["prev_srs"] - x["srs"]).round(4) >= st.rupture_threshold
     repaired = rupture & ((nxt - x["prev_srs"]).round(4) >= 0)
     x = x.assign(rupture=rupture, repaired=repaired)
-    x.groupby("month")[["rupture", "repaired"]].sum()
-    x.groupby("site")[["rupture", "repaired"]].sum()
-    x.groupby("therapist")[["rupture", "repaired"]].sum()
-    per_ep = x.groupby("episode_id")[["rupture", "repaired"]].any()
-    e = ended_in_view(d, f).merge(per_ep, left_on="episode_id", right_index=True, how="left")
-    e.groupby(["rupture", "repaired"])["dropout"].agg(["mean", "size"])
+    x[["rupture", "repaired"]].sum()  # the clinic's (the tiles)
+    if section in (None, "time"):
+        x.groupby("month")[["rupture", "repaired"]].sum()
+    if section in (None, "units"):
+        x.groupby("site")[["rupture", "repaired"]].sum()
+        x.groupby("therapist")[["rupture", "repaired"]].sum()
+    if section in (None, "after"):
+        per_ep = x.groupby("episode_id")[["rupture", "repaired"]].any()
+        e = ended_in_view(d, f).merge(per_ep, left_on="episode_id", right_index=True, how="left")
+        e.groupby(["rupture", "repaired"])["dropout"].agg(["mean", "size"])
 
 
 # each takes (data, filters, settings) and, for a page with views (bench.VIEWS), the view

@@ -9,9 +9,11 @@ where a caption, message or tile names it (a chart's reading), it goes through
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import duckdb
 import pandas as pd
@@ -333,18 +335,21 @@ def sidebar_filters(options: FilterOptions) -> Filters:
     return filters
 
 
-# page-level choices kept in the address beside the filters (bound to their widgets, e.g. the
-# profile page's section): the filter mirror leaves them alone
-PAGE_PARAMS = frozenset({"show"})
+# the section a page that shows one at a time has open (render_sections): kept in the address
+# by that page; the filter mirror, which runs first, hands a linked value on to it
+SECTION_PARAM = "show"
+LINKED_SECTION = "linked_section"
 
 
 def _mirror_to_address(filters: Filters) -> None:
-    """Write the filters into the URL (a link reopens the same view), dropping unknown
-    parameters but keeping the page's own choices (PAGE_PARAMS)."""
+    """Write the filters into the URL (a link reopens the same view), dropping every other
+    parameter; a section named in it is handed to the page (render_sections puts it back)."""
     wanted = filters.to_query_params()
     params = st.query_params
     current = params.to_dict()
-    for key in [k for k in current if k not in wanted and k not in PAGE_PARAMS]:
+    if SECTION_PARAM in current:
+        st.session_state[LINKED_SECTION] = current[SECTION_PARAM]
+    for key in [k for k in current if k not in wanted]:
         del params[key]
     changed = {k: v for k, v in wanted.items() if current.get(k) != v}
     if changed:
@@ -543,6 +548,47 @@ def render_head(v: View, ctx: Context) -> None:
         st.warning(v.notice, icon=":material/lock:")
         return
     render_tiles(v, ctx)
+
+
+def render_sections(name: str, module: ModuleType, ctx: Context) -> View:
+    """A page that shows one section at a time: the title and tiles, a picker of the sections
+    `module.sections(ctx)` offers this role, and the chosen section's panels, built by
+    `module.build(ctx, section)` (a filter change builds and draws only the section in view).
+
+    The section is kept in the address (?show=<label>), so a link opens the same section; a
+    link naming a section this page does not offer this role opens the first one.
+    """
+    by_label = {label: key for key, label in module.sections(ctx).items()}
+    first = next(iter(by_label))
+    key = f"show_{name}"
+    state = st.session_state
+    requested = state.pop(LINKED_SECTION, None)  # from the address (see _mirror_to_address)
+    if requested in by_label:
+        state[key] = requested
+    elif state.get(key) not in by_label:
+        state[key] = first
+    head = st.container()  # title and tiles: drawn above the picker once the view is built
+    picker = st.empty()
+    label = picker.segmented_control(
+        "Show", list(by_label), required=True, key=key, on_change=_section_to_address, args=(key,)
+    )
+    st.query_params[SECTION_PARAM] = label
+    v = view(
+        f"{name}:{by_label[label]}", functools.partial(module.build, section=by_label[label]), ctx
+    )
+    with head:
+        render_head(v, ctx)
+    if v.notice:
+        picker.empty()  # nothing to choose between
+    else:
+        for panel in v.panels:
+            render_panel(panel, ctx)
+    return v
+
+
+def _section_to_address(key: str) -> None:
+    """A click on the section picker: the address names the new section before the rerun."""
+    st.query_params[SECTION_PARAM] = st.session_state[key]
 
 
 def render_view(v: View, ctx: Context) -> None:

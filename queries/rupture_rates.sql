@@ -25,7 +25,9 @@
 --   $rupture_threshold: double, SRS drop (points) from the previous SRS that counts as a rupture
 --   $repair_window: integer, SRS administrations after a rupture in which it can be repaired
 --     (1-6, the range the Settings page allows; session_facts holds the next six SRS)
---   $detail: boolean, false = only the clinic row (e.g. the previous period's headline: cheaper)
+--   $groupings: varchar[], the groupings to compute besides 'clinic' (always computed): any of
+--     'month', 'site', 'therapist' (a page section asks only for what it shows; [] = the clinic
+--     row alone, e.g. the previous period's headline)
 -- Columns:
 --   grouping: varchar, 'clinic', 'month', 'site' or 'therapist'
 --   unit: varchar, 'clinic', the month (YYYY-MM-DD, first day), the site or the therapist code
@@ -43,17 +45,17 @@
 with
 cells as (
     -- SRS administrations and those with a previous SRS per month, site, therapist and client
-    -- (derive.sql, srs_month_cells); without detail the units collapse to one (null) value
-    -- each: far fewer cells
+    -- (derive.sql, srs_month_cells). A unit not asked for collapses to one (null) value, and
+    -- so does its client column (the client within that unit): its grouping then forms one
+    -- row instead of repeating the clinic's distinct count, and is left out of the result
     select
-        case when $detail then month end as month,
-        case when $detail then site end as site,
-        case when $detail then therapist end as therapist,
+        case when list_contains($groupings, 'month') then month end as month,
+        case when list_contains($groupings, 'site') then site end as site,
+        case when list_contains($groupings, 'therapist') then therapist end as therapist,
         client_id,
-        -- the client within a month, site or therapist: null without detail, so those
-        -- groupings (left out of the result then) collapse to one row instead of repeating
-        -- the clinic's distinct count
-        case when $detail then client_id end as unit_client,
+        case when list_contains($groupings, 'month') then client_id end as month_client,
+        case when list_contains($groupings, 'site') then client_id end as site_client,
+        case when list_contains($groupings, 'therapist') then client_id end as therapist_client,
         n_srs,
         n_srs_prev
     from srs_months_in_view(
@@ -65,11 +67,13 @@ ruptures as (
     -- the SRS administrations in the period that are ruptures (differences rounded to 1e-4 so
     -- that item sums, floating point, compare exactly), with their fate
     select
-        case when $detail then month end as month,
-        case when $detail then site end as site,
-        case when $detail then therapist end as therapist,
+        case when list_contains($groupings, 'month') then month end as month,
+        case when list_contains($groupings, 'site') then site end as site,
+        case when list_contains($groupings, 'therapist') then therapist end as therapist,
         client_id,
-        case when $detail then client_id end as unit_client,
+        case when list_contains($groupings, 'month') then client_id end as month_client,
+        case when list_contains($groupings, 'site') then client_id end as site_client,
+        case when list_contains($groupings, 'therapist') then client_id end as therapist_client,
         case
             when round(best_next - prev_srs, 4) >= 0 then 'repaired'
             when window_end is not null or end_reason is not null then 'unrepaired'
@@ -143,8 +147,8 @@ unit_clients as (
         therapist,
         bool_or(n_srs_prev > 0) as has_previous
     from cells
-    group by grouping sets ((client_id), (month, unit_client), (site, unit_client),
-                            (therapist, unit_client))
+    group by grouping sets ((client_id), (month, month_client), (site, site_client),
+                            (therapist, therapist_client))
 ),
 clients as (
     select g, month, site, therapist, count(*) filter (where has_previous) as n_clients
@@ -158,8 +162,8 @@ fate_clients as (
         select grouping(month, site, therapist) as g, month, site, therapist
         from ruptures
         where fate <> 'open'
-        group by grouping sets ((client_id), (month, unit_client), (site, unit_client),
-                                (therapist, unit_client))
+        group by grouping sets ((client_id), (month, month_client), (site, site_client),
+                                (therapist, therapist_client))
     )
     group by g, month, site, therapist
 ),
@@ -207,5 +211,5 @@ final as (
      and s.therapist is not distinct from f.therapist
 )
 select * from final
-where $detail or grouping = 'clinic'
+where grouping = 'clinic' or list_contains($groupings, grouping)
 order by grouping, unit;

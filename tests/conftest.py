@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from alliance import db
@@ -96,3 +99,43 @@ def app_env(demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ALLIANCE_DB", str(demo_db))
     monkeypatch.chdir(ROOT)
     return demo_db
+
+
+# --------------------------------------------------------------------------- comparing views
+
+
+def _plain(x):
+    """A numpy array, or plotly's base64 form of one ({'dtype', 'bdata'[, 'shape']}), as a list."""
+    if isinstance(x, dict) and "bdata" in x and "dtype" in x:
+        arr = np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"])
+        shape = x.get("shape")
+        if shape:
+            arr = arr.reshape([int(n) for n in str(shape).split(",")])
+        return arr.tolist()
+    return x.tolist() if isinstance(x, np.ndarray) else x
+
+
+def same_panels(a, b, where: str = "") -> None:
+    """Equal, with floats to 1e-9 relative (DuckDB's parallel sums may add in another order
+    when a query forms other groupings: differences of ~1e-15), in nested lists and dicts."""
+    a, b = (_plain(x) for x in (a, b))
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        a, b = list(a), list(b)
+    if isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), where
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same_panels(x, y, f"{where}[{i}]")
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            same_panels(a[k], b[k], f"{where}.{k}")
+    else:
+        assert a == b, where
+
+
+def panel_parts(p) -> list:
+    figure = p.figure.to_plotly_json() if p.figure is not None else None
+    data = json.loads(p.data.to_json(orient="split", double_precision=15))
+    return [p.key, p.title, p.reading, p.message, p.section, figure, data]

@@ -12,7 +12,7 @@ import pytest
 from alliance import bench, bench_pandas, db, queries
 from alliance.filters import Filters
 from alliance.settings import Settings
-from alliance.views import demographics, profile
+from alliance.views import demographics, profile, ruptures
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,7 @@ def test_pages_with_views_are_timed_view_by_view(demo_con) -> None:
     """The bench's views of a page are the page's own (a renamed section fails here)."""
     assert set(bench.views("profile")) == set(profile.SECTIONS)
     assert set(bench.views("demographics")) == set(demographics.DIMENSIONS)
+    assert set(bench.views("ruptures")) == set(ruptures.SECTIONS)
     assert set(bench_pandas.PROFILE_GROUPINGS) == set(profile.SECTIONS)
     assert bench.views("overview") == (None,)
 

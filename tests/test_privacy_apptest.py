@@ -64,7 +64,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import exports
 from alliance.filters import FILTER_LABELS
-from alliance.views import profile
+from alliance.views import profile, ruptures
 from tests.conftest import ROOT
 
 PAGES = sorted(p.stem for p in (ROOT / "pages").glob("*.py"))  # local mode: a director's view
@@ -80,11 +80,8 @@ DATA_PAGES = [
     "data",
 ]
 # pages that show one section at a time: every section is walked
-TARGETS = [
-    t
-    for p in PAGES
-    for t in ([f"profile:{s}" for s in profile.SECTIONS] if p == "profile" else [p])
-]
+SECTIONS = {"profile": profile.SECTIONS, "ruptures": ruptures.SECTIONS}
+TARGETS = [t for p in PAGES for t in ([f"{p}:{s}" for s in SECTIONS[p]] if p in SECTIONS else [p])]
 SMALL_RACES = ["Native Hawaiian or Pacific Islander", "American Indian or Alaska Native"]
 DIMENSIONS = ["race_ethnicity", "age_band", "gender"]
 SEED = 20261031
@@ -470,11 +467,11 @@ def run_page(at: AppTest, page: str, filters: dict) -> Seen:
     at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, (page, filters, [e.value for e in at.exception])
     if section:
-        if not [w for w in at.segmented_control if w.key == "show"]:
+        if not [w for w in at.segmented_control if w.key == f"show_{page}"]:
             # no section to choose: the page says why instead (too few clients, no items)
             assert at.warning, (page, section, filters)
         else:
-            at.segmented_control(key="show").set_value(profile.SECTIONS[section]).run()
+            at.segmented_control(key=f"show_{page}").set_value(SECTIONS[page][section]).run()
             assert not at.exception, (page, section, filters, [e.value for e in at.exception])
     shown = at.session_state["f_period"]
     assert tuple(shown) == tuple(filters["period"]), (page, filters, shown)

@@ -15,6 +15,7 @@ import datetime as dt
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from alliance import db, queries
@@ -386,7 +387,8 @@ def test_precomputed_next_and_previous_srs_match_window_functions(demo_con, tiny
 
 @pytest.mark.parametrize("window", [1, 2, 3])
 def test_clinic_only_table_is_the_clinic_row_of_the_full_table(tiny_con, demo_con, window):
-    """`detail=False` (the previous period's headline) gives exactly the full table's clinic row."""
+    """No units (the previous period's headline) gives exactly the full table's clinic row, and
+    a section's units exactly the full table's rows of those units."""
     for con, first, last in (
         (tiny_con, D(2026, 1, 1), D(2026, 2, 1)),
         (demo_con, D(2025, 11, 1), D(2026, 10, 1)),
@@ -394,8 +396,15 @@ def test_clinic_only_table_is_the_clinic_row_of_the_full_table(tiny_con, demo_co
     ):
         ctx = tiny_ctx(con, first=first, last=last, repair_window=window)
         full = ruptures.rupture_table(ctx)
-        clinic = ruptures.rupture_table(ctx, detail=False)
+        clinic = ruptures.rupture_table(ctx, groupings=())
         assert list(clinic["grouping"]) == ["clinic"]
         want = full[full["grouping"] == "clinic"].reset_index(drop=True)
         assert int(want["with_previous"].iloc[0]) > 0
         assert clinic.reset_index(drop=True).equals(want)
+        for units in ruptures.SECTION_UNITS.values():
+            part = ruptures.rupture_table(ctx, groupings=units).reset_index(drop=True)
+            want = full[full["grouping"].isin(["clinic", *units])].reset_index(drop=True)
+            assert set(part["grouping"]) == {"clinic", *units}
+            pd.testing.assert_frame_equal(part, want, rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown groupings"):
+        ruptures.rupture_table(ctx, groupings=("program",))

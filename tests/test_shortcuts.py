@@ -171,7 +171,7 @@ def test_rupture_followup_equals_its_direct_reference(request, clinic: str) -> N
 def test_rupture_rates_equal_their_direct_reference(request, clinic: str) -> None:
     """Counting administrations and their clients from the per-month rollup (derive.sql,
     srs_month_cells) and only the ruptures from the sessions gives exactly what one aggregation
-    of every session in view gives: per unit, with and without detail, under several settings,
+    of every session in view gives: per unit, for each set of units, under several settings,
     filters and site restrictions."""
     con = request.getfixturevalue(clinic)
     reference = (REFERENCE / "rupture_rates_direct.sql").read_text()
@@ -194,25 +194,24 @@ def test_rupture_rates_equal_their_direct_reference(request, clinic: str) -> Non
         ),
     ]
     for f, allowed in cases:
-        for threshold, window, detail in (
-            (2.0, 2, True),
-            (1.0, 1, True),
-            (3.5, 6, True),
-            (2.0, 2, False),
-        ):
+        for threshold, window in ((2.0, 2), (1.0, 1), (3.5, 6)):
             params = {
                 **f.sql_params(allowed),
                 "rupture_threshold": threshold,
                 "repair_window": window,
-                "detail": detail,
             }
-            got = queries.run(con, "rupture_rates", **params)
-            want = con.execute(reference, params).df()
-            assert len(want) > (3 if detail else 0), (f, allowed)
-            assert want["ruptures"].sum() > 0
-            assert list(got.columns) == list(want.columns)
-            for col in want.columns:
-                if col in ("rupture_rate", "repair_rate"):
-                    pd.testing.assert_series_equal(got[col], want[col], rtol=1e-12, atol=1e-12)
-                else:
-                    assert got[col].tolist() == want[col].tolist(), (col, f, allowed, threshold)
+            everything = con.execute(reference, {**params, "detail": True}).df()
+            assert len(everything) > 3, (f, allowed)
+            assert everything["ruptures"].sum() > 0
+            # every unit, each section's, and the clinic alone: the units asked for (with the
+            # clinic) and nothing else, each exactly as the reference computes it
+            for groupings in (["month", "site", "therapist"], ["month"], ["site", "therapist"], []):
+                got = queries.run(con, "rupture_rates", **params, groupings=groupings)
+                keep = everything["grouping"].isin(["clinic", *groupings])
+                want = everything[keep].reset_index(drop=True)
+                assert list(got.columns) == list(want.columns)
+                for col in want.columns:
+                    if col in ("rupture_rate", "repair_rate"):
+                        pd.testing.assert_series_equal(got[col], want[col], rtol=1e-12, atol=1e-12)
+                    else:
+                        assert got[col].tolist() == want[col].tolist(), (col, f, groupings)

@@ -3,7 +3,6 @@ the page in AppTest."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import json
@@ -21,7 +20,7 @@ from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import profile
-from tests.conftest import ROOT
+from tests.conftest import ROOT, panel_parts, same_panels
 
 D = dt.date
 
@@ -281,43 +280,6 @@ def test_meeting_mode_and_therapist_level(demo_view):
     assert any("not available for your role" in (p.message or "") for p in hidden.panels)
 
 
-def _plain(x):
-    """A numpy array, or plotly's base64 form of one ({'dtype', 'bdata'[, 'shape']}), as a list."""
-    if isinstance(x, dict) and "bdata" in x and "dtype" in x:
-        arr = np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"])
-        shape = x.get("shape")
-        if shape:
-            arr = arr.reshape([int(n) for n in str(shape).split(",")])
-        return arr.tolist()
-    return x.tolist() if isinstance(x, np.ndarray) else x
-
-
-def _same(a, b, where: str = "") -> None:
-    """Equal, with floats to 1e-9 relative (DuckDB's parallel sums may add in another order
-    when a query forms other groupings: differences of ~1e-15), in nested lists and dicts."""
-    a, b = (_plain(x) for x in (a, b))
-    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
-        a, b = list(a), list(b)
-    if isinstance(a, float) and isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), where
-    elif isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same(x, y, f"{where}[{i}]")
-    elif isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _same(a[k], b[k], f"{where}.{k}")
-    else:
-        assert a == b, where
-
-
-def _panel_json(p) -> list:
-    figure = p.figure.to_plotly_json() if p.figure is not None else None
-    data = json.loads(p.data.to_json(orient="split", double_precision=15))
-    return [p.key, p.title, p.reading, p.message, p.section, figure, data]
-
-
 def test_each_section_builds_exactly_its_part_of_the_whole_page(demo_view):
     """The page builds one section at a time: its tiles and panels are those of the whole
     view (the report's), panel for panel, and together the sections are the whole view."""
@@ -328,7 +290,7 @@ def test_each_section_builds_exactly_its_part_of_the_whole_page(demo_view):
         assert v.tiles == whole.tiles and v.n_clients == whole.n_clients
         assert v.panels and {p.section for p in v.panels} == {label}
         together += v.panels
-    _same([_panel_json(p) for p in together], [_panel_json(p) for p in whole.panels])
+    same_panels([panel_parts(p) for p in together], [panel_parts(p) for p in whole.panels])
     assert [p.key for p in profile.build(ctx, "where").panels] == [
         "by_site",
         "weakest",
@@ -380,7 +342,7 @@ def test_profile_page_renders(app_env):
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert labels[:4] == list(profile.LABELS.values())
-    picker = at.segmented_control(key="show")
+    picker = at.segmented_control(key="show_profile")
     assert picker.value == profile.SECTIONS["where"]
     assert picker.options == list(profile.SECTIONS.values())
     assert _titles(at) == [
@@ -396,7 +358,7 @@ def test_profile_page_renders(app_env):
         "The alliance dimensions by therapist",
         "Does a group's gap differ between therapists?",
     ]
-    at.segmented_control(key="show").set_value(profile.SECTIONS["background"]).run()
+    at.segmented_control(key="show_profile").set_value(profile.SECTIONS["background"]).run()
     assert not at.exception
     assert _titles(at) == [
         f"The alliance dimensions by {label.lower()}" for label in profile.DEMOGRAPHICS.values()

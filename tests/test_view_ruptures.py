@@ -14,7 +14,7 @@ from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import ruptures
-from tests.conftest import ROOT
+from tests.conftest import ROOT, panel_parts, same_panels
 
 D = dt.date
 
@@ -147,16 +147,48 @@ def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
 
 
+def test_each_section_builds_exactly_its_part_of_the_whole_page(demo_view):
+    """The page builds one section at a time: its tiles and panels are those of the whole
+    view (the report's), panel for panel, and together the sections are the whole view."""
+    ctx, whole = demo_view
+    together = []
+    for section, label in ruptures.SECTIONS.items():
+        v = ruptures.build(ctx, section)
+        assert v.tiles == whole.tiles and v.n_clients == whole.n_clients
+        assert v.panels and {p.section for p in v.panels} == {label}
+        together += v.panels
+    same_panels([panel_parts(p) for p in together], [panel_parts(p) for p in whole.panels])
+    with pytest.raises(ValueError, match="unknown section"):
+        ruptures.build(ctx, "everything")
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
 def test_ruptures_page_renders(app_env):
+    """One section at a time, chosen under the tiles; the tiles stay."""
     at = _app().run()
     at.switch_page("pages/ruptures.py").run()
     assert not at.exception
     assert [m.label for m in at.metric][:2] == ["Ruptures per 100 SRS", "Repair rate"]
+    picker = at.segmented_control(key="show_ruptures")
+    assert picker.options == list(ruptures.SECTIONS.values())
+    assert picker.value == ruptures.SECTIONS["time"]
     charts = at.get("plotly_chart")
-    assert len(charts) >= 7
+    assert _titles(at) == ["Rupture rate by month", "Repair rate by month"]
     spec = json.loads(charts[0].proto.spec)
-    assert spec["layout"]["title"]["text"] == "Rupture rate by month"
     assert "≥ 2 points" in spec["layout"]["title"]["subtitle"]["text"]
+    picker.set_value(ruptures.SECTIONS["units"]).run()
+    assert not at.exception
+    assert _titles(at) == [
+        "Rupture and repair rates by site",
+        "Rupture and repair rates by therapist",
+    ]
+    at.segmented_control(key="show_ruptures").set_value(ruptures.SECTIONS["after"]).run()
+    assert not at.exception
+    assert len(_titles(at)) == 3 and "Which part of the alliance drops at a rupture" in _titles(at)
+    assert [m.label for m in at.metric][:2] == ["Ruptures per 100 SRS", "Repair rate"]
 
 
 def test_ruptures_page_follows_the_site_filter(app_env):

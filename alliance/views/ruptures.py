@@ -12,6 +12,9 @@ of the period. All counting is done in SQL (queries/rupture_*.sql).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -47,6 +50,15 @@ QUESTION = (
     "How often does the alliance break down between sessions, how often is it repaired, and "
     "what follows a repaired or an unrepaired rupture?"
 )
+UNITS = ("month", "site", "therapist")
+# The page shows one section at a time (a filter change builds only the section in view); a
+# report builds them all. Each section's label, and the units its rupture counts need.
+SECTIONS = {
+    "time": "Over time",
+    "units": "Sites and therapists",
+    "after": "What drops, what follows",
+}
+SECTION_UNITS = {"time": ("month",), "units": ("site", "therapist"), "after": ()}
 GROUP_LABELS = {
     "none": "No rupture",
     "repaired": "Ruptures, all repaired",
@@ -91,17 +103,21 @@ def definition_text(ctx: Context) -> str:
 
 
 def rupture_table(
-    ctx: Context, filters: Filters | None = None, *, detail: bool = True
+    ctx: Context, filters: Filters | None = None, *, groupings: Iterable[str] = UNITS
 ) -> pd.DataFrame:
-    """Rupture and repair counts for the clinic and per month, site and therapist, in one query
-    (`detail=False`: the clinic row only).
+    """Rupture and repair counts for the clinic and per month, site and therapist (those of
+    `groupings`; () = the clinic row only), in one query.
 
     Unsuppressed: pass what you show through `protect`. Columns as in
     queries/rupture_rates.sql (grouping, unit, n_clients, administrations, with_previous,
     ruptures, repaired, unrepaired, open, fate_known, fate_clients, rupture_rate, repair_rate).
     """
+    chosen = list(groupings)
+    unknown = set(chosen) - set(UNITS)
+    if unknown:
+        raise ValueError(f"unknown groupings {sorted(unknown)}")
     return queries.run(
-        ctx.con, "rupture_rates", **ctx.params(filters), **rupture_params(ctx), detail=detail
+        ctx.con, "rupture_rates", **ctx.params(filters), **rupture_params(ctx), groupings=chosen
     )
 
 
@@ -116,7 +132,7 @@ def rupture_counts(
     if group_by not in ("clinic", "month", "site", "therapist"):
         raise ValueError(f"unknown unit {group_by!r}")
     if table is None:
-        table = rupture_table(ctx, filters, detail=group_by != "clinic")
+        table = rupture_table(ctx, filters, groupings=() if group_by == "clinic" else (group_by,))
     part = table[table["grouping"] == group_by].drop(columns="grouping")
     return part.reset_index(drop=True)
 
@@ -797,16 +813,30 @@ def _items(ctx: Context) -> Panel:
 # --------------------------------------------------------------------------- view
 
 
-def build(ctx: Context) -> View:
+def sections(ctx: Context) -> dict[str, str]:
+    """The page's sections (all of them for every role: without therapist-level access the
+    therapist funnel says it is not available)."""
+    return dict(SECTIONS)
+
+
+def build(ctx: Context, section: str | None = None) -> View:
+    """The page's view: the tiles and one section's panels, or with section=None every
+    section's (a report)."""
+    if section is not None and section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}")
+    chosen = [section] if section else list(SECTIONS)
+    groupings = [
+        g for s in chosen for g in SECTION_UNITS[s] if g != "therapist" or ctx.therapist_level
+    ]
+    after = "after" in chosen
     # the follow-up and item panels need nothing from the main table: they are built while its
     # query runs (and dropped unseen when the selection turns out too small to show)
     table, before, followup, items = gather(
-        lambda: rupture_table(ctx),
+        lambda: rupture_table(ctx, groupings=groupings),
         lambda: rupture_summary(ctx, ctx.filters.previous_period()),
-        lambda: _followup(ctx),
-        lambda: _items(ctx),
+        (lambda: _followup(ctx)) if after else list,
+        (lambda: _items(ctx)) if after else (lambda: None),
     )
-    clinic_df = rupture_counts(ctx, "clinic", table=table)
     now = rupture_summary(ctx, table=table)
     n_clients = now["n_clients"]
     if n_clients < ctx.policy.k:
@@ -820,26 +850,27 @@ def build(ctx: Context) -> View:
                 ),
             )
         return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
-    clinic = clinic_df.iloc[0].to_dict()
-    monthly = rupture_counts(ctx, "month", table=table)
-    sites = rupture_counts(ctx, "site", table=table)
-    panels = [
-        _monthly(ctx, monthly, "rupture", now),
-        _monthly(ctx, monthly, "repair", now),
-        _funnels(ctx, sites, clinic, level="site"),
-    ]
-    if ctx.therapist_level:
-        ther = rupture_counts(ctx, "therapist", table=table)
-        panels.append(_funnels(ctx, ther, clinic, level="therapist"))
-    else:
-        panels.append(
-            empty_panel(
+    panels: list[Panel] = []
+    if "time" in chosen:
+        monthly = rupture_counts(ctx, "month", table=table)
+        panels += _in(
+            "time", [_monthly(ctx, monthly, "rupture", now), _monthly(ctx, monthly, "repair", now)]
+        )
+    if "units" in chosen:
+        clinic = rupture_counts(ctx, "clinic", table=table).iloc[0].to_dict()
+        sites = rupture_counts(ctx, "site", table=table)
+        if ctx.therapist_level:
+            by_ther = rupture_counts(ctx, "therapist", table=table)
+            ther = _funnels(ctx, by_ther, clinic, level="therapist")
+        else:
+            ther = empty_panel(
                 "funnel_therapist",
                 "Ruptures and repair by therapist",
                 "Therapist-level comparisons are not available for your role.",
             )
-        )
-    panels += [*followup, items]
+        panels += _in("units", [_funnels(ctx, sites, clinic, level="site"), ther])
+    if after:
+        panels += _in("after", [*followup, items])
     return View(
         TITLE,
         QUESTION,
@@ -847,3 +878,8 @@ def build(ctx: Context) -> View:
         panels=panels,
         n_clients=n_clients,
     )
+
+
+def _in(section: str, panels: list[Panel]) -> list[Panel]:
+    """The panels, labelled with their section."""
+    return [dataclasses.replace(p, section=SECTIONS[section]) for p in panels]
