@@ -70,11 +70,12 @@ def _register_template() -> None:
 _register_template()
 
 
-def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> go.Figure:
-    """Title and subtitle (measure · definition · period · n) on the house theme."""
+def theme_layout(*, title: str, subtitle: str, height: int = 430) -> dict:
+    """The house layout of a chart's title and subtitle (measure · definition · period · n),
+    margins, legend and height, as plotly layout properties."""
     lines = subtitle.count("<br>") + 1 if subtitle else 0
-    fig.update_layout(
-        title={
+    return {
+        "title": {
             "text": title,
             "x": 0.0,
             "xanchor": "left",
@@ -85,11 +86,16 @@ def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> g
             "subtitle": {"text": subtitle, "font": {"size": 13, "color": GREY}},
         },
         # room for every subtitle line, so the subtitle never runs into the plot
-        margin={"t": 62 + 17 * lines},
+        "margin": {"t": 62 + 17 * lines},
         # the legend sits under the plot, clear of the title and subtitle
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
-        height=height + 17 * max(lines - 2, 0),
-    )
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
+        "height": height + 17 * max(lines - 2, 0),
+    }
+
+
+def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> go.Figure:
+    """Title and subtitle (measure · definition · period · n) on the house theme."""
+    fig.update_layout(**theme_layout(title=title, subtitle=subtitle, height=height))
     return fig
 
 
@@ -460,17 +466,39 @@ def funnel_plot(
     traces = funnel_traces(
         points, limits, x_label=x_label, y_label=y_label, value_format=value_format
     )
-    fig = go.Figure(traces[:4])
-    fig.add_hline(
-        y=target,
-        line={"color": BLACK, "width": 1.5},
-        annotation_text="clinic-wide",
-        annotation_position="bottom right",
-    )
-    fig.add_traces(traces[4:])
-    fig.update_xaxes(title=x_label, rangemode="tozero")
-    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format))
-    return themed(fig, title=title, subtitle=subtitle, height=480)
+    # one constructor call: plotly validates the traces and layout once (add_hline and the
+    # update_* calls would each walk the whole figure again)
+    layout = {
+        # the clinic-wide line across the plot, labelled at its right end
+        "shapes": [
+            {
+                "type": "line",
+                "line": {"color": BLACK, "width": 1.5},
+                "x0": 0,
+                "x1": 1,
+                "xref": "x domain",
+                "y0": target,
+                "y1": target,
+                "yref": "y",
+            }
+        ],
+        "annotations": [
+            {
+                "showarrow": False,
+                "text": "clinic-wide",
+                "x": 1,
+                "xanchor": "right",
+                "xref": "x domain",
+                "y": target,
+                "yanchor": "top",
+                "yref": "y",
+            }
+        ],
+        "xaxis": {"title": {"text": x_label}, "rangemode": "tozero"},
+        "yaxis": {"title": {"text": y_label}, "tickformat": _fmt(value_format)},
+        **theme_layout(title=title, subtitle=subtitle, height=480),
+    }
+    return go.Figure(data=traces, layout=layout)
 
 
 def histogram_bins(
