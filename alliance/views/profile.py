@@ -520,61 +520,83 @@ def _strip_figure(
     rows = [chart_text(r) for r in rows]  # group names as text, never markup
     points = points.assign(row=points["row"].map(chart_text))
     centres = centres.assign(row=centres["row"].map(chart_text))
-    fig = go.Figure()
+    # traces and layout as plain dicts, validated once by one constructor call (add_trace,
+    # add_vline and the update_* calls would each walk the figure again)
+    traces: list[dict] = []
     for dim in DIMENSIONS:
         part = points[(points["dimension"] == dim) & points["shrunk"].notna()]
         cen = centres[centres["dimension"] == dim]
         if part.empty and cen.empty:
             continue
         if not cen.empty:
-            fig.add_trace(
-                go.Scatter(
-                    x=cen["centre"],
-                    y=cen["row"],
-                    mode="markers",
-                    name=f"{LABELS[dim]}: average",
-                    legendgroup=dim,
-                    offsetgroup=dim,
-                    orientation="h",
-                    showlegend=False,
-                    marker={
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": cen["centre"],
+                    "y": cen["row"],
+                    "mode": "markers",
+                    "name": f"{LABELS[dim]}: average",
+                    "legendgroup": dim,
+                    "offsetgroup": dim,
+                    "orientation": "h",
+                    "showlegend": False,
+                    "marker": {
                         "size": 17,
                         "symbol": "diamond-open",
                         "color": COLOURS[dim],
                         "line": {"width": 3, "color": COLOURS[dim]},
                     },
-                    hovertemplate=(
+                    "hovertemplate": (
                         f"{LABELS[dim]} · %{{y}}: average gap %{{x:+.2f}}<extra></extra>"
                     ),
-                )
+                }
             )
         if not part.empty:
-            fig.add_trace(
-                go.Scatter(
-                    x=part["shrunk"],
-                    y=part["row"],
-                    mode="markers",
-                    name=LABELS[dim],
-                    legendgroup=dim,
-                    offsetgroup=dim,
-                    orientation="h",
-                    marker={"size": 8, "color": COLOURS[dim], "opacity": 0.6},
-                    customdata=part[["therapist"]].to_numpy(),
-                    hovertemplate=(
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": part["shrunk"],
+                    "y": part["row"],
+                    "mode": "markers",
+                    "name": LABELS[dim],
+                    "legendgroup": dim,
+                    "offsetgroup": dim,
+                    "orientation": "h",
+                    "marker": {"size": 8, "color": COLOURS[dim], "opacity": 0.6},
+                    "customdata": part[["therapist"]].to_numpy(),
+                    "hovertemplate": (
                         f"%{{customdata[0]}} · {LABELS[dim]}<br>%{{y}}: "
                         "%{x:+.2f} (shrunken)<extra></extra>"
                     ),
-                )
+                }
             )
-    fig.add_vline(x=0, line={"color": charts.GREY, "dash": "dot", "width": 2})
-    fig.update_layout(scattermode="group", scattergap=0.3)
-    fig.update_yaxes(
-        type="category", categoryorder="array", categoryarray=rows, autorange="reversed"
-    )
-    fig.update_xaxes(title=axis_label, tickformat="+.2f", zeroline=False)
     height = max(420, 200 + 46 * len(rows))
-    fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
-    return fit_layout(fig)
+    layout = {
+        # no difference from the average gap of the same therapist's other clients: x = 0
+        "shapes": [
+            {
+                "type": "line",
+                "line": {"color": charts.GREY, "dash": "dot", "width": 2},
+                "x0": 0,
+                "x1": 0,
+                "xref": "x",
+                "y0": 0,
+                "y1": 1,
+                "yref": "y domain",
+            }
+        ],
+        "scattermode": "group",
+        "scattergap": 0.3,
+        "yaxis": {
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": rows,
+            "autorange": "reversed",
+        },
+        "xaxis": {"title": {"text": axis_label}, "tickformat": "+.2f", "zeroline": False},
+        **charts.theme_layout(title=title, subtitle=subtitle_text, height=height),
+    }
+    return fit_layout(go.Figure(data=traces, layout=layout))
 
 
 # --------------------------------------------------------------------------- panels
