@@ -1,7 +1,10 @@
 """`python -m alliance bench`: every page's server-side work at scale, against plain pandas.
 
 For each page it runs the page's complete view (its named queries, statistics and figure
-building; no Streamlit cache) for R random filter combinations and reports p50/p95 seconds. It
+building; no Streamlit cache) for R random filter combinations and reports p50/p95 seconds. A
+page that shows one view at a time (a section, a comparison: VIEWS) builds only the view on
+screen on a filter change, so each filter combination is timed once per view; the page's
+figures pool its views and each view's are reported beside them. It
 then runs the same computations the way most Streamlit dashboards are built — everything loaded
 into pandas DataFrames in memory, filtered and grouped there (alliance/bench_pandas.py) — over the
 same data and filters, and reports the ratio per page. Each approach runs in its own process so

@@ -1,7 +1,8 @@
 """Browser timing for `python -m alliance bench --browser`: filter change -> every chart redrawn.
 
-Starts the real Streamlit server on the bench clinic, opens each analytics page in headless
-Chromium (Playwright), then changes the sidebar's Site filter several times and measures, per
+Starts the real Streamlit server on the bench clinic, opens each analytics page (and each
+section of the pages that show one at a time, by its ?show= address) in headless Chromium
+(Playwright), then changes the sidebar's Site filter several times and measures, per
 change, the wall time from choosing the new value until Streamlit has finished the run, no
 element is stale any more and every plotly chart on the page has been drawn again. This is what
 a director in a meeting waits for; it includes the server work, the websocket transfer and the

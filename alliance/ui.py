@@ -347,11 +347,11 @@ def _mirror_to_address(filters: Filters) -> None:
     wanted = filters.to_query_params()
     params = st.query_params
     current = params.to_dict()
-    if SECTION_PARAM in current:
-        st.session_state[LINKED_SECTION] = current[SECTION_PARAM]
+    # this run's only: a value not taken up by this page is gone on the next run
+    st.session_state[LINKED_SECTION] = current.get(SECTION_PARAM)
     for key in [k for k in current if k not in wanted]:
         del params[key]
-    changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+    changed = {k: v for k, v in wanted.items() if params.get_all(k) != [v]}
     if changed:
         params.update(changed)
 
@@ -556,7 +556,9 @@ def render_sections(name: str, module: ModuleType, ctx: Context) -> View:
     `module.build(ctx, section)` (a filter change builds and draws only the section in view).
 
     The section is kept in the address (?show=<label>), so a link opens the same section; a
-    link naming a section this page does not offer this role opens the first one.
+    link naming a section this page does not offer this role is ignored (the section open in
+    this session stays, else the first). The choice is kept for the session, so coming back to
+    the page reopens it.
     """
     by_label = {label: key for key, label in module.sections(ctx).items()}
     first = next(iter(by_label))
@@ -570,7 +572,13 @@ def render_sections(name: str, module: ModuleType, ctx: Context) -> View:
     head = st.container()  # title and tiles: drawn above the picker once the view is built
     picker = st.empty()
     label = picker.segmented_control(
-        "Show", list(by_label), required=True, key=key, on_change=_section_to_address, args=(key,)
+        "Show",
+        list(by_label),
+        required=True,
+        key=key,
+        on_change=_section_to_address,
+        args=(key,),
+        persist_state="session",
     )
     st.query_params[SECTION_PARAM] = label
     v = view(

@@ -1,6 +1,6 @@
 -- The alliance in the clinic's terms (metrics.md "Alliance dimensions"): each dimension's mean
 -- item score for the whole clinic and per site, program, therapist, month, age band, gender and
--- race/ethnicity, and per therapist x demographic group, in one pass. Each
+-- race/ethnicity, and per therapist x demographic group (those of $groupings), in one pass. Each
 -- episode's mean item score over its administrations in the unit is one observation, so a long
 -- episode counts once and the SD is the between-episode SD (the basis of the intervals). SRS
 -- items 0-10: heard = relationship, goals = goals and topics, approach = approach or method,

@@ -1,5 +1,6 @@
 -- Ruptures and repair (metrics.md "Rupture" and "Repair"), counted for the whole clinic and per
--- calendar month, site and therapist (of the session at which the rupture happened), in one pass.
+-- calendar month, site and therapist (of the session at which the rupture happened; those of
+-- $groupings), in one pass.
 -- A rupture is an SRS administration dated in the period whose total is at least
 -- $rupture_threshold points below the episode's previous SRS (session_facts.prev_srs, which skips
 -- sessions without an SRS). It is repaired when one of the next $repair_window SRS

@@ -139,3 +139,19 @@ def panel_parts(p) -> list:
     figure = p.figure.to_plotly_json() if p.figure is not None else None
     data = json.loads(p.data.to_json(orient="split", double_precision=15))
     return [p.key, p.title, p.reading, p.message, p.section, figure, data]
+
+
+def groupings_asked(monkeypatch, query: str) -> list[list[str]]:
+    """Record the `groupings` each run of the named query asks for (the query still runs)."""
+    from alliance import queries
+
+    asked: list[list[str]] = []
+    original = queries.run
+
+    def run(con, name, **params):
+        if name == query:
+            asked.append(list(params["groupings"]))
+        return original(con, name, **params)
+
+    monkeypatch.setattr(queries, "run", run)
+    return asked

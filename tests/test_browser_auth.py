@@ -308,6 +308,7 @@ def test_viewer_gets_no_therapist_level_data_even_by_url(
     # the profile's Therapists section is not offered: the link opens the first section
     sections = page.get_by_role("radiogroup", name="Show").get_by_role("radio")
     assert sections.all_inner_texts() == ["Sites, programs and months", "Client background"]
+    assert sections.first.get_attribute("aria-checked") == "true"
     assert_no_error(page)
     assert_no_therapist_codes(page, clinic)
     # a deep link to the therapists page (not in the navigation) shows no therapist either

@@ -52,7 +52,6 @@ def _value(name: str, ctx):
         "lowest_bin": -15.0,
         "highest_bin": 15.0,
         "max_session": 12,
-        "detail": True,
         "groupings": ["site", "therapist/gender"],
     }
     if name in defaults:

@@ -20,7 +20,7 @@ from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import profile
-from tests.conftest import ROOT, panel_parts, same_panels
+from tests.conftest import ROOT, groupings_asked, panel_parts, same_panels
 
 D = dt.date
 
@@ -301,15 +301,32 @@ def test_each_section_builds_exactly_its_part_of_the_whole_page(demo_view):
         profile.build(ctx, "everything")
 
 
-def test_viewers_get_no_therapist_section(demo_view):
+def test_viewers_get_no_therapist_section(demo_view, monkeypatch):
     ctx, _ = demo_view
     viewer = dataclasses.replace(ctx, therapist_level=False)
     assert list(profile.sections(viewer)) == ["where", "background"]
     assert list(profile.sections(ctx)) == ["where", "therapists", "background"]
-    # asked for anyway (a hand-made link), it computes no therapist grouping and says why
+    # asked for anyway (a hand-made link), it says why
     v = profile.build(viewer, "therapists")
     assert "T-" not in _all_text(v)
     assert all(p.figure is None and "not available" in p.message for p in v.panels)
+
+
+def test_each_section_asks_only_for_its_groupings(demo_view, monkeypatch):
+    """A section's query forms exactly the groupings it shows; a viewer's never a therapist
+    grouping, whichever section (or the whole page) is built."""
+    ctx, _ = demo_view
+    asked = groupings_asked(monkeypatch, "profile_dimensions")
+    for section, groupings in profile.SECTION_GROUPINGS.items():
+        profile.build(ctx, section)
+        assert asked.pop() == list(groupings), section
+    profile.build(ctx)
+    assert asked.pop() == [g for gs in profile.SECTION_GROUPINGS.values() for g in gs]
+    viewer = dataclasses.replace(ctx, therapist_level=False)
+    for section in [*profile.SECTIONS, None]:
+        profile.build(viewer, section)
+        assert not [g for g in asked.pop() if g.startswith("therapist")], section
+    assert not asked
 
 
 def test_wai_profile_on_the_demo_clinic(demo_view):
@@ -374,3 +391,36 @@ def test_profile_page_switches_to_wai(app_env):
         profile.LABELS[d] for d in ("heard", "goals", "approach")
     ]
     assert "Overall" not in [m.label for m in at.metric]
+
+
+def test_a_link_opens_its_section_and_ignores_another_pages(app_env):
+    """?show=<label> opens that section; a label of another page's section (or a section this
+    page does not have) leaves the first section open."""
+    at = _app()
+    at.query_params["show"] = profile.SECTIONS["background"]
+    at.switch_page("pages/profile.py").run()  # the link's page is the first one run
+    assert not at.exception
+    assert at.segmented_control(key="show_profile").value == profile.SECTIONS["background"]
+    assert len(_titles(at)) == 3
+    other = _app()
+    other.query_params["show"] = "Over time"  # a Ruptures & repair section
+    other.switch_page("pages/profile.py").run()
+    assert not other.exception
+    assert other.segmented_control(key="show_profile").value == profile.SECTIONS["where"]
+    # a section named in a link to a page without sections is not carried to a later page
+    later = _app()
+    later.query_params["show"] = profile.SECTIONS["therapists"]
+    later.run()  # the overview
+    later.switch_page("pages/profile.py").run()
+    assert later.segmented_control(key="show_profile").value == profile.SECTIONS["where"]
+
+
+def test_a_selection_too_small_shows_its_notice_without_the_picker(app_env):
+    at = _app().run()
+    at.switch_page("pages/profile.py").run()
+    at.selectbox(key="f_therapist").set_value(at.selectbox(key="f_therapist").options[1])
+    at.select_slider(key="f_period").set_value(("2026-10", "2026-10")).run()
+    assert not at.exception
+    assert at.warning, "a notice says why nothing is shown"
+    assert not [w for w in at.segmented_control if w.key == "show_profile"]
+    assert not at.get("plotly_chart")

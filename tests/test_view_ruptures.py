@@ -14,7 +14,7 @@ from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import ruptures
-from tests.conftest import ROOT, panel_parts, same_panels
+from tests.conftest import ROOT, groupings_asked, panel_parts, same_panels
 
 D = dt.date
 
@@ -160,6 +160,23 @@ def test_each_section_builds_exactly_its_part_of_the_whole_page(demo_view):
     same_panels([panel_parts(p) for p in together], [panel_parts(p) for p in whole.panels])
     with pytest.raises(ValueError, match="unknown section"):
         ruptures.build(ctx, "everything")
+
+
+def test_each_section_asks_only_for_its_units(demo_view, monkeypatch):
+    """A section's rupture query forms exactly the units it shows (the tiles' previous period:
+    the clinic alone); a viewer's never the therapist unit, whichever section is built."""
+    ctx, _ = demo_view
+    asked = groupings_asked(monkeypatch, "rupture_rates")
+    for section, units in ruptures.SECTION_UNITS.items():
+        ruptures.build(ctx, section)
+        assert sorted(asked[-2:]) == sorted([list(units), []]), section
+        asked.clear()
+    viewer = dataclasses.replace(ctx, therapist_level=False)
+    for section in [*ruptures.SECTIONS, None]:
+        v = ruptures.build(viewer, section)
+        assert not [u for units in asked for u in units if u == "therapist"], section
+        assert "T-" not in _all_text(v)
+        asked.clear()
 
 
 def _titles(at: AppTest) -> list[str]:
