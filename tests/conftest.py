@@ -155,3 +155,16 @@ def groupings_asked(monkeypatch, query: str) -> list[list[str]]:
 
     monkeypatch.setattr(queries, "run", run)
     return asked
+
+
+def sections_make_the_whole(module, ctx, whole) -> None:
+    """Each section of a page that shows one at a time has the whole view's tiles and its own
+    panels (labelled with the section), and the sections together are the whole view (what a
+    report builds), panel for panel."""
+    together = []
+    for section, label in module.SECTIONS.items():
+        v = module.build(ctx, section)
+        assert v.tiles == whole.tiles and v.n_clients == whole.n_clients, section
+        assert v.panels and {p.section for p in v.panels} == {label}, section
+        together += v.panels
+    same_panels([panel_parts(p) for p in together], [panel_parts(p) for p in whole.panels])

@@ -14,7 +14,7 @@ from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import ruptures
-from tests.conftest import ROOT, groupings_asked, panel_parts, same_panels
+from tests.conftest import ROOT, groupings_asked, sections_make_the_whole
 
 D = dt.date
 
@@ -151,13 +151,7 @@ def test_each_section_builds_exactly_its_part_of_the_whole_page(demo_view):
     """The page builds one section at a time: its tiles and panels are those of the whole
     view (the report's), panel for panel, and together the sections are the whole view."""
     ctx, whole = demo_view
-    together = []
-    for section, label in ruptures.SECTIONS.items():
-        v = ruptures.build(ctx, section)
-        assert v.tiles == whole.tiles and v.n_clients == whole.n_clients
-        assert v.panels and {p.section for p in v.panels} == {label}
-        together += v.panels
-    same_panels([panel_parts(p) for p in together], [panel_parts(p) for p in whole.panels])
+    sections_make_the_whole(ruptures, ctx, whole)
     with pytest.raises(ValueError, match="unknown section"):
         ruptures.build(ctx, "everything")
 

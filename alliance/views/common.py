@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,6 +37,16 @@ def gather(*parts: Callable[[], Any]) -> list[Any]:
     with ThreadPoolExecutor(max_workers=min(workers, len(parts))) as pool:
         futures = [pool.submit(part) for part in parts]
         return [f.result() for f in futures]
+
+
+def chosen_sections(sections: Mapping[str, str], section: str | None) -> list[str]:
+    """The sections a page's build makes: the one shown (the page shows one at a time), or
+    every one for section=None (a report)."""
+    if section is None:
+        return list(sections)
+    if section not in sections:
+        raise ValueError(f"unknown section {section!r}")
+    return [section]
 
 
 def protect(

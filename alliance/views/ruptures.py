@@ -30,6 +30,7 @@ from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
     chart_text,
+    chosen_sections,
     gather,
     n_text,
     protect,
@@ -822,9 +823,7 @@ def sections(ctx: Context) -> dict[str, str]:
 def build(ctx: Context, section: str | None = None) -> View:
     """The page's view: the tiles and one section's panels, or with section=None every
     section's (a report)."""
-    if section is not None and section not in SECTIONS:
-        raise ValueError(f"unknown section {section!r}")
-    chosen = [section] if section else list(SECTIONS)
+    chosen = chosen_sections(SECTIONS, section)
     groupings = [
         g for s in chosen for g in SECTION_UNITS[s] if g != "therapist" or ctx.therapist_level
     ]
