@@ -185,8 +185,11 @@ def _with_intervals(df: pd.DataFrame, f: Filters) -> pd.DataFrame:
     keep = DIMENSIONS[:3] if f.alliance_measure == "wai" else DIMENSIONS
     df = df[df["dimension"].isin(keep)].reset_index(drop=True)
     n = df["episodes"].to_numpy(dtype=float)
+    # the t quantile once per distinct number of episodes (tens of thousands of rows share a
+    # few thousand values)
+    sizes, which = np.unique(n, return_inverse=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(n >= 2, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+        t = np.where(sizes >= 2, sps.t.ppf(0.975, np.maximum(sizes - 1, 1)), np.nan)[which]
         half = t * df["sd_score"].to_numpy(dtype=float) / np.sqrt(n)
     return df.assign(
         label=df["dimension"].map(LABELS),
