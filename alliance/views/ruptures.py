@@ -37,14 +37,9 @@ from alliance.views.common import (
     subtitle,
     withheld_note,
 )
+from alliance.views.dimension_charts import LABELS, fit_layout, funnel_grid
 from alliance.views.overview import too_small_notice
-from alliance.views.profile import (
-    LABELS,
-    SRS_ITEMS,
-    fit_layout,
-    funnel_grid,
-    therapist_labels,
-)
+from alliance.views.profile import SRS_ITEMS, therapist_labels
 
 TITLE = "Ruptures & repair"
 QUESTION = (

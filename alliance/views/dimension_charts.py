@@ -1,0 +1,408 @@
+"""The alliance dimensions (feeling heard, goals, approach, overall): their names, colours and
+the charts that show them, shared by the Alliance profile and Ruptures & repair pages.
+
+Chart builders only: they take aggregates that have already passed the privacy step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from alliance import charts
+from alliance.views.common import chart_text
+
+DIMENSIONS = ("heard", "goals", "approach", "overall")
+LABELS = {
+    "heard": "Felt heard and respected",
+    "goals": "Worked on what I wanted",
+    "approach": "Approach fit me",
+    "overall": "Overall",
+}
+COLOURS = {
+    "heard": charts.BLUE,
+    "goals": charts.GREEN,
+    "approach": charts.VERMILLION,
+    "overall": charts.GREY,
+}
+
+
+def dot_figure(
+    df: pd.DataFrame,
+    *,
+    category: str,
+    value: str,
+    low: str,
+    high: str,
+    title: str,
+    subtitle_text: str,
+    axis_label: str,
+    horizontal: bool,
+    reference: float | None = None,
+    reference_label: str = "",
+    suppressed_label: str = "n < 11",
+    value_format: str = ".2f",
+    categories: list[str] | None = None,
+) -> go.Figure:
+    """Dots with 95% intervals, one colour per dimension, dodged within each category.
+
+    df: category, dimension, value, low, high (value NaN = withheld: the category is labelled).
+    """
+    fig = go.Figure()
+    cats = [chart_text(c) for c in categories or dict.fromkeys(df[category].astype(str))]
+    df = df.assign(**{category: df[category].astype(str).map(chart_text)})  # names as text
+    for dim in DIMENSIONS:
+        part = df[(df["dimension"] == dim) & df[value].notna()]
+        if part.empty:
+            continue
+        err = {
+            "type": "data",
+            "symmetric": False,
+            "array": (part[high] - part[value]).fillna(0).to_numpy(),
+            "arrayminus": (part[value] - part[low]).fillna(0).to_numpy(),
+            "thickness": 2,
+            "width": 4,
+            "color": COLOURS[dim],
+        }
+        cat = part[category].astype(str).to_numpy()
+        val = part[value].to_numpy()
+        fig.add_trace(
+            go.Scatter(
+                x=val if horizontal else cat,
+                y=cat if horizontal else val,
+                mode="markers",
+                name=LABELS[dim],
+                offsetgroup=dim,
+                orientation="h" if horizontal else "v",
+                marker={"size": 11, "color": COLOURS[dim], "line": {"width": 1, "color": "white"}},
+                error_x=err if horizontal else None,
+                error_y=None if horizontal else err,
+                customdata=np.column_stack(
+                    [part["n_clients"].astype("float").to_numpy(), part[low], part[high]]
+                ),
+                hovertemplate=(
+                    f"{LABELS[dim]}<br>%{{{'y' if horizontal else 'x'}}}: "
+                    f"%{{{'x' if horizontal else 'y'}:{value_format}}} "
+                    f"(95% CI %{{customdata[1]:{value_format}}} to "
+                    f"%{{customdata[2]:{value_format}}})<br>%{{customdata[0]:,.0f}} clients"
+                    "<extra></extra>"
+                ),
+            )
+        )
+    shown = set(df.loc[df[value].notna(), category].astype(str))
+    hidden = [c for c in cats if c not in shown]
+    for c in hidden:
+        fig.add_annotation(
+            x=(reference or 0) if horizontal else c,
+            y=c if horizontal else 0.5,
+            xref="x" if horizontal else "x",
+            yref="y" if horizontal else "paper",
+            text=suppressed_label,
+            showarrow=False,
+            font={"color": charts.GREY, "size": 13},
+            xanchor="left" if horizontal else "center",
+        )
+    if reference is not None:
+        line = {"color": charts.GREY, "dash": "dot", "width": 2}
+        if horizontal:
+            fig.add_vline(x=reference, line=line)
+        else:
+            fig.add_hline(y=reference, line=line)
+        if reference_label:
+            fig.add_annotation(
+                x=reference if horizontal else 1.0,
+                y=1.0 if horizontal else reference,
+                xref="x" if horizontal else "paper",
+                yref="paper" if horizontal else "y",
+                text=reference_label,
+                showarrow=False,
+                yanchor="bottom",
+                font={"color": charts.GREY, "size": 12},
+            )
+    fig.update_layout(scattermode="group", scattergap=0.35)
+    cat_axis = {"type": "category", "categoryorder": "array", "categoryarray": cats}
+    # a value range fitted to the intervals (grouped scatter would otherwise start at zero)
+    ends = pd.concat([df[low], df[high], df[value]]).dropna()
+    if reference is not None:
+        ends = pd.concat([ends, pd.Series([reference])])
+    span = None
+    if len(ends):
+        pad = max(float(ends.max() - ends.min()) * 0.08, 0.02)
+        span = [float(ends.min()) - pad, float(ends.max()) + pad]
+    if horizontal:
+        fig.update_yaxes(**cat_axis, autorange="reversed")
+        fig.update_xaxes(title=axis_label, tickformat=value_format, zeroline=False, range=span)
+        height = max(420, 210 + 16 * len(cats) * max(1, df["dimension"].nunique()))
+    else:
+        fig.update_xaxes(**cat_axis)
+        fig.update_yaxes(title=axis_label, tickformat=value_format, range=span)
+        height = 480
+    fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
+    return fit_layout(fig)
+
+
+def fit_layout(fig: go.Figure, *, legend_below: bool = True) -> go.Figure:
+    """Room for a subtitle of several lines, and the legend under the plot, clear of it.
+
+    The house theme leaves room for a two-line subtitle and puts the legend top right; these
+    pages print definitions and settings on every chart, so subtitles run to three or four
+    lines and the legends are long.
+    """
+    sub = fig.layout.title.subtitle.text or ""
+    lines = sub.count("<br>") + 1 if sub else 0
+    height = fig.layout.height or 430
+    top = 58 + 18 * lines
+    changes: dict = {
+        "margin": {"t": top},
+        "height": height + max(0, top - 95),
+        "title": {"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 14}},
+    }
+    if legend_below:
+        changes["legend"] = {
+            "orientation": "h",
+            "yref": "container",
+            "yanchor": "bottom",
+            "y": 0.0,
+            "xanchor": "left",
+            "x": 0.0,
+        }
+        changes["margin"]["b"] = 115
+        changes["height"] += 50
+    fig.update_layout(**changes)
+    return fig
+
+
+def gap_heatmap(
+    df: pd.DataFrame,
+    *,
+    rows: list[str],
+    dims: tuple[str, ...],
+    title: str,
+    subtitle_text: str,
+    suppressed_label: str,
+) -> go.Figure:
+    """Rows (site / program) x dimensions, coloured by the gap from the clinic's dimension mean.
+
+    df: row, dimension, gap, gap_low, gap_high, weakest (bool). Withheld cells read "n < 11".
+    """
+    rows = [chart_text(r) for r in rows]  # site and program names as text, never markup
+    df = df.assign(row=df["row"].map(chart_text))
+    # the first row of each (row, dimension) cell, looked up once (not a filter per cell)
+    first = df.drop_duplicates(["row", "dimension"], keep="first")
+    cells = {
+        (r, d): c
+        for r, d, c in zip(first["row"], first["dimension"], first.to_dict("records"), strict=True)
+    }
+    z, text = [], []
+    for r in rows:
+        zr, tr = [], []
+        for d in dims:
+            c = cells.get((r, d))
+            if c is None or pd.isna(c["gap"]):
+                zr.append(None)
+                tr.append(suppressed_label if c is not None else "–")
+                continue
+            clear = bool(c["gap_low"] > 0 or c["gap_high"] < 0)
+            mark = "  ◀ weakest" if bool(c["weakest"]) else ""
+            gap = 0.0 if abs(c["gap"]) < 0.005 else float(c["gap"])
+            tr.append(f"{gap:+.2f}{'*' if clear else ''}{mark}")
+            zr.append(float(c["gap"]))
+        z.append(zr)
+        text.append(tr)
+    finite = [abs(v) for row in z for v in row if v is not None]
+    span = max(finite) if finite else 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[LABELS[d] for d in dims],
+            y=rows,
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 14},
+            zmin=-span,
+            zmax=span,
+            zmid=0,
+            colorscale=[[0, charts.VERMILLION], [0.5, "#f7f7f7"], [1, charts.BLUE]],
+            colorbar={"title": {"text": "points vs<br>clinic"}, "thickness": 14},
+            hovertemplate="%{y} · %{x}: %{text}<extra></extra>",
+            xgap=3,
+            ygap=3,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
+    fig.update_xaxes(side="top", showgrid=False, title=None)
+    height = max(360, 170 + 40 * len(rows))
+    fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
+    fit_layout(fig, legend_below=False)
+    fig.update_layout(margin={"t": fig.layout.margin.t + 40})
+    return fig
+
+
+def strip_figure(
+    points: pd.DataFrame,
+    centres: pd.DataFrame,
+    *,
+    rows: list[str],
+    title: str,
+    subtitle_text: str,
+    axis_label: str,
+) -> go.Figure:
+    """Therapists' shrunken gaps as small dots per group row, the average gap as an open diamond
+    drawn underneath (dots shrunk all the way to the average sit inside it).
+
+    points: row, dimension, therapist, shrunk (NaN rows are not drawn).
+    centres: row, dimension, centre.
+    """
+    rows = [chart_text(r) for r in rows]  # group names as text, never markup
+    points = points.assign(row=points["row"].map(chart_text))
+    centres = centres.assign(row=centres["row"].map(chart_text))
+    # traces and layout as plain dicts, validated once by one constructor call (add_trace,
+    # add_vline and the update_* calls would each walk the figure again)
+    traces: list[dict] = []
+    for dim in DIMENSIONS:
+        part = points[(points["dimension"] == dim) & points["shrunk"].notna()]
+        cen = centres[centres["dimension"] == dim]
+        if part.empty and cen.empty:
+            continue
+        if not cen.empty:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": cen["centre"],
+                    "y": cen["row"],
+                    "mode": "markers",
+                    "name": f"{LABELS[dim]}: average",
+                    "legendgroup": dim,
+                    "offsetgroup": dim,
+                    "orientation": "h",
+                    "showlegend": False,
+                    "marker": {
+                        "size": 17,
+                        "symbol": "diamond-open",
+                        "color": COLOURS[dim],
+                        "line": {"width": 3, "color": COLOURS[dim]},
+                    },
+                    "hovertemplate": (
+                        f"{LABELS[dim]} · %{{y}}: average gap %{{x:+.2f}}<extra></extra>"
+                    ),
+                }
+            )
+        if not part.empty:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": part["shrunk"],
+                    "y": part["row"],
+                    "mode": "markers",
+                    "name": LABELS[dim],
+                    "legendgroup": dim,
+                    "offsetgroup": dim,
+                    "orientation": "h",
+                    "marker": {"size": 8, "color": COLOURS[dim], "opacity": 0.6},
+                    "customdata": part[["therapist"]].to_numpy(),
+                    "hovertemplate": (
+                        f"%{{customdata[0]}} · {LABELS[dim]}<br>%{{y}}: "
+                        "%{x:+.2f} (shrunken)<extra></extra>"
+                    ),
+                }
+            )
+    height = max(420, 200 + 46 * len(rows))
+    layout = {
+        # no difference from the average gap of the same therapist's other clients: x = 0
+        "shapes": [
+            {
+                "type": "line",
+                "line": {"color": charts.GREY, "dash": "dot", "width": 2},
+                "x0": 0,
+                "x1": 0,
+                "xref": "x",
+                "y0": 0,
+                "y1": 1,
+                "yref": "y domain",
+            }
+        ],
+        "scattermode": "group",
+        "scattergap": 0.3,
+        "yaxis": {
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": rows,
+            "autorange": "reversed",
+        },
+        "xaxis": {"title": {"text": axis_label}, "tickformat": "+.2f", "zeroline": False},
+        **charts.theme_layout(title=title, subtitle=subtitle_text, height=height),
+    }
+    return fit_layout(go.Figure(data=traces, layout=layout))
+
+
+def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figure:
+    """Small multiples of charts.funnel_plot sharing one legend, two per row.
+
+    items: dicts with name (subplot title), points, limits, target, x_label, y_label and
+    value_format ('num1', 'num2', 'pct'), as charts.funnel_plot takes them.
+    """
+    from plotly.subplots import make_subplots
+
+    cols = 2
+    rows = -(-len(items) // cols)
+    grid = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[it["name"] for it in items],
+        horizontal_spacing=0.09,
+        vertical_spacing=0.16 if rows > 1 else 0.1,
+    )
+    seen: set[str] = set()
+    ticks = {"num1": ".1f", "num2": ".1f", "pct": ".0%"}
+    # every subplot's traces, clinic line and axes gathered first, then set in two calls:
+    # plotly's per-subplot add_hline / update_*axes each re-walk the whole layout
+    traces: list[dict] = []
+    trace_rows: list[int] = []
+    trace_cols: list[int] = []
+    shapes: list[dict] = []
+    axes: dict[str, dict] = {}
+    for i, it in enumerate(items):
+        r, c = i // cols + 1, i % cols + 1
+        pts, lim, target = it["points"], it["limits"], it["target"]
+        for tr in charts.funnel_traces(
+            pts, lim, x_label=it["x_label"], y_label=it["y_label"], value_format=it["value_format"]
+        ):
+            name = tr.get("name") or ""
+            tr["legendgroup"] = name
+            tr["showlegend"] = tr.get("showlegend") is not False and name not in seen
+            if tr["showlegend"]:
+                seen.add(name)
+            traces.append(tr)
+            trace_rows.append(r)
+            trace_cols.append(c)
+        suffix = "" if i == 0 else str(i + 1)  # make_subplots numbers axes row by row
+        shapes.append(
+            {
+                "type": "line",
+                "line": {"color": charts.BLACK, "width": 1.5},
+                "x0": 0,
+                "x1": 1,
+                "xref": f"x{suffix} domain",
+                "y0": target,
+                "y1": target,
+                "yref": f"y{suffix}",
+            }
+        )
+        n_min = float(pts["n"].min())
+        near = lim[lim["n"] >= 0.6 * n_min]
+        vals = pd.concat([pts["value"], near["low_998"], near["high_998"]]).dropna()
+        pad = max(float(vals.max() - vals.min()) * 0.06, 1e-3)
+        axes[f"yaxis{suffix}"] = {
+            "range": [float(vals.min()) - pad, float(vals.max()) + pad],
+            "tickformat": ticks.get(it["value_format"], ".1f"),
+            "title": it["y_label"] if c == 1 or it.get("own_axis") else None,
+        }
+        axes[f"xaxis{suffix}"] = {
+            "rangemode": "tozero",
+            "title": it["x_label"] if r == rows else None,
+        }
+    grid.add_traces(traces, rows=trace_rows, cols=trace_cols)
+    grid.update_layout(shapes=shapes, **axes)
+    fig = charts.themed(grid, title=title, subtitle=subtitle_text, height=340 * rows + 160)
+    return fit_layout(fig)
