@@ -822,15 +822,15 @@ def build(ctx: Context, section: str | None = None) -> View:
     groupings = [
         g for s in chosen for g in SECTION_UNITS[s] if g != "therapist" or ctx.therapist_level
     ]
-    after = "after" in chosen
-    # the follow-up and item panels need nothing from the main table: they are built while its
-    # query runs (and dropped unseen when the selection turns out too small to show)
-    table, before, followup, items = gather(
+    parts = [
         lambda: rupture_table(ctx, groupings=groupings),
         lambda: rupture_summary(ctx, ctx.filters.previous_period()),
-        (lambda: _followup(ctx)) if after else list,
-        (lambda: _items(ctx)) if after else (lambda: None),
-    )
+    ]
+    if "after" in chosen:
+        # the follow-up and item panels need nothing from the main table: they are built while
+        # its query runs (and dropped unseen when the selection turns out too small to show)
+        parts += [lambda: _followup(ctx), lambda: _items(ctx)]
+    table, before, *after = gather(*parts)
     now = rupture_summary(ctx, table=table)
     n_clients = now["n_clients"]
     if n_clients < ctx.policy.k:
@@ -864,6 +864,7 @@ def build(ctx: Context, section: str | None = None) -> View:
             )
         panels += _in("units", [_funnels(ctx, sites, clinic, level="site"), ther])
     if after:
+        followup, items = after
         panels += _in("after", [*followup, items])
     return View(
         TITLE,
