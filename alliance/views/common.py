@@ -162,6 +162,12 @@ def chart_text(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
+def chart_texts(values: pd.Series) -> pd.Series:
+    """`chart_text` of every value, escaping each distinct value once (a chart's thousands of
+    points share a few dozen names)."""
+    return values.map({v: chart_text(v) for v in values.unique()})
+
+
 def subtitle(ctx: Context, *parts: str, n_text: str | None = None) -> str:
     """measure · definition · period and filters · n."""
     items = [p for p in parts if p]

@@ -6,12 +6,15 @@ Chart builders only: they take aggregates that have already passed the privacy s
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from alliance import charts
-from alliance.views.common import chart_text
+from alliance.views.common import chart_text, chart_texts
 
 DIMENSIONS = ("heard", "goals", "approach", "overall")
 LABELS = {
@@ -142,16 +145,10 @@ def dot_figure(
     return fit_layout(fig)
 
 
-def fit_layout(fig: go.Figure, *, legend_below: bool = True) -> go.Figure:
-    """Room for a subtitle of several lines, and the legend under the plot, clear of it.
-
-    The house theme leaves room for a two-line subtitle and puts the legend top right; these
-    pages print definitions and settings on every chart, so subtitles run to three or four
-    lines and the legends are long.
-    """
-    sub = fig.layout.title.subtitle.text or ""
+def _fit_changes(subtitle: str, height: int | None, *, legend_below: bool) -> dict:
+    sub = subtitle or ""
     lines = sub.count("<br>") + 1 if sub else 0
-    height = fig.layout.height or 430
+    height = height or 430
     top = 58 + 18 * lines
     changes: dict = {
         "margin": {"t": top},
@@ -169,8 +166,31 @@ def fit_layout(fig: go.Figure, *, legend_below: bool = True) -> go.Figure:
         }
         changes["margin"]["b"] = 115
         changes["height"] += 50
-    fig.update_layout(**changes)
+    return changes
+
+
+def fit_layout(fig: go.Figure, *, legend_below: bool = True) -> go.Figure:
+    """Room for a subtitle of several lines, and the legend under the plot, clear of it.
+
+    The house theme leaves room for a two-line subtitle and puts the legend top right; these
+    pages print definitions and settings on every chart, so subtitles run to three or four
+    lines and the legends are long.
+    """
+    fig.update_layout(
+        **_fit_changes(fig.layout.title.subtitle.text, fig.layout.height, legend_below=legend_below)
+    )
     return fig
+
+
+def fitted(layout: dict, *, legend_below: bool = True) -> dict:
+    """`fit_layout` on a layout dict, before the figure is built (one constructor call)."""
+    changes = _fit_changes(
+        layout["title"]["subtitle"]["text"], layout.get("height"), legend_below=legend_below
+    )
+    out = dict(layout)
+    for key, value in changes.items():
+        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
 
 
 def gap_heatmap(
@@ -255,8 +275,8 @@ def strip_figure(
     centres: row, dimension, centre.
     """
     rows = [chart_text(r) for r in rows]  # group names as text, never markup
-    points = points.assign(row=points["row"].map(chart_text))
-    centres = centres.assign(row=centres["row"].map(chart_text))
+    points = points.assign(row=chart_texts(points["row"]))
+    centres = centres.assign(row=chart_texts(centres["row"]))
     # traces and layout as plain dicts, validated once by one constructor call (add_trace,
     # add_vline and the update_* calls would each walk the figure again)
     traces: list[dict] = []
@@ -333,7 +353,25 @@ def strip_figure(
         "xaxis": {"title": {"text": axis_label}, "tickformat": "+.2f", "zeroline": False},
         **charts.theme_layout(title=title, subtitle=subtitle_text, height=height),
     }
-    return fit_layout(go.Figure(data=traces, layout=layout))
+    return go.Figure(data=traces, layout=fitted(layout))
+
+
+@functools.cache
+def _grid_layout(rows: int, cols: int) -> dict:
+    """make_subplots' axes (domains, anchors) and subplot-title annotations for a grid, once
+    per shape (plain dicts, without the template: the figure takes the default)."""
+    from plotly.subplots import make_subplots
+
+    grid = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[str(i) for i in range(rows * cols)],
+        horizontal_spacing=0.09,
+        vertical_spacing=0.16 if rows > 1 else 0.1,
+    )
+    layout = grid.layout.to_plotly_json()
+    layout.pop("template", None)
+    return layout
 
 
 def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figure:
@@ -342,29 +380,23 @@ def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figu
     items: dicts with name (subplot title), points, limits, target, x_label, y_label and
     value_format ('num1', 'num2', 'pct'), as charts.funnel_plot takes them.
     """
-    from plotly.subplots import make_subplots
-
     cols = 2
     rows = -(-len(items) // cols)
-    grid = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=[it["name"] for it in items],
-        horizontal_spacing=0.09,
-        vertical_spacing=0.16 if rows > 1 else 0.1,
-    )
+    base = copy.deepcopy(_grid_layout(rows, cols))
+    # one title per subplot drawn (make_subplots adds none for an empty cell)
+    base["annotations"] = [
+        {**a, "text": it["name"]} for a, it in zip(base["annotations"], items, strict=False)
+    ]
     seen: set[str] = set()
     ticks = {"num1": ".1f", "num2": ".1f", "pct": ".0%"}
-    # every subplot's traces, clinic line and axes gathered first, then set in two calls:
-    # plotly's per-subplot add_hline / update_*axes each re-walk the whole layout
+    # every subplot's traces, clinic line and axes as plain dicts, validated once by one
+    # constructor call (make_subplots' add_trace, add_hline and update_*axes each re-walk it)
     traces: list[dict] = []
-    trace_rows: list[int] = []
-    trace_cols: list[int] = []
     shapes: list[dict] = []
-    axes: dict[str, dict] = {}
     for i, it in enumerate(items):
         r, c = i // cols + 1, i % cols + 1
         pts, lim, target = it["points"], it["limits"], it["target"]
+        suffix = "" if i == 0 else str(i + 1)  # make_subplots numbers axes row by row
         for tr in charts.funnel_traces(
             pts, lim, x_label=it["x_label"], y_label=it["y_label"], value_format=it["value_format"]
         ):
@@ -373,10 +405,7 @@ def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figu
             tr["showlegend"] = tr.get("showlegend") is not False and name not in seen
             if tr["showlegend"]:
                 seen.add(name)
-            traces.append(tr)
-            trace_rows.append(r)
-            trace_cols.append(c)
-        suffix = "" if i == 0 else str(i + 1)  # make_subplots numbers axes row by row
+            traces.append({**tr, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
         shapes.append(
             {
                 "type": "line",
@@ -393,16 +422,19 @@ def funnel_grid(items: list[dict], *, title: str, subtitle_text: str) -> go.Figu
         near = lim[lim["n"] >= 0.6 * n_min]
         vals = pd.concat([pts["value"], near["low_998"], near["high_998"]]).dropna()
         pad = max(float(vals.max() - vals.min()) * 0.06, 1e-3)
-        axes[f"yaxis{suffix}"] = {
-            "range": [float(vals.min()) - pad, float(vals.max()) + pad],
-            "tickformat": ticks.get(it["value_format"], ".1f"),
-            "title": it["y_label"] if c == 1 or it.get("own_axis") else None,
-        }
-        axes[f"xaxis{suffix}"] = {
-            "rangemode": "tozero",
-            "title": it["x_label"] if r == rows else None,
-        }
-    grid.add_traces(traces, rows=trace_rows, cols=trace_cols)
-    grid.update_layout(shapes=shapes, **axes)
-    fig = charts.themed(grid, title=title, subtitle=subtitle_text, height=340 * rows + 160)
-    return fit_layout(fig)
+        base[f"yaxis{suffix}"].update(
+            {
+                "range": [float(vals.min()) - pad, float(vals.max()) + pad],
+                "tickformat": ticks.get(it["value_format"], ".1f"),
+                "title": it["y_label"] if c == 1 or it.get("own_axis") else None,
+            }
+        )
+        base[f"xaxis{suffix}"].update(
+            {"rangemode": "tozero", "title": it["x_label"] if r == rows else None}
+        )
+    layout = {
+        **base,
+        "shapes": shapes,
+        **charts.theme_layout(title=title, subtitle=subtitle_text, height=340 * rows + 160),
+    }
+    return go.Figure(data=traces, layout=fitted(layout))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -215,8 +215,14 @@ def dimension_scores(
         table = _clinic_table(ctx, filters)
     if table is None:
         table = profile_table(ctx, filters, groupings=(key,))
-    part = table[table["grouping"] == key].drop(columns="grouping")
-    return part.reset_index(drop=True)
+    # the query returns the rows ordered by grouping: one grouping's rows are a slice (no
+    # copy of the text columns, which a boolean mask would take row by row)
+    rows = np.flatnonzero((table["grouping"] == key).to_numpy())
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        part = table.iloc[rows[0] : rows[-1] + 1]
+    else:
+        part = table.iloc[rows]
+    return part.drop(columns="grouping").reset_index(drop=True)
 
 
 def gap_vs_overall(
@@ -983,6 +989,30 @@ def sections(ctx: Context) -> dict[str, str]:
     return {k: v for k, v in SECTIONS.items() if k != "therapists" or ctx.therapist_level}
 
 
+def _where_panels(ctx: Context, clinic: pd.DataFrame, table: pd.DataFrame) -> list[Panel]:
+    """The section on sites, programs and months."""
+    by_site = dimension_scores(ctx, "site", table=table)
+    by_prog = dimension_scores(ctx, "program", table=table)
+    by_prog = by_prog[~by_prog["unit"].isin(NOT_A_GROUP)]
+    monthly = dimension_scores(ctx, "month", table=table)
+    where = [
+        _side_by_side(ctx, clinic, by_site, "site", "site"),
+        _weakest(ctx, clinic, by_site, by_prog),
+        _side_by_side(ctx, clinic, by_prog, "program", "program"),
+        _monthly(ctx, monthly, clinic),
+    ]
+    return [dataclasses.replace(p, section=SECTIONS["where"]) for p in where]
+
+
+def _therapist_panels(ctx: Context, clinic: pd.DataFrame, table: pd.DataFrame) -> list[Panel]:
+    """The section on therapists: the funnels and the gaps within caseloads."""
+    by_ther = dimension_scores(ctx, "therapist", table=table)
+    return [
+        dataclasses.replace(p, section=SECTIONS["therapists"])
+        for p in (*_funnels(ctx, clinic, by_ther), _therapist_gap_panel(ctx, table))
+    ]
+
+
 def build(ctx: Context, section: str | None = None) -> View:
     """The page's view: the tiles and one section's panels, or with section=None every
     section's (a report)."""
@@ -993,10 +1023,7 @@ def build(ctx: Context, section: str | None = None) -> View:
         for g in SECTION_GROUPINGS[s]
         if ctx.therapist_level or not g.startswith("therapist")
     ]
-    table, before = gather(
-        lambda: profile_table(ctx, groupings=groupings),
-        lambda: dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period()),
-    )
+    table = profile_table(ctx, groupings=groupings)
     clinic = dimension_scores(ctx, "clinic", table=table)
     n_clients = int(clinic["n_clients"].max()) if len(clinic) else 0
     if n_clients < ctx.policy.k:
@@ -1012,27 +1039,19 @@ def build(ctx: Context, section: str | None = None) -> View:
                 ),
             )
         return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
-    panels: list[Panel] = []
+    # the previous period's clinic means (the tiles' change) are queried while the panels are
+    # built in Python: the period's query has had both cores to itself
+    parts: list[Callable[[], list]] = [
+        lambda: [dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period())]
+    ]
     if "where" in chosen:
-        by_site = dimension_scores(ctx, "site", table=table)
-        by_prog = dimension_scores(ctx, "program", table=table)
-        by_prog = by_prog[~by_prog["unit"].isin(NOT_A_GROUP)]
-        monthly = dimension_scores(ctx, "month", table=table)
-        where = [
-            _side_by_side(ctx, clinic, by_site, "site", "site"),
-            _weakest(ctx, clinic, by_site, by_prog),
-            _side_by_side(ctx, clinic, by_prog, "program", "program"),
-            _monthly(ctx, monthly, clinic),
-        ]
-        panels += [dataclasses.replace(p, section=SECTIONS["where"]) for p in where]
+        parts.append(lambda: _where_panels(ctx, clinic, table))
     if "therapists" in chosen:
-        by_ther = dimension_scores(ctx, "therapist", table=table)
-        panels += [
-            dataclasses.replace(p, section=SECTIONS["therapists"])
-            for p in (*_funnels(ctx, clinic, by_ther), _therapist_gap_panel(ctx, table))
-        ]
+        parts.append(lambda: _therapist_panels(ctx, clinic, table))
     if "background" in chosen:
-        panels += _demographic_gaps(ctx, clinic, table)
+        parts.append(lambda: _demographic_gaps(ctx, clinic, table))
+    ([before], *built) = gather(*parts)
+    panels = [p for part in built for p in part]
     return View(
         TITLE,
         QUESTION,
