@@ -4,6 +4,10 @@
 -- more committed clients (those with a weak alliance leave earlier), so a rise can be
 -- survivorship; the fixed cohort has the same episodes at every point up to $cohort_sessions.
 -- Session number counts every attended session of the episode, also before the period.
+-- Distinct clients are counted without deduplicating every row: a session number holds one
+-- session per episode, so a client with a single episode is one row (in the pooled last bin of
+-- all episodes, one episode); only clients with several episodes (derive.sql,
+-- multi_episode_client) are counted distinct.
 --
 -- Parameters:
 --   $date_from: date, first day included
@@ -26,6 +30,13 @@
 --   mean_score: double, mean alliance score (SRS points or WAI-SR mean item)
 --   sd_score: double, SD of the score
 with
+multi_clients as (
+    -- clients with several episodes (derive.sql: multi_episode_client), a few percent
+    select client_id
+    from episode_facts
+    where multi_episode_client
+    group by client_id
+),
 s as (
     select
         episode_id,
@@ -49,7 +60,9 @@ rows_all as (
     select
         'all' as cohort,
         least(session_index, $last_number) as session_number,
+        episode_id,
         client_id,
+        client_id in (select client_id from multi_clients) as multi,
         score
     from s
     where score is not null
@@ -58,23 +71,64 @@ rows_fixed as (
     select
         'fixed' as cohort,
         session_index as session_number,
+        episode_id,
         client_id,
+        client_id in (select client_id from multi_clients) as multi,
         score
     from s
     semi join fixed_episodes using (episode_id)
     where score is not null
       and session_index <= $cohort_sessions
 ),
-final as (
+grouped as (
     select
         cohort,
         session_number::integer as session_number,
-        count(distinct client_id) as n_clients,
+        count(*) filter (where not multi) as single_rows,
         count(*) as n,
         avg(score) as mean_score,
         stddev_samp(score) as sd_score
     from (select * from rows_all union all select * from rows_fixed)
     group by cohort, session_number
+),
+single_pooled as (
+    -- the pooled last bin of all episodes: its single-episode clients are its episodes
+    select count(*) as clients
+    from (
+        select episode_id
+        from rows_all
+        where not multi and session_number = $last_number
+        group by episode_id
+    )
+),
+multi_counts as (
+    -- clients with several episodes, distinct per cohort and session number (two steps)
+    select cohort, session_number, count(*) as clients
+    from (
+        select cohort, session_number::integer as session_number, client_id
+        from (
+            select * from rows_all where multi
+            union all
+            select * from rows_fixed where multi
+        )
+        group by cohort, session_number, client_id
+    )
+    group by cohort, session_number
+),
+final as (
+    select
+        g.cohort,
+        g.session_number,
+        case
+            when g.cohort = 'all' and g.session_number = $last_number
+                then (select clients from single_pooled)
+            else g.single_rows
+        end + coalesce(m.clients, 0) as n_clients,
+        g.n,
+        g.mean_score,
+        g.sd_score
+    from grouped as g
+    left join multi_counts as m using (cohort, session_number)
 )
 select * from final
 order by cohort, session_number;

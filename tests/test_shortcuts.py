@@ -66,6 +66,7 @@ TWO_STEP = {
     "profile_dimensions": "tests/test_rollups.py (session-level reference)",
     "profile_clinic": "tests/test_rollups.py (session-level reference)",
     "outcomes_trajectory": "test_trajectory_equals_its_direct_reference below",
+    "alliance_by_session_number": "test_session_numbers_equal_their_direct_reference below",
 }
 
 
@@ -214,3 +215,43 @@ def test_rupture_rates_equal_their_direct_reference(request, clinic: str) -> Non
                         pd.testing.assert_series_equal(got[col], want[col], rtol=1e-12, atol=1e-12)
                     else:
                         assert got[col].tolist() == want[col].tolist(), (col, f, groupings)
+
+
+@pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
+@pytest.mark.parametrize("alliance", ["srs", "wai"])
+def test_session_numbers_equal_their_direct_reference(request, clinic: str, alliance: str) -> None:
+    """Counting single-episode clients as rows (episodes in the pooled last bin) and only the
+    others distinct gives exactly count(distinct client_id) over every row."""
+    con = request.getfixturevalue(clinic)
+    reference = (REFERENCE / "alliance_by_session_number_direct.sql").read_text()
+    keys = ["cohort", "session_number"]
+    sites = sorted(r[0] for r in con.execute("select name from sites").fetchall())
+    compared = 0
+    for f, allowed in [(f, None) for f in FILTERS] + [(FILTERS[1], sites[:2])]:
+        for last, cohort in ((12, 6), (4, 6), (8, 3)):
+            params = {
+                **f.sql_params(allowed),
+                "alliance": alliance,
+                "last_number": last,
+                "cohort_sessions": cohort,
+            }
+            got = queries.run(con, "alliance_by_session_number", **params).sort_values(keys)
+            want = con.execute(reference, params).df().sort_values(keys)
+            assert len(want) > 0
+            for col in [*keys, "n_clients", "n"]:
+                assert got[col].tolist() == want[col].tolist(), (col, f, last, cohort)
+            for col in ["mean_score", "sd_score"]:
+                pd.testing.assert_series_equal(
+                    got[col].reset_index(drop=True),
+                    want[col].reset_index(drop=True),
+                    rtol=1e-12,
+                    atol=1e-12,
+                )
+            compared += len(want)
+    assert compared > 50
+    # the shortcut matters: some clients have two episodes' sessions at one session number
+    twice = con.execute(
+        "select count(*) from (select client_id, session_index from session_facts "
+        "group by all having count(distinct episode_id) > 1)"
+    ).fetchone()[0]
+    assert twice > 50
