@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
-from statsmodels.regression.mixed_linear_model import MixedLM
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 from statsmodels.stats.meta_analysis import combine_effects
 
 from alliance import spc
@@ -482,106 +482,73 @@ def test_icc_recovers_simulated_therapist_share(icc: float, tol: float) -> None:
     # SE of the ICC with 60 therapists is about .012 at 5% and .03 at 20%
     d = simulate_clinic(icc, seed=21)
     est = therapist_icc(d["y"], d["intake"], d["therapist"])
-    assert isinstance(est, ICC) and est.method.startswith("reml")
+    assert isinstance(est, ICC) and est.method == "reml"
     assert est.icc == approx(icc, abs=tol)
     assert est.n_groups == 60 and est.n == len(d)
     assert est.icc == approx(est.tau2 / (est.tau2 + est.sigma2))
     assert est.low < icc < est.high
-    anova = therapist_icc(d["y"], d["intake"], d["therapist"], max_mixedlm_rows=0)
+    anova = therapist_icc(d["y"], d["intake"], d["therapist"], method="anova")
     assert anova.method == "anova" and anova.icc == approx(est.icc, abs=0.01)
+
+
+def _statsmodels_reml(d: pd.DataFrame) -> tuple[MixedLM, float, float, float]:
+    """statsmodels' MixedLM REML fit of y ~ intake + (1 | therapist): the reference."""
+    x = np.column_stack([np.ones(len(d)), d["intake"]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MixedLM(d["y"].to_numpy(), x, groups=d["therapist"])
+        res = model.fit(reml=True, method="bfgs")
+    assert res.converged
+    return model, float(np.asarray(res.cov_re)[0, 0]), float(res.scale), float(res.llf)
+
+
+@pytest.mark.parametrize(("icc", "seed"), [(0.01, 3), (0.05, 21), (0.20, 21), (0.30, 9)])
+def test_icc_reml_equals_statsmodels_mixedlm(icc: float, seed: int) -> None:
+    """The profiled REML gives statsmodels' MixedLM estimate, and statsmodels' own REML
+    log-likelihood is at least as high at ours as at its optimizer's."""
+    d = simulate_clinic(icc, seed=seed)
+    est = therapist_icc(d["y"], d["intake"], d["therapist"])
+    model, tau2, sigma2, llf = _statsmodels_reml(d)
+    assert est.method == "reml"
+    assert (est.tau2, est.sigma2) == approx((tau2, sigma2), rel=2e-3)
+    x = np.column_stack([np.ones(len(d)), d["intake"]])
+    fe = np.linalg.lstsq(x, d["y"].to_numpy(), rcond=None)[0]
+    ours = MixedLMParams.from_components(fe, cov_re=np.array([[est.tau2 / est.sigma2]]))
+    assert float(model.loglike(ours, profile_fe=True)) >= llf - 1e-7
+
+
+def test_icc_reml_balanced_equals_anova_by_hand() -> None:
+    # balanced one-way data with MSB > MSW: REML and ANOVA coincide (Searle, Casella and
+    # McCulloch 1992, 4.8). Constant intake (left out); A 1,3,2; B 5,7,6; C 3,5,4: group means
+    # 2, 6, 4, MSB = 12, MSW = 1, n = 3 -> tau2 = (12 - 1) / 3 = 11/3, sigma2 = 1
+    y = [1, 3, 2, 5, 7, 6, 3, 5, 4]
+    est = therapist_icc(y, [10] * 9, list("AAABBBCCC"))
+    assert est.method == "reml"
+    assert (est.tau2, est.sigma2) == approx((11 / 3, 1.0), rel=1e-6)
 
 
 def test_icc_boundary_no_therapist_effect() -> None:
     d = simulate_clinic(0.0, seed=4)
     est = therapist_icc(d["y"], d["intake"], d["therapist"])
+    assert est.method == "reml"
     assert 0 <= est.icc < 0.02 and est.low == 0.0
     assert est.sigma2 == approx(1.0, abs=0.06)
 
 
-def test_icc_falls_back_when_mixedlm_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_icc_reml_at_zero_when_groups_differ_less_than_chance() -> None:
+    # group means closer together than the noise allows (MSB < MSW): the REML optimum is on
+    # the boundary, tau2 = 0, and sigma2 is then the OLS residual variance RSS / (N - p)
+    y = [1, 5, 3, 2, 6, 4, 3, 2, 4]  # means 3, 4, 3: MSB = 1, MSW = 3
+    est = therapist_icc(y, [7] * 9, list("AAABBBCCC"))
+    assert est.method == "reml" and est.tau2 == 0.0 and est.icc == 0.0
+    assert est.sigma2 == approx(float(np.var(y, ddof=1)))
+
+
+def test_icc_falls_back_to_anova_when_reml_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     d = simulate_clinic(0.20, seed=21)
-
-    def broken_fit(self: MixedLM, *args: object, **kwargs: object) -> None:
-        raise np.linalg.LinAlgError("Singular matrix")
-
-    monkeypatch.setattr(MixedLM, "fit", broken_fit)
+    monkeypatch.setattr(_stats, "_reml_random_intercept", lambda *a: None)
     est = therapist_icc(d["y"], d["intake"], d["therapist"])
     assert est.method == "anova" and est.icc == approx(0.20, abs=0.08)
-
-
-def test_icc_rejects_unconverged_fits(monkeypatch: pytest.MonkeyPatch) -> None:
-    d = simulate_clinic(0.05, seed=2)
-
-    class NotConverged:
-        converged = False
-        cov_re = np.array([[0.0]])
-        scale = 1.0
-        llf = 0.0
-
-    monkeypatch.setattr(MixedLM, "fit", lambda self, *a, **k: NotConverged())
-    assert therapist_icc(d["y"], d["intake"], d["therapist"]).method == "anova"
-
-
-def test_icc_rejects_infinite_likelihood(monkeypatch: pytest.MonkeyPatch) -> None:
-    d = simulate_clinic(0.05, seed=2)
-
-    class Degenerate:  # what lbfgs reports when stuck at tau2 = 0: "converged", llf = +inf
-        converged = True
-        cov_re = np.array([[0.0]])
-        scale = 1.0
-        llf = math.inf
-
-    monkeypatch.setattr(MixedLM, "fit", lambda self, *a, **k: Degenerate())
-    est = therapist_icc(d["y"], d["intake"], d["therapist"])
-    assert est.method == "anova" and est.icc == approx(0.05, abs=0.03)
-
-
-def test_icc_skips_optimizer_stuck_at_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
-    # statsmodels' lbfgs from its default start can stop at tau2 = 0 and report convergence
-    # (seen with statsmodels 0.15); force that start and check another optimizer is used.
-    d = simulate_clinic(0.05, seed=21)
-    original = MixedLM.fit
-
-    def fit(self: MixedLM, *args: object, method: str = "lbfgs", **kwargs: object) -> object:
-        if method == "lbfgs":
-            kwargs.pop("start_params", None)
-        return original(self, *args, method=method, **kwargs)
-
-    x = np.column_stack([np.ones(len(d)), d["intake"]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = MixedLM(d["y"].to_numpy(), x, groups=d["therapist"])
-        stuck = original(model, reml=True, method="lbfgs")
-    # the failure mode: "converged" at tau2 = 0 with an infinite REML log-likelihood
-    assert stuck.converged and float(np.asarray(stuck.cov_re)[0, 0]) == 0.0
-    monkeypatch.setattr(MixedLM, "fit", fit)
-    est = therapist_icc(d["y"], d["intake"], d["therapist"])
-    assert est.method in ("reml-bfgs", "reml-powell", "reml-nm")
-    assert est.icc == approx(0.05, abs=0.03) and est.tau2 > 0
-
-
-def test_icc_rejects_fit_worse_than_anova(monkeypatch: pytest.MonkeyPatch) -> None:
-    # an optimizer that "converges" to a point with a lower REML likelihood than the ANOVA
-    # starting value must not be used
-    d = simulate_clinic(0.20, seed=21)
-    original = MixedLM.fit
-
-    def fit(self: MixedLM, *args: object, method: str = "lbfgs", **kwargs: object) -> object:
-        res = original(self, *args, method=method, **kwargs)
-        if method != "lbfgs":
-            return res
-
-        class Worse:
-            converged = True
-            cov_re = np.array([[0.0]])
-            scale = 1.0
-            llf = res.llf - 10
-
-        return Worse()
-
-    monkeypatch.setattr(MixedLM, "fit", fit)
-    est = therapist_icc(d["y"], d["intake"], d["therapist"])
-    assert est.method == "reml-bfgs" and est.icc == approx(0.20, abs=0.08)
 
 
 def test_icc_anova_unbalanced_by_hand() -> None:
@@ -589,7 +556,7 @@ def test_icc_anova_unbalanced_by_hand() -> None:
     # grand mean 36/9 = 4; SSB = 2*4 + 3*4 + 4*.25 = 21 -> MSB = 10.5; MSW = 15/6 = 2.5
     # n0 = (9 - (4 + 9 + 16)/9) / 2 = 26/9; tau2 = 8 / (26/9) = 72/26; ICC = 2.769231/5.269231
     y = [1, 3, 4, 6, 8, 2, 3, 4, 5]
-    est = therapist_icc(y, [7] * 9, list("AABBBCCCC"), max_mixedlm_rows=0)
+    est = therapist_icc(y, [7] * 9, list("AABBBCCCC"), method="anova")
     assert (est.tau2, est.sigma2) == approx((72 / 26, 2.5))
     assert est.icc == approx((72 / 26) / (72 / 26 + 2.5))  # .525547
 
@@ -600,19 +567,20 @@ def test_icc_anova_by_hand() -> None:
     # n0 = 3 -> tau2 = (12 - 1) / 3 = 11/3, ICC = (11/3) / (14/3) = .785714
     # interval: F = 12, lower = (F/Fu - 1) / (F/Fu + n0 - 1), Fu = F(.975; 2, 6)
     y = [1, 3, 2, 5, 7, 6, 3, 5, 4]
-    est = therapist_icc(y, [10] * 9, list("AAABBBCCC"), max_mixedlm_rows=0)
+    est = therapist_icc(y, [10] * 9, list("AAABBBCCC"), method="anova")
     assert (est.icc, est.tau2, est.sigma2) == approx((11 / 14, 11 / 3, 1.0))
     fl = 12 / sps.f.ppf(0.975, 2, 6)
     assert est.low == approx((fl - 1) / (fl + 2))
 
 
-def test_icc_large_data_uses_anova_quickly() -> None:
+def test_icc_large_data_reml() -> None:
+    # 200,000 episodes of 600 therapists: REML from the groups' sums, no per-row model
     rng = np.random.default_rng(0)
     g = rng.integers(0, 600, 200_000)
     x = rng.normal(20, 5, g.size)
     y = x + rng.normal(0, math.sqrt(0.1), 600)[g] + rng.normal(0, math.sqrt(0.9), g.size)
     est = therapist_icc(y, x, g)
-    assert est.method == "anova" and est.icc == approx(0.1, abs=0.02)
+    assert est.method == "reml" and est.icc == approx(0.1, abs=0.02)
 
 
 def test_icc_degenerate_inputs() -> None:

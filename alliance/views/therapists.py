@@ -742,8 +742,8 @@ def _withheld_caption(ctx: Context, primary: int, complementary: int) -> str:
 
 
 def _method_text(method: str) -> str:
-    if method.startswith("reml"):
-        return f"REML random-intercept model ({method.split('-', 1)[-1]})"
+    if method == "reml":
+        return "REML random-intercept model"
     if method == "anova":
         return "ANOVA (method of moments) estimate"
     return "not estimable"
