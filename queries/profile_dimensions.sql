@@ -73,8 +73,9 @@ cells as (
         $allowed_sites
     )
 ),
-attributes as (
-    -- program and demographics of each episode (fixed per episode)
+attributes as not materialized (
+    -- program and demographics of each episode (fixed per episode); read at each of its two
+    -- joins rather than copied whole first (each join reads only the episodes it needs)
     select
         episode_id,
         coalesce(program, '(no program)') as program,
