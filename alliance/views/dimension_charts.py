@@ -268,61 +268,74 @@ def strip_figure(
     subtitle_text: str,
     axis_label: str,
 ) -> go.Figure:
-    """Therapists' shrunken gaps as small dots per group row, the average gap as an open diamond
-    drawn underneath (dots shrunk all the way to the average sit inside it).
+    """Therapists' shrunken gaps as short ticks (a rug) per group row, one lane per dimension,
+    the average gap as an open diamond on the lane.
+
+    Each dimension's ticks are one line trace broken between ticks: one SVG path however many
+    therapists. Hundreds of dots were each an element of their own, which took the browser
+    about half a second to composite on every redraw. Hovering a tick names the therapist.
 
     points: row, dimension, therapist, shrunk (NaN rows are not drawn).
     centres: row, dimension, centre.
     """
     rows = [chart_text(r) for r in rows]  # group names as text, never markup
+    position = {r: float(i) for i, r in enumerate(rows)}
     points = points.assign(row=chart_texts(points["row"]))
     centres = centres.assign(row=chart_texts(centres["row"]))
-    # traces and layout as plain dicts, validated once by one constructor call (add_trace,
-    # add_vline and the update_* calls would each walk the figure again)
+    drawn = [
+        d
+        for d in DIMENSIONS
+        if (points["dimension"] == d).any() or (centres["dimension"] == d).any()
+    ]
+    # each dimension's lane within a row, in the dimensions' order, top to bottom
+    lane = {d: (j - (len(drawn) - 1) / 2) * 0.2 for j, d in enumerate(drawn)}
+    half = 0.08  # half a tick's height (rows are 1 apart)
+    # traces and layout as plain dicts, validated once by one constructor call
     traces: list[dict] = []
-    for dim in DIMENSIONS:
+    for dim in drawn:
         part = points[(points["dimension"] == dim) & points["shrunk"].notna()]
         cen = centres[centres["dimension"] == dim]
-        if part.empty and cen.empty:
-            continue
         if not cen.empty:
             traces.append(
                 {
                     "type": "scatter",
                     "x": cen["centre"],
-                    "y": cen["row"],
+                    "y": cen["row"].map(position) + lane[dim],
                     "mode": "markers",
                     "name": f"{LABELS[dim]}: average",
                     "legendgroup": dim,
-                    "offsetgroup": dim,
-                    "orientation": "h",
                     "showlegend": False,
                     "marker": {
-                        "size": 17,
+                        "size": 15,
                         "symbol": "diamond-open",
                         "color": COLOURS[dim],
                         "line": {"width": 3, "color": COLOURS[dim]},
                     },
+                    "customdata": cen[["row"]].to_numpy(),
                     "hovertemplate": (
-                        f"{LABELS[dim]} · %{{y}}: average gap %{{x:+.2f}}<extra></extra>"
+                        f"{LABELS[dim]} · %{{customdata[0]}}: average gap %{{x:+.2f}}"
+                        "<extra></extra>"
                     ),
                 }
             )
         if not part.empty:
+            y = part["row"].map(position).to_numpy(dtype=float) + lane[dim]
+            x = np.repeat(part["shrunk"].to_numpy(dtype=float), 3)
+            x[2::3] = np.nan  # a break between ticks
+            ys = np.column_stack([y - half, y + half, np.full(len(y), np.nan)]).ravel()
             traces.append(
                 {
                     "type": "scatter",
-                    "x": part["shrunk"],
-                    "y": part["row"],
-                    "mode": "markers",
+                    "x": x,
+                    "y": ys,
+                    "mode": "lines",
                     "name": LABELS[dim],
                     "legendgroup": dim,
-                    "offsetgroup": dim,
-                    "orientation": "h",
-                    "marker": {"size": 8, "color": COLOURS[dim], "opacity": 0.6},
-                    "customdata": part[["therapist"]].to_numpy(),
+                    "line": {"color": COLOURS[dim], "width": 2.5},
+                    "opacity": 0.75,
+                    "customdata": np.repeat(part[["therapist", "row"]].to_numpy(), 3, axis=0),
                     "hovertemplate": (
-                        f"%{{customdata[0]}} · {LABELS[dim]}<br>%{{y}}: "
+                        f"%{{customdata[0]}} · {LABELS[dim]}<br>%{{customdata[1]}}: "
                         "%{x:+.2f} (shrunken)<extra></extra>"
                     ),
                 }
@@ -342,15 +355,15 @@ def strip_figure(
                 "yref": "y domain",
             }
         ],
-        "scattermode": "group",
-        "scattergap": 0.3,
         "yaxis": {
-            "type": "category",
-            "categoryorder": "array",
-            "categoryarray": rows,
-            "autorange": "reversed",
+            "tickmode": "array",
+            "tickvals": list(range(len(rows))),
+            "ticktext": rows,
+            "range": [len(rows) - 0.5, -0.5],  # the first row on top
+            "zeroline": False,
         },
         "xaxis": {"title": {"text": axis_label}, "tickformat": "+.2f", "zeroline": False},
+        "hovermode": "closest",
         **charts.theme_layout(title=title, subtitle=subtitle_text, height=height),
     }
     return go.Figure(data=traces, layout=fitted(layout))

@@ -961,10 +961,10 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
         title=title,
         subtitle="",
         reading=(
-            "Each small dot is one therapist: how their clients in the group rate that "
+            "Each short tick is one therapist: how their clients in the group rate that "
             "dimension compared with their other clients, shrunk toward the average gap (the "
             "diamond) in proportion to how little data the therapist has, so a few clients "
-            "cannot make an extreme. Dots bunched at the diamond: the gap is much the same with "
+            "cannot make an extreme. Ticks bunched at the diamond: the gap is much the same with "
             f"every therapist; spread out: it depends on the therapist. {differ_text} With "
             f"{len(stats_rows)} group-and-dimension tests, about one in twenty crosses p < .05 "
             "by chance alone." + withheld_note(ctx, safe)
