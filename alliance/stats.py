@@ -417,6 +417,8 @@ def therapist_icc(
     left out of the model. Fewer than 2 groups, fewer than G + 2 rows or no residual variance
     give NaN (method "none").
     """
+    if method not in ("reml", "anova"):
+        raise ValueError(f"unknown method {method!r}: 'reml' or 'anova'")
     yy, xx = _arr(y), _arr(intake)
     g = group if isinstance(group, pd.Series) else pd.Series(np.asarray(group, dtype=object))
     ok = np.isfinite(yy) & np.isfinite(xx) & g.notna().to_numpy()
@@ -455,8 +457,9 @@ def _reml_random_intercept(
     each group's size and column sums. Profiling b and sigma2 out (Harville 1977), minus twice
     the restricted log-likelihood is, up to a constant,
         (N - p) log RSS(lambda) + sum_g log(1 + n_g lambda) + log det(x'H^-1 x),
-    with sigma2 = RSS / (N - p). It is minimised over lambda >= 0: a grid on the log scale,
-    lambda = 0 itself, then Brent's method around the best grid point. None if not finite.
+    with sigma2 = RSS / (N - p). It is minimised over 0 <= lambda <= 1e4 (an ICC up to 0.9999):
+    a grid on the log scale from 1e-8, lambda = 0 itself, then Brent's method around the best
+    grid point. None if not finite.
     """
     n, p = x.shape
     k = int(codes.max()) + 1

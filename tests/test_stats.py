@@ -544,6 +544,11 @@ def test_icc_reml_at_zero_when_groups_differ_less_than_chance() -> None:
     assert est.sigma2 == approx(float(np.var(y, ddof=1)))
 
 
+def test_icc_unknown_method_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown method"):
+        therapist_icc([1, 2, 3, 4], [1, 1, 1, 1], list("AABB"), method="REML")
+
+
 def test_icc_falls_back_to_anova_when_reml_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     d = simulate_clinic(0.20, seed=21)
     monkeypatch.setattr(_stats, "_reml_random_intercept", lambda *a: None)

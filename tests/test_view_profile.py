@@ -144,6 +144,25 @@ def test_dimension_scores_by_unit(items_con):
     assert set(month.index.get_level_values(0)) <= {"2026-02-01", "2026-03-01"}
 
 
+def test_a_grouping_is_the_same_whether_its_rows_are_together_or_not(items_con):
+    """dimension_scores slices a grouping whose rows are together (the query orders them so)
+    and picks them one by one otherwise: the same frame either way."""
+    ctx = items_ctx(items_con)
+    table = profile.profile_table(ctx)
+    shuffled = table.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    for grouping in ("clinic", "site", "therapist/gender", "month"):
+        together = profile.dimension_scores(ctx, *grouping.split("/"), table=table)
+        apart = profile.dimension_scores(ctx, *grouping.split("/"), table=shuffled)
+        assert len(together) > 0
+        keys = ["unit", "subgroup", "dimension"]
+        pd.testing.assert_frame_equal(
+            together.sort_values(keys).reset_index(drop=True),
+            apart.sort_values(keys).reset_index(drop=True),
+        )
+    empty = table[table["grouping"] != "site"]
+    assert profile.dimension_scores(ctx, "site", table=empty).empty
+
+
 def test_wai_dimensions_are_the_subscales(items_con):
     ctx = items_ctx(items_con, alliance_measure="wai")
     df = profile.dimension_scores(ctx).set_index("dimension")

@@ -282,6 +282,7 @@ def strip_figure(
     position = {r: float(i) for i, r in enumerate(rows)}
     points = points.assign(row=chart_texts(points["row"]))
     centres = centres.assign(row=chart_texts(centres["row"]))
+    points = points[points["shrunk"].notna()]
     drawn = [
         d
         for d in DIMENSIONS
@@ -293,7 +294,7 @@ def strip_figure(
     # traces and layout as plain dicts, validated once by one constructor call
     traces: list[dict] = []
     for dim in drawn:
-        part = points[(points["dimension"] == dim) & points["shrunk"].notna()]
+        part = points[points["dimension"] == dim]
         cen = centres[centres["dimension"] == dim]
         if not cen.empty:
             traces.append(
@@ -333,10 +334,15 @@ def strip_figure(
                     "legendgroup": dim,
                     "line": {"color": COLOURS[dim], "width": 2.5},
                     "opacity": 0.75,
-                    "customdata": np.repeat(part[["therapist", "row"]].to_numpy(), 3, axis=0),
+                    # one text per vertex (three per tick): "<therapist> · <group>"
+                    "customdata": np.repeat(
+                        (part["therapist"].astype(str) + " · " + part["row"]).to_numpy(
+                            dtype=object
+                        ),
+                        3,
+                    ),
                     "hovertemplate": (
-                        f"%{{customdata[0]}} · {LABELS[dim]}<br>%{{customdata[1]}}: "
-                        "%{x:+.2f} (shrunken)<extra></extra>"
+                        f"%{{customdata}} · {LABELS[dim]}: %{{x:+.2f}} (shrunken)<extra></extra>"
                     ),
                 }
             )
