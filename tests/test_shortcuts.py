@@ -56,6 +56,19 @@ def _direct(sql: str) -> str:
     return direct
 
 
+def _same(got: pd.DataFrame, want: pd.DataFrame, exact: list[str], where: object) -> None:
+    """Counts and keys exactly; mean and SD of the score to rounding."""
+    for col in exact:
+        assert got[col].tolist() == want[col].tolist(), (col, where)
+    for col in ["mean_score", "sd_score"]:
+        pd.testing.assert_series_equal(
+            got[col].reset_index(drop=True),
+            want[col].reset_index(drop=True),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
 def _split_queries() -> list[str]:
     """Queries splitting the count in one expression (see TWO_STEP for the others)."""
     return sorted(q.name for q in queries.all_queries() if SPLIT_COUNT.search(q.sql))
@@ -129,15 +142,8 @@ def test_trajectory_equals_its_direct_reference(request, clinic: str, measure: s
         got = queries.run(con, "outcomes_trajectory", **params).sort_values(keys)
         want = con.execute(reference, params).df().sort_values(keys)
         assert len(want) > 0
-        for col in ["tercile", "session_number", "n_clients", "episodes", "cut_low", "cut_high"]:
-            assert got[col].tolist() == want[col].tolist(), col
-        for col in ["mean_score", "sd_score"]:
-            pd.testing.assert_series_equal(
-                got[col].reset_index(drop=True),
-                want[col].reset_index(drop=True),
-                rtol=1e-12,
-                atol=1e-12,
-            )
+        counts = ["tercile", "session_number", "n_clients", "episodes", "cut_low", "cut_high"]
+        _same(got, want, counts, f)
 
 
 @pytest.mark.parametrize("clinic", ["demo_con", "transfers_con"])
@@ -238,15 +244,7 @@ def test_session_numbers_equal_their_direct_reference(request, clinic: str, alli
             got = queries.run(con, "alliance_by_session_number", **params).sort_values(keys)
             want = con.execute(reference, params).df().sort_values(keys)
             assert len(want) > 0
-            for col in [*keys, "n_clients", "n"]:
-                assert got[col].tolist() == want[col].tolist(), (col, f, last, cohort)
-            for col in ["mean_score", "sd_score"]:
-                pd.testing.assert_series_equal(
-                    got[col].reset_index(drop=True),
-                    want[col].reset_index(drop=True),
-                    rtol=1e-12,
-                    atol=1e-12,
-                )
+            _same(got, want, [*keys, "n_clients", "n"], (f, last, cohort))
             compared += len(want)
     assert compared > 50
     # the shortcut matters: some clients have two episodes' sessions at one session number
