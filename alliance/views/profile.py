@@ -1039,18 +1039,19 @@ def build(ctx: Context, section: str | None = None) -> View:
                 ),
             )
         return View(TITLE, QUESTION, notice=too_small_notice(ctx, n_clients), n_clients=n_clients)
+    sections_built: list[Callable[[], list[Panel]]] = []
+    if "where" in chosen:
+        sections_built.append(lambda: _where_panels(ctx, clinic, table))
+    if "therapists" in chosen:
+        sections_built.append(lambda: _therapist_panels(ctx, clinic, table))
+    if "background" in chosen:
+        sections_built.append(lambda: _demographic_gaps(ctx, clinic, table))
     # the previous period's clinic means (the tiles' change) are queried while the panels are
     # built in Python: the period's query has had both cores to itself
-    parts: list[Callable[[], list]] = [
-        lambda: [dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period())]
-    ]
-    if "where" in chosen:
-        parts.append(lambda: _where_panels(ctx, clinic, table))
-    if "therapists" in chosen:
-        parts.append(lambda: _therapist_panels(ctx, clinic, table))
-    if "background" in chosen:
-        parts.append(lambda: _demographic_gaps(ctx, clinic, table))
-    ([before], *built) = gather(*parts)
+    before, *built = gather(
+        lambda: dimension_scores(ctx, "clinic", filters=ctx.filters.previous_period()),
+        *sections_built,
+    )
     panels = [p for part in built for p in part]
     return View(
         TITLE,
