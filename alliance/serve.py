@@ -27,6 +27,29 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Streamlit has finished the page's run and the browser shows all of it: the app reports no
+# script running (stApp's data-test-script-state, which Streamlit's own browser tests read), no
+# element is stale or still a loading skeleton, and every plotly chart has been drawn. The
+# status widget alone is not enough: on a page's first run it never appears, and the page shows
+# skeletons for the elements still to come.
+RUN_FINISHED = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
+    if (document.querySelector('[data-stale="true"]')) return false;
+    if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+    const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
+    return plots.every(p => p._fullLayout);
+}"""
+# a run has begun since the page was last finished (a widget change asks for one at once)
+RUN_STARTED = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return !!(app && app.getAttribute('data-test-script-state') !== 'notRunning')
+        || !!document.querySelector('[data-stale="true"]')
+        || !!document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

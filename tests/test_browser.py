@@ -50,10 +50,10 @@ def browser_page() -> Iterator[Page]:
 
 
 def wait_idle(page: Page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current run."""
+    """Wait until Streamlit has finished the current run and the page shows all of it."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+    page.wait_for_timeout(300)  # a run an interaction asked for has begun
+    page.wait_for_function(serve.RUN_FINISHED, timeout=timeout, polling=50)
 
 
 @pytest.mark.parametrize("name", PAGES)

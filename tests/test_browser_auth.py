@@ -190,10 +190,10 @@ def sign_in(context: BrowserContext, servers: Servers, email: str) -> Page:
 def wait_idle(page: Page) -> None:
     """Wait until Streamlit has finished the current run (says what it shows if it does not)."""
     page.wait_for_selector('[data-testid="stApp"]')
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(300)  # a run an interaction asked for has begun
     status = page.locator('[data-testid="stStatusWidget"]')
     try:
-        status.wait_for(state="detached")
+        page.wait_for_function(serve.RUN_FINISHED, polling=50)
     except PlaywrightTimeoutError as exc:
         raise AssertionError(f"the app is still busy: {status.all_inner_texts()}") from exc
 
