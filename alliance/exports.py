@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,9 +117,13 @@ class ExportMeta:
         return parts
 
 
-def export_meta(ctx: Context, *, now: dt.datetime | None = None) -> ExportMeta:
-    """The footer facts for exports under this context (reads the database's meta table)."""
-    meta = db.get_meta(ctx.con.cursor())  # own cursor: the page's connection is shared
+def export_meta(
+    ctx: Context, *, now: dt.datetime | None = None, meta: Mapping[str, str] | None = None
+) -> ExportMeta:
+    """The footer facts for exports under this context: from the database's meta table, read
+    here unless the caller has it already (`meta`)."""
+    if meta is None:
+        meta = db.get_meta(ctx.con.cursor())  # own cursor: the page's connection is shared
     return ExportMeta(
         clinic_name=ctx.settings.clinic_name,
         filters=ctx.filters,
