@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from alliance import access, db, queries
+from alliance import access, charts, db, queries
 from alliance import audit as audit_log
 from alliance.filters import (
     FILTER_LABELS,
@@ -514,13 +514,21 @@ def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object 
             icon=":material/info:",
         )
         return None
-    event = st.plotly_chart(
-        panel.figure,
-        width="stretch",
-        key=f"{key_prefix}{panel.key}",
-        on_select="rerun" if panel.key.startswith("funnel") else "ignore",
-        config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
-    )
+    # drawn once, not twice (charts.screen_margins); the figure itself, which the exports
+    # use, keeps its own margins
+    fig = panel.figure
+    margins = charts.screen_margins(fig)
+    fig.layout.margin.update(margins)
+    try:
+        event = st.plotly_chart(
+            fig,
+            width="stretch",
+            key=f"{key_prefix}{panel.key}",
+            on_select="rerun" if panel.key.startswith("funnel") else "ignore",
+            config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
+        )
+    finally:
+        fig.layout.margin.update(dict.fromkeys(margins))
     if panel.reading:
         st.caption(markdown_safe(panel.reading))
     if not panel.data.empty:

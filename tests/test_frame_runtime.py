@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from alliance import db, ui
+from alliance import charts, db, ui
 
 
 @pytest.fixture
@@ -94,3 +94,26 @@ def test_long_lived_objects_are_frozen_once_per_new_module(unfrozen, monkeypatch
     monkeypatch.setitem(sys.modules, "alliance_page_first_visited", types.ModuleType("x"))
     assert _collections(ui.freeze_long_lived_objects) == 1
     assert gc.get_freeze_count() >= frozen
+
+
+def test_a_chart_is_drawn_with_screen_margins_and_keeps_its_own(demo_ctx, demo_db, monkeypatch):
+    """render_panel draws with charts.screen_margins; the figure, which the exports draw later,
+    keeps the margins it was built with."""
+    import plotly.graph_objects as go
+
+    from alliance.panel import Panel
+
+    monkeypatch.setenv("ALLIANCE_DB", str(demo_db))
+    fig = go.Figure(go.Bar(x=[3, 5], y=["Native Hawaiian or Pacific Islander", "White"],
+                           orientation="h"))  # fmt: skip
+    drawn = []
+    real = ui.st.plotly_chart
+
+    def plotly_chart(figure, **kwargs):
+        drawn.append(figure.layout.margin.l)
+        return real(figure, **kwargs)
+
+    monkeypatch.setattr(ui.st, "plotly_chart", plotly_chart)
+    ui.render_panel(Panel("bars", "Bars", "", "", fig), demo_ctx)
+    assert drawn == [charts.screen_margins(fig)["l"]]
+    assert fig.layout.margin.l is None
