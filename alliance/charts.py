@@ -637,7 +637,7 @@ def _axis_labels(fig: go.Figure, name: str) -> list[str]:
     texts: list[str] = []
     numbers: list[np.ndarray] = []
     for trace in fig.data:
-        if (getattr(trace, "yaxis", None) or "y") != ref or trace.y is None:
+        if (getattr(trace, "yaxis", None) or "y") != ref or getattr(trace, "y", None) is None:
             continue
         values = _array(trace.y).ravel()
         values = values[pd.notna(values)]
@@ -649,7 +649,9 @@ def _axis_labels(fig: go.Figure, name: str) -> list[str]:
         texts += [str(v) for v in axis.categoryarray]
     if numbers:
         values = np.concatenate(numbers + ([np.asarray(axis.range, float)] if axis.range else []))
-        texts += _numeric_labels(values[np.isfinite(values)], axis.tickformat or "")
+        values = values[np.isfinite(values)]
+        if len(values):
+            texts += _numeric_labels(values, axis.tickformat or "")
     return texts
 
 
@@ -664,6 +666,8 @@ def screen_margins(fig: go.Figure) -> dict[str, int]:
     labels and title of every y axis on the figure's left edge, and on the right for a colour
     bar. A margin the figure sets itself is left to it."""
     out: dict[str, int] = {}
+    if any(t.type not in TRACE_TYPES for t in fig.data):
+        return out  # drawn by rules not estimated here: plotly sizes the margins itself
     widest = 0.0
     for name in [k for k in fig.layout if k.startswith("yaxis")]:
         axis = fig.layout[name]
@@ -671,10 +675,18 @@ def screen_margins(fig: go.Figure) -> dict[str, int]:
             continue
         if axis.side == "right" or axis.overlaying:
             continue
-        anchor = fig.layout["xaxis" + (axis.anchor or "x").removeprefix("x")]
-        if anchor.domain is not None and anchor.domain[0] > 0:
+        anchor = "xaxis" + (axis.anchor or "x").removeprefix("x")
+        if anchor not in fig.layout or fig.layout[anchor] is None:
+            return out  # a free-standing axis
+        domain = fig.layout[anchor].domain
+        if domain is not None and domain[0] > 0:
             continue  # a subplot's axis inside the figure, not at its edge
-        labels = [] if axis.showticklabels is False else _axis_labels(fig, name)
+        if axis.type in ("date", "log", "multicategory"):
+            return {}  # labels not estimated: plotly sizes the margins itself, as before
+        try:
+            labels = [] if axis.showticklabels is False else _axis_labels(fig, name)
+        except (TypeError, ValueError):  # values that are neither text nor numbers (dates)
+            return {}
         width = max((label_px(t) for t in labels), default=0.0) * 1.06 + 4
         title = axis.title.text if axis.title else None
         if title:

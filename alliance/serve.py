@@ -28,18 +28,22 @@ CHROMIUM_ARGS = [
 
 
 # Streamlit has finished the page's run and the browser shows all of it: the app reports no
-# script running (stApp's data-test-script-state, which Streamlit's own browser tests read), no
-# element is stale or still a loading skeleton, and every plotly chart has been drawn. The
-# status widget alone is not enough: on a page's first run it never appears, and the page shows
-# skeletons for the elements still to come.
+# script running (stApp's data-test-script-state, which Streamlit's own browser tests read; a
+# compilation error also ends the run), no element is stale or still a lazy-load placeholder
+# (stSkeleton), and every plotly chart element holds a drawn chart. The status widget alone is
+# not enough: on a page's first run it never appears, and the page shows placeholders for the
+# elements still to come.
 RUN_FINISHED = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
-    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    const state = app && app.getAttribute('data-test-script-state');
+    if (state !== 'notRunning' && state !== 'compilationError') return false;
     if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
     if (document.querySelector('[data-stale="true"]')) return false;
     if (document.querySelector('[data-testid="stSkeleton"]')) return false;
-    const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')];
-    return plots.every(p => p._fullLayout);
+    return [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(chart => {
+        const plot = chart.querySelector('.js-plotly-plot');
+        return !!(plot && plot._fullLayout);
+    });
 }"""
 # a run has begun since the page was last finished (a widget change asks for one at once)
 RUN_STARTED = """() => {

@@ -64,8 +64,10 @@ def freeze_long_lived_objects() -> None:
     the interpreter lock while the run's last elements wait to be sent. What is alive at the
     end of a run, after a collection, is almost all for the life of the process, so later
     collections need only walk what runs create (3-4 ms). It happens again only when a run has
-    imported more modules (a page visited for the first time); reference counting still frees
-    frozen objects, and at worst a frozen object in a reference cycle stays allocated.
+    imported more modules (a page visited for the first time), each time unfreezing first so
+    that whatever has died since is collected. Reference counting still frees frozen objects;
+    garbage in reference cycles (a plotly figure) that was alive at the last freeze, such as
+    another session's run in progress, stays allocated until the next one.
     """
     import gc
     import sys
@@ -73,6 +75,7 @@ def freeze_long_lived_objects() -> None:
     global _FROZEN_AT_MODULES
     if len(sys.modules) == _FROZEN_AT_MODULES:
         return
+    gc.unfreeze()  # what died since the last freeze (other sessions' runs) is collected now
     gc.collect()
     gc.freeze()
     _FROZEN_AT_MODULES = len(sys.modules)
@@ -93,14 +96,18 @@ def ensure_database() -> None:
     derived facts of an existing one that an earlier version built."""
     path = db_path()
     if path.exists():
-        if (str(path), db.file_signature(path)) in _FACTS_CURRENT:
+        # the signature before the check: a file swapped in meanwhile is checked on its own
+        known = (str(path), db.file_signature(path))
+        if known in _FACTS_CURRENT:
             return
-        if not db.facts_are_current(path):
+        if db.facts_are_current(path):
+            _FACTS_CURRENT.add(known)
+        else:
             # an upgrade changed the derived facts (new rollups): rebuild them from the base
-            # tables once, so pages never query a table the file does not have yet
+            # tables once, so pages never query a table the file does not have yet (the
+            # rebuilt file is a new one: the next run checks it)
             with st.spinner("Updating the derived facts for this version of the dashboard…"):
                 db.refresh_facts(path)
-        _FACTS_CURRENT.add((str(path), db.file_signature(path)))
         return
     with st.status("First start: building the demo clinic…", expanded=True) as status:
         bar = st.progress(0.0, text="Starting")
@@ -119,7 +126,7 @@ def connection() -> duckdb.DuckDBPyConnection:
     return _connection(str(path), db.file_signature(path))
 
 
-@st.cache_resource(max_entries=2)
+@st.cache_resource(max_entries=2, show_spinner=False)
 def _meta(path: str, signature: tuple[int, int, int]) -> dict[str, str]:
     # a file's meta table changes only when a writer swaps in a new file (a new signature)
     return db.get_meta(_connection(path, signature))
@@ -517,7 +524,10 @@ def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object 
     # drawn once, not twice (charts.screen_margins); the figure itself, which the exports
     # use, keeps its own margins
     fig = panel.figure
-    margins = charts.screen_margins(fig)
+    try:
+        margins = charts.screen_margins(fig)
+    except Exception:  # noqa: BLE001 (only a drawing speed-up: never worth a broken page)
+        margins = {}
     fig.layout.margin.update(margins)
     try:
         event = st.plotly_chart(

@@ -56,9 +56,10 @@ def wait_idle(page: Page, timeout: float = 60_000) -> None:
     page.wait_for_function(serve.RUN_FINISHED, timeout=timeout, polling=50)
 
 
-LEFT_MARGIN_WIDENED = """() => [...document.querySelectorAll('.js-plotly-plot')]
-    .filter(gd => Math.round(gd._fullLayout._size.l) > gd._fullLayout.margin.l)
-    .map(gd => [gd._fullLayout.title.text, gd._fullLayout.margin.l, gd._fullLayout._size.l])"""
+MARGIN_WIDENED = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .map(gd => gd._fullLayout)
+    .filter(fl => Math.round(fl._size.l) > fl.margin.l || Math.round(fl._size.r) > fl.margin.r)
+    .map(fl => [fl.title.text, fl.margin.l, fl._size.l, fl.margin.r, fl._size.r])"""
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -73,10 +74,10 @@ def test_every_page_renders_in_chromium(server: str, browser_page: Page, name: s
         # still be streaming elements when the status widget first disappears)
         charts.nth(1).wait_for(timeout=60_000)
         assert charts.count() >= 2
-        # drawn once: plotly never had to widen the left margin it was given (which draws
-        # the whole chart again; charts.screen_margins)
-        widened = page.evaluate(LEFT_MARGIN_WIDENED)
-        assert widened == [], f"left margin widened by plotly, chart drawn twice: {widened}"
+        # drawn once: plotly never had to widen a side margin it was given (which draws the
+        # whole chart again; charts.screen_margins)
+        widened = page.evaluate(MARGIN_WIDENED)
+        assert widened == [], f"margin widened by plotly, chart drawn twice: {widened}"
     assert page.locator('[data-testid="stException"]').count() == 0
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

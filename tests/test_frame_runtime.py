@@ -43,8 +43,9 @@ def test_the_facts_check_opens_each_version_of_the_file_once(clinic_copy, monkey
     ui.ensure_database()
     assert len(opened) == 2
     assert real(clinic_copy)
-    ui.ensure_database()  # the refreshed file is known current: not opened again
-    assert len(opened) == 2
+    ui.ensure_database()  # the refreshed file is a new one: checked once more
+    ui.ensure_database()  # and then known current
+    assert len(opened) == 3
 
 
 def test_meta_is_read_again_when_a_writer_swaps_the_file(clinic_copy):
@@ -91,9 +92,29 @@ def test_long_lived_objects_are_frozen_once_per_new_module(unfrozen, monkeypatch
     assert _collections(ui.freeze_long_lived_objects) == 0  # nothing new imported: no work
     assert gc.get_freeze_count() == frozen
 
+    marker = [object()]  # alive at the next freeze: frozen, outside every generation
     monkeypatch.setitem(sys.modules, "alliance_page_first_visited", types.ModuleType("x"))
     assert _collections(ui.freeze_long_lived_objects) == 1
-    assert gc.get_freeze_count() >= frozen
+    assert len(sys.modules) == ui._FROZEN_AT_MODULES
+    assert all(o is not marker for o in gc.get_objects())
+
+
+def test_a_new_freeze_lets_what_died_since_be_collected(unfrozen, monkeypatch):
+    class Cycle:
+        pass
+
+    import weakref
+
+    a = Cycle()
+    a.self = a
+    alive = weakref.ref(a)
+    ui.freeze_long_lived_objects()
+    del a
+    gc.collect()
+    assert alive() is not None  # frozen: a full collection does not reach it
+    monkeypatch.setitem(sys.modules, "alliance_page_first_visited", types.ModuleType("x"))
+    ui.freeze_long_lived_objects()
+    assert alive() is None
 
 
 def test_a_chart_is_drawn_with_screen_margins_and_keeps_its_own(demo_ctx, demo_db, monkeypatch):
@@ -116,4 +137,18 @@ def test_a_chart_is_drawn_with_screen_margins_and_keeps_its_own(demo_ctx, demo_d
     monkeypatch.setattr(ui.st, "plotly_chart", plotly_chart)
     ui.render_panel(Panel("bars", "Bars", "", "", fig), demo_ctx)
     assert drawn == [charts.screen_margins(fig)["l"]]
+    assert fig.layout.margin.l is None
+
+    heat = go.Figure(go.Heatmap(z=[[1, 2]], x=["a", "b"], y=["row"]))
+    heat.update_layout(margin_l=90)  # its own: kept
+    ui.render_panel(Panel("heat", "Heat", "", "", heat), demo_ctx)
+    assert drawn[-1] == 90
+    assert (heat.layout.margin.l, heat.layout.margin.r) == (90, None)
+
+    def failing(figure, **kwargs):
+        raise RuntimeError("the browser went away")
+
+    monkeypatch.setattr(ui.st, "plotly_chart", failing)
+    with pytest.raises(RuntimeError):
+        ui.render_panel(Panel("bars", "Bars", "", "", fig), demo_ctx)
     assert fig.layout.margin.l is None

@@ -91,3 +91,23 @@ def test_a_colour_bar_gets_room_and_set_margins_are_kept():
     assert charts.screen_margins(heat)["r"] == 140
     assert "r" not in charts.screen_margins(go.Figure(go.Heatmap(z=[[1]], showscale=False)))
     assert charts.screen_margins(_bars(["x"], margin_l=55)) == {}
+
+
+def test_axes_it_cannot_read_are_left_to_plotly():
+    dates = go.Figure(
+        go.Scatter(x=[1, 2], y=[np.datetime64("2026-01-01"), np.datetime64("2026-02-01")])
+    )
+    assert charts.screen_margins(dates) == {}
+    log = go.Figure(go.Scatter(x=[1, 2], y=[1, 1000]))
+    log.update_yaxes(type="log")
+    assert charts.screen_margins(log) == {}
+    blank = go.Figure(go.Scatter(x=[1, 2], y=[np.nan, np.inf]))
+    assert charts.screen_margins(blank) == {"l": 16 + 4}  # nothing to label: ticks and pad only
+    assert charts.screen_margins(go.Figure()) == {"l": 16 + 4}
+
+
+def test_charts_it_does_not_know_are_left_to_plotly():
+    assert charts.screen_margins(go.Figure(go.Pie(values=[1, 2]))) == {}
+    free = go.Figure(go.Scatter(x=[1], y=[1]))
+    free.update_yaxes(anchor="free", position=0.1)
+    assert charts.screen_margins(free) == {}
