@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from alliance import access, charts, db, queries
+from alliance import access, charts, db, queries, screen_margins
 from alliance import audit as audit_log
 from alliance.filters import (
     FILTER_LABELS,
@@ -33,6 +33,10 @@ from alliance.panel import Context, Panel, View
 from alliance.privacy import display_table
 from alliance.settings import ALLIANCE_MEASURES, MEASURES, Settings
 from alliance.views.common import markdown_safe
+
+# importing streamlit makes its own plotly theme the process default: the house template is the
+# default again, whichever was imported first (the figures, and the exports drawn from them, use it)
+charts.register_template()
 
 
 # --- frame ----------------------------------------------------------------------------------------
@@ -521,11 +525,11 @@ def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object 
             icon=":material/info:",
         )
         return None
-    # drawn once, not twice (charts.screen_margins); the figure itself, which the exports
+    # drawn once, not twice (screen_margins.screen_margins); the figure itself, which the exports
     # use, keeps its own margins
     fig = panel.figure
     try:
-        margins = charts.screen_margins(fig)
+        margins = screen_margins.screen_margins(fig)
     except Exception:  # noqa: BLE001 (only a drawing speed-up: never worth a broken page)
         margins = {}
     fig.layout.margin.update(margins)

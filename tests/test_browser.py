@@ -75,7 +75,7 @@ def test_every_page_renders_in_chromium(server: str, browser_page: Page, name: s
         charts.nth(1).wait_for(timeout=60_000)
         assert charts.count() >= 2
         # drawn once: plotly never had to widen a side margin it was given (which draws the
-        # whole chart again; charts.screen_margins)
+        # whole chart again; screen_margins.screen_margins)
         widened = page.evaluate(MARGIN_WIDENED)
         assert widened == [], f"margin widened by plotly, chart drawn twice: {widened}"
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -36,3 +36,13 @@ def test_the_template_keeps_plotly_whites_look_for_those_types() -> None:
         assert ours["data"][kind] == white["data"][kind], kind
     assert ours["layout"]["plot_bgcolor"] == white["layout"]["plot_bgcolor"]
     assert ours["layout"]["colorway"] == charts.PALETTE
+
+
+def test_the_house_template_stays_the_default_once_streamlit_is_imported() -> None:
+    """Importing streamlit makes its theme plotly's default; the Streamlit layer (ui) makes the
+    house template the default again, whichever of the two was imported first."""
+    import streamlit  # noqa: F401
+
+    from alliance import ui  # noqa: F401
+
+    assert pio.templates.default == "alliance"

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from alliance import charts, db, ui
+from alliance import db, screen_margins, ui
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_a_new_freeze_lets_what_died_since_be_collected(unfrozen, monkeypatch):
 
 
 def test_a_chart_is_drawn_with_screen_margins_and_keeps_its_own(demo_ctx, demo_db, monkeypatch):
-    """render_panel draws with charts.screen_margins; the figure, which the exports draw later,
+    """render_panel draws with screen_margins.screen_margins; the figure, which the exports draw later,
     keeps the margins it was built with."""
     import plotly.graph_objects as go
 
@@ -136,7 +136,7 @@ def test_a_chart_is_drawn_with_screen_margins_and_keeps_its_own(demo_ctx, demo_d
 
     monkeypatch.setattr(ui.st, "plotly_chart", plotly_chart)
     ui.render_panel(Panel("bars", "Bars", "", "", fig), demo_ctx)
-    assert drawn == [charts.screen_margins(fig)["l"]]
+    assert drawn == [screen_margins.screen_margins(fig)["l"]]
     assert fig.layout.margin.l is None
 
     heat = go.Figure(go.Heatmap(z=[[1, 2]], x=["a", "b"], y=["row"]))
