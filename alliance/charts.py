@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from alliance import figure_edit
+
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies
 BLUE = "#0072B2"
 ORANGE = "#E69F00"
@@ -96,7 +98,7 @@ def theme_layout(*, title: str, subtitle: str, height: int = 430) -> dict:
 
 def themed(fig: go.Figure, *, title: str, subtitle: str, height: int = 430) -> go.Figure:
     """Title and subtitle (measure · definition · period · n) on the house theme."""
-    fig.update_layout(**theme_layout(title=title, subtitle=subtitle, height=height))
+    figure_edit.update_layout(fig, **theme_layout(title=title, subtitle=subtitle, height=height))
     return fig
 
 
@@ -204,8 +206,10 @@ def spc_chart(
             annotation_text="baseline",
             annotation_position="top left",
         )
-    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format))
-    fig.update_xaxes(title="Month", dtick="M1" if len(df) <= 14 else "M3", tickformat="%b %Y")
+    figure_edit.update_yaxes(fig, title=y_label, tickformat=_fmt(value_format))
+    figure_edit.update_xaxes(
+        fig, title="Month", dtick="M1" if len(df) <= 14 else "M3", tickformat="%b %Y"
+    )
     return themed(fig, title=title, subtitle=subtitle)
 
 
@@ -268,14 +272,15 @@ def interval_dots(
             )
         )
     if reference is not None:
-        fig.add_vline(
+        figure_edit.add_vline(
+            fig,
             x=reference,
             line={"color": GREY, "dash": "dot", "width": 2},
             annotation_text=reference_label,
             annotation_position="top",
         )
-    fig.update_xaxes(title=x_label, tickformat=_fmt(value_format))
-    fig.update_yaxes(autorange="reversed", type="category")
+    figure_edit.update_xaxes(fig, title=x_label, tickformat=_fmt(value_format))
+    figure_edit.update_yaxes(fig, autorange="reversed", type="category")
     height = max(320, 120 + 34 * d[category].nunique())
     return themed(fig, title=title, subtitle=subtitle, height=height)
 
@@ -331,8 +336,8 @@ def bars(
             font={"color": GREY, "size": 12},
             textangle=-90,
         )
-    fig.update_xaxes(title=x_label, type="category")
-    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format), rangemode="tozero")
+    figure_edit.update_xaxes(fig, title=x_label, type="category")
+    figure_edit.update_yaxes(fig, title=y_label, tickformat=_fmt(value_format), rangemode="tozero")
     return themed(fig, title=title, subtitle=subtitle)
 
 
@@ -386,8 +391,8 @@ def lines(
                 hovertemplate=f"{name}: %{{y:{_fmt(value_format)}}}<extra></extra>",
             )
         )
-    fig.update_xaxes(title=x_label)
-    fig.update_yaxes(title=y_label, tickformat=_fmt(value_format))
+    figure_edit.update_xaxes(fig, title=x_label)
+    figure_edit.update_yaxes(fig, title=y_label, tickformat=_fmt(value_format))
     return themed(fig, title=title, subtitle=subtitle)
 
 
@@ -528,7 +533,8 @@ def histogram_bins(
         )
     )
     if cutoff is not None:
-        fig.add_vline(
+        figure_edit.add_vline(
+            fig,
             x=cutoff,
             line={"color": VERMILLION, "dash": "dash", "width": 2},
             annotation_text=cutoff_label,
@@ -545,7 +551,7 @@ def histogram_bins(
             text=f"{len(hidden)} bin(s) withheld ({suppressed_label})",
             font={"color": GREY, "size": 12},
         )
-    fig.update_xaxes(title=x_label)
-    fig.update_yaxes(title=y_label, tickformat=".0%")
-    fig.update_layout(bargap=0.05)
+    figure_edit.update_xaxes(fig, title=x_label)
+    figure_edit.update_yaxes(fig, title=y_label, tickformat=".0%")
+    figure_edit.update_layout(fig, bargap=0.05)
     return themed(fig, title=title, subtitle=subtitle)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import db
+from alliance import db, figure_edit
 from alliance.filters import Filters
 from alliance.panel import Context, Panel
 from alliance.privacy import PrivacyPolicy, display_table, neutralize_frame
@@ -235,17 +235,25 @@ def export_figure(
     legend = fig.layout.legend
     if legend.y is not None and legend.yref == "container" and legend.y < 0.5:
         # a legend pinned to the bottom of the figure: lift it above the footer
-        fig.update_layout(legend={"y": (footer_px + 4) / height, "yanchor": "bottom"})
+        figure_edit.update_layout(fig, legend={"y": (footer_px + 4) / height, "yanchor": "bottom"})
     elif legend.y is not None and legend.yref != "container" and legend.y < 0:
         # a legend hanging under the plot would collide with the footer: put it where the
         # theme does, above the plot
-        fig.update_layout(
-            legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom"}
+        figure_edit.update_layout(
+            fig,
+            legend={
+                "orientation": "h",
+                "x": 1.0,
+                "xanchor": "right",
+                "y": 1.0,
+                "yanchor": "bottom",
+            },
         )
     legend_on_top = fig.layout.legend.y is not None and fig.layout.legend.y >= 1
     if legend_on_top:
         top += 26  # the theme puts the legend above the plot, under the subtitle
-    fig.update_layout(
+    figure_edit.update_layout(
+        fig,
         width=width,
         height=height,
         title={
@@ -271,7 +279,7 @@ def export_figure(
     # title block: plotly positions the title from the top of the container with this padding
     fig.layout.title.pad.t = 18
     if legend_on_top:
-        fig.update_layout(legend={"y": 1.0, "yanchor": "bottom", "yref": "paper"})
+        figure_edit.update_layout(fig, legend={"y": 1.0, "yanchor": "bottom", "yref": "paper"})
     data = panel.data
     if len(data) and "suppressed" in data.columns and bool(data["suppressed"].fillna(True).all()):
         # nothing left to draw: say why instead of leaving an empty axis

@@ -194,12 +194,30 @@ def cohens_d(a: ArrayLike, b: ArrayLike, conf: float = 0.95) -> Estimate:
     na, nb = xa.size, xb.size
     if na < 2 or nb < 2:
         return _nan_estimate(na + nb)
-    sp = np.sqrt(((na - 1) * xa.var(ddof=1) + (nb - 1) * xb.var(ddof=1)) / (na + nb - 2))
+    return cohens_d_from_moments(
+        na,
+        float(xa.mean()),
+        float(xa.var(ddof=1)),
+        nb,
+        float(xb.mean()),
+        float(xb.var(ddof=1)),
+        conf,
+    )
+
+
+def cohens_d_from_moments(
+    na: int, mean_a: float, var_a: float, nb: int, mean_b: float, var_b: float, conf: float = 0.95
+) -> Estimate:
+    """`cohens_d` from each group's size, mean and variance (n - 1 weighting): the same
+    estimate and interval, for groups summarised in the database or by weighted sums."""
+    if na < 2 or nb < 2:
+        return _nan_estimate(na + nb)
+    sp = np.sqrt(((na - 1) * var_a + (nb - 1) * var_b) / (na + nb - 2))
     if sp == 0:
         return _nan_estimate(na + nb)
-    d = float((xa.mean() - xb.mean()) / sp)
+    d = float((mean_a - mean_b) / sp)
     se = np.sqrt((na + nb) / (na * nb) + d**2 / (2 * (na + nb)))
-    return Estimate(d, float(d - _z(conf) * se), float(d + _z(conf) * se), na + nb)
+    return Estimate(d, float(d - _z(conf) * se), float(d + _z(conf) * se), int(na + nb))
 
 
 def mean_ci(values: ArrayLike, conf: float = 0.95) -> Estimate:

@@ -36,7 +36,7 @@ from alliance import db, queries
 from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
-from alliance.stats import logistic_curve, logistic_or_per_sd_lower, wilson_interval
+from alliance.stats import cohens_d, logistic_curve, logistic_or_per_sd_lower, wilson_interval
 from alliance.views import dropout
 from tests.conftest import ROOT
 
@@ -261,6 +261,39 @@ def test_grouped_logistic_fit_equals_the_per_episode_fit_on_the_demo(demo_con):
     pd_got = model.curve(grid)
     for col in ("p", "low", "high"):
         assert pd_got[col].to_numpy() == pytest.approx(pd_want[col].to_numpy(), rel=1e-6)
+
+
+def test_cohens_d_by_site_from_the_groups_equals_the_per_episode_d_on_the_demo(demo_con):
+    """Per site: the weighted moments give cohens_d on the site's rebuilt episodes."""
+    ctx = Context(demo_con, FULL_DEMO, Settings())
+    groups = queries.run(demo_con, "dropout_early_srs", **ctx.params())
+    got = dropout._d_by_site(groups)
+    sites = sorted(groups["site"].dropna().unique())
+    assert list(got) == sites and len(sites) > 1
+    for site in sites:
+        x, y = dropout._expand(groups[groups["site"] == site])
+        want = cohens_d(x[y == 0], x[y == 1])
+        d = got[site]
+        assert d.n == want.n
+        assert (d.value, d.low, d.high) == pytest.approx((want.value, want.low, want.high))
+
+
+def test_cohens_d_by_site_is_nan_for_a_site_with_too_few_dropouts():
+    groups = pd.DataFrame(
+        {
+            "site": ["A", "A", "A", "B", "B", "B"],
+            "early_srs": [30.0, 34.0, 36.0, 30.0, 34.0, 36.0],
+            # A: dropouts 30, 34 and other endings 34, 36, 36 (by hand: d below); B: one dropout
+            "episodes": [1, 2, 2, 2, 1, 1],
+            "dropouts": [1, 1, 0, 1, 0, 0],
+        }
+    )
+    got = dropout._d_by_site(groups)
+    # A: other = 34, 36, 36 (mean 35.333, var 1.3333); dropouts = 30, 34 (mean 32, var 8)
+    # pooled var = (2 * 1.3333 + 1 * 8) / 3 = 3.5556, SD 1.8856; d = 3.3333 / 1.8856 = 1.7678
+    assert got["A"].value == pytest.approx(1.767767, abs=1e-6)
+    assert got["A"].n == 5
+    assert np.isnan(got["B"].value) and got["B"].n == 4
 
 
 def test_cumulative_share_stops_at_the_first_withheld_bin():

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from numpy.typing import ArrayLike
 
-from alliance import charts, queries
+from alliance import charts, figure_edit, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.stats import mean_interval, risk_difference, run_rules, wilson_interval, xbar_chart
 from alliance.views.common import (
@@ -156,7 +156,8 @@ def fit_layout(fig: go.Figure, *, rate_axis: str | None = None) -> go.Figure:
     legend = any(tr.showlegend is not False for tr in fig.data) and len(fig.data) > 1
     bottom = 125 if legend else 60
     height = (fig.layout.height or 430) + (top - 95) + (bottom - 60)
-    fig.update_layout(
+    figure_edit.update_layout(
+        fig,
         margin={"t": top, "b": bottom},
         height=height,
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
@@ -164,11 +165,11 @@ def fit_layout(fig: go.Figure, *, rate_axis: str | None = None) -> go.Figure:
     fig.update_traces(mode="lines", selector={"fill": "toself"})
     if fig.layout.yaxis.type == "category":  # dot-and-whisker rows: half a row of air around
         rows = list(dict.fromkeys(y for tr in fig.data if tr.y is not None for y in tr.y))
-        fig.update_yaxes(autorange=False, range=[len(rows) - 0.5, -0.5])
+        figure_edit.update_yaxes(fig, autorange=False, range=[len(rows) - 0.5, -0.5])
     if rate_axis == "x":
-        fig.update_xaxes(rangemode="tozero")
+        figure_edit.update_xaxes(fig, rangemode="tozero")
     elif rate_axis == "y":
-        fig.update_yaxes(rangemode="tozero")
+        figure_edit.update_yaxes(fig, rangemode="tozero")
     return fig
 
 
@@ -442,7 +443,8 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
         selector={"type": "bar"},
     )
     ticks = [scale.bin_floor - half, *scale.ticks, scale.scale_max + half]
-    fig.update_xaxes(
+    figure_edit.update_xaxes(
+        fig,
         tickvals=ticks,
         ticktext=[f"<{f(scale.bin_floor)}", *(f(t) for t in scale.ticks), f(scale.scale_max)],
     )
@@ -653,7 +655,7 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
         value_format=scale.value_format,
         dash_groups={fixed_label: "dash"},
     )
-    fig.update_xaxes(type="category")
+    figure_edit.update_xaxes(fig, type="category")
     if safe["mean_score"].isna().all():
         mark_all_withheld(fig, ctx, "session number")
     reading = ""

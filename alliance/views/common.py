@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import privacy
+from alliance import figure_edit, privacy
 from alliance.charts import GREY, wrap_subtitle
 from alliance.panel import Context
 
@@ -202,7 +202,7 @@ def mark_all_withheld(fig: go.Figure, ctx: Context, what: str) -> go.Figure:
         f"withheld ({ctx.policy.label})",
         font={"size": 15, "color": GREY},
     )
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    figure_edit.update_yaxes(fig, showticklabels=False, showgrid=False, zeroline=False)
     return fig
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import stats as sps
 
-from alliance import charts, privacy, queries
+from alliance import charts, figure_edit, privacy, queries
 from alliance.panel import Context, Panel, View, empty_panel
 from alliance.settings import MEASURES
 from alliance.stats import risk_difference, risk_difference_vs_overall, wilson_interval
@@ -454,7 +454,7 @@ def _dots_panel(
         value_format=fmt,
         suppressed_label=ctx.policy.label,
     )
-    fig.update_yaxes(categoryorder="array", categoryarray=plot["group"].tolist())
+    figure_edit.update_yaxes(fig, categoryorder="array", categoryarray=plot["group"].tolist())
     fit_header(fig, extra=22)  # the clinic-wide label sits above the plot
     return Panel(
         key=f"demo_{metric.key}",
@@ -748,8 +748,10 @@ def _heatmap(
             hoverongaps=False,
         )
     )
-    fig.update_xaxes(showgrid=False, title=None, tickangle=0, showline=False, ticks="")
-    fig.update_yaxes(autorange="reversed", showgrid=False, title=None, showline=False, ticks="")
+    figure_edit.update_xaxes(fig, showgrid=False, title=None, tickangle=0, showline=False, ticks="")
+    figure_edit.update_yaxes(
+        fig, autorange="reversed", showgrid=False, title=None, showline=False, ticks=""
+    )
     height = max(340, 190 + 42 * len(rows))
     fig = charts.themed(fig, title=title, subtitle=subtitle, height=height)
     fit_header(fig)

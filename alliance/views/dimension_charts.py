@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts
+from alliance import charts, figure_edit
 from alliance.views.common import chart_text, chart_texts
 
 DIMENSIONS = ("heard", "goals", "approach", "overall")
@@ -109,9 +109,9 @@ def dot_figure(
     if reference is not None:
         line = {"color": charts.GREY, "dash": "dot", "width": 2}
         if horizontal:
-            fig.add_vline(x=reference, line=line)
+            figure_edit.add_vline(fig, x=reference, line=line)
         else:
-            fig.add_hline(y=reference, line=line)
+            figure_edit.add_hline(fig, y=reference, line=line)
         if reference_label:
             fig.add_annotation(
                 x=reference if horizontal else 1.0,
@@ -123,7 +123,7 @@ def dot_figure(
                 yanchor="bottom",
                 font={"color": charts.GREY, "size": 12},
             )
-    fig.update_layout(scattermode="group", scattergap=0.35)
+    figure_edit.update_layout(fig, scattermode="group", scattergap=0.35)
     cat_axis = {"type": "category", "categoryorder": "array", "categoryarray": cats}
     # a value range fitted to the intervals (grouped scatter would otherwise start at zero)
     ends = pd.concat([df[low], df[high], df[value]]).dropna()
@@ -134,12 +134,14 @@ def dot_figure(
         pad = max(float(ends.max() - ends.min()) * 0.08, 0.02)
         span = [float(ends.min()) - pad, float(ends.max()) + pad]
     if horizontal:
-        fig.update_yaxes(**cat_axis, autorange="reversed")
-        fig.update_xaxes(title=axis_label, tickformat=value_format, zeroline=False, range=span)
+        figure_edit.update_yaxes(fig, **cat_axis, autorange="reversed")
+        figure_edit.update_xaxes(
+            fig, title=axis_label, tickformat=value_format, zeroline=False, range=span
+        )
         height = max(420, 210 + 16 * len(cats) * max(1, df["dimension"].nunique()))
     else:
-        fig.update_xaxes(**cat_axis)
-        fig.update_yaxes(title=axis_label, tickformat=value_format, range=span)
+        figure_edit.update_xaxes(fig, **cat_axis)
+        figure_edit.update_yaxes(fig, title=axis_label, tickformat=value_format, range=span)
         height = 480
     fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
     return fit_layout(fig)
@@ -176,8 +178,11 @@ def fit_layout(fig: go.Figure, *, legend_below: bool = True) -> go.Figure:
     pages print definitions and settings on every chart, so subtitles run to three or four
     lines and the legends are long.
     """
-    fig.update_layout(
-        **_fit_changes(fig.layout.title.subtitle.text, fig.layout.height, legend_below=legend_below)
+    figure_edit.update_layout(
+        fig,
+        **_fit_changes(
+            fig.layout.title.subtitle.text, fig.layout.height, legend_below=legend_below
+        ),
     )
     return fig
 
@@ -250,12 +255,12 @@ def gap_heatmap(
             ygap=3,
         )
     )
-    fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
-    fig.update_xaxes(side="top", showgrid=False, title=None)
+    figure_edit.update_yaxes(fig, autorange="reversed", type="category", showgrid=False)
+    figure_edit.update_xaxes(fig, side="top", showgrid=False, title=None)
     height = max(360, 170 + 40 * len(rows))
     fig = charts.themed(fig, title=title, subtitle=subtitle_text, height=height)
     fit_layout(fig, legend_below=False)
-    fig.update_layout(margin={"t": fig.layout.margin.t + 40})
+    figure_edit.update_layout(fig, margin={"t": fig.layout.margin.t + 40})
     return fig
 
 

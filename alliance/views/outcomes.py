@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import stats as sps
 
-from alliance import charts, queries
+from alliance import charts, figure_edit, queries
 from alliance.filters import Filters
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
@@ -325,7 +325,8 @@ def _fit_layout(fig: go.Figure, *, legend_below: bool = False) -> go.Figure:
     margin = {"t": 95 + extra}
     if legend_below:
         margin["b"] = 120
-        fig.update_layout(
+        figure_edit.update_layout(
+            fig,
             legend={
                 "orientation": "h",
                 "x": 0.0,
@@ -333,9 +334,10 @@ def _fit_layout(fig: go.Figure, *, legend_below: bool = False) -> go.Figure:
                 "y": -0.24,
                 "yanchor": "top",
                 "traceorder": "normal",
-            }
+            },
         )
-    fig.update_layout(
+    figure_edit.update_layout(
+        fig,
         margin=margin,
         height=int(fig.layout.height or 430) + extra + (40 if legend_below else 0),
         # pin the title to the top so a taller margin does not push it into the subtitle
@@ -468,7 +470,8 @@ def _improvement_histogram(
         (-edge, f"worse by ≥ {rc:g}", "top left"),
         (edge, f"better by ≥ {rc:g}", "top right"),
     ):
-        fig.add_vline(
+        figure_edit.add_vline(
+            fig,
             x=x,
             line={"color": charts.GREY, "dash": "dash", "width": 1.8},
             annotation_text=text,
@@ -489,7 +492,8 @@ def _improvement_histogram(
             font={"color": charts.GREY, "size": 13},
         )
     ticks = np.arange(lowest, highest + 0.1, rc)
-    fig.update_xaxes(
+    figure_edit.update_xaxes(
+        fig,
         title=f"Improvement in {label} points (positive = better; end bars pool the tails)",
         tickvals=ticks,
         ticktext=[
@@ -499,8 +503,8 @@ def _improvement_histogram(
         zeroline=True,
         zerolinecolor="#999",
     )
-    fig.update_yaxes(title="Share of episodes", tickformat=".0%", rangemode="tozero")
-    fig.update_layout(barmode="stack", bargap=0.05)
+    figure_edit.update_yaxes(fig, title="Share of episodes", tickformat=".0%", rangemode="tozero")
+    figure_edit.update_layout(fig, barmode="stack", bargap=0.05)
     return charts.themed(fig, title=title, subtitle=subtitle)
 
 
@@ -617,7 +621,7 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
             y_label="Share of episodes",
             value_format="pct",
         )
-        fig.update_yaxes(rangemode="tozero")
+        figure_edit.update_yaxes(fig, rangemode="tozero")
         _fit_layout(fig, legend_below=True)
         data = _monthly_table(safe, long)
         panels.append(
@@ -714,7 +718,8 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
         value_format="num1",
     )
     cut = ctx.settings.clinical_cutoff(measure)
-    fig.add_hline(
+    figure_edit.add_hline(
+        fig,
         y=cut,
         line={"color": charts.GREY, "dash": "dot", "width": 1.5},
         annotation_text=f"clinical cutoff ({_clinical_text(ctx, measure)} = clinical range)",
@@ -722,7 +727,8 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
         annotation_font={"color": charts.GREY, "size": 12},
     )
     _fit_layout(fig, legend_below=True)
-    fig.update_xaxes(
+    figure_edit.update_xaxes(
+        fig,
         tickvals=list(range(1, MAX_SESSION + 1)),
         ticktext=[str(i) if i < MAX_SESSION else f"{i}+" for i in range(1, MAX_SESSION + 1)],
     )
@@ -833,7 +839,7 @@ def _alliance_bins(ctx: Context, now: dict) -> Panel:
         value_format="num1",
         suppressed_label=ctx.policy.label,
     )
-    fig.update_yaxes(rangemode="normal", zeroline=True, zerolinecolor="#999")
+    figure_edit.update_yaxes(fig, rangemode="normal", zeroline=True, zerolinecolor="#999")
     _fit_layout(fig)
     if r is not None and not r_withheld:
         fig.add_annotation(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from alliance import charts, queries
+from alliance import charts, figure_edit, queries
 from alliance.filters import Filters, add_months
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
@@ -769,7 +769,7 @@ def _items(ctx: Context) -> Panel:
         value_format="num2",
         suppressed_label=ctx.policy.label,
     )
-    fig.update_xaxes(rangemode="tozero")
+    figure_edit.update_xaxes(fig, rangemode="tozero")
     fit_layout(fig, legend_below=False)
     top = safe.dropna(subset=["mean_drop"])
     lead = ""

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts, queries, spc, stats
+from alliance import charts, figure_edit, queries, spc, stats
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
 from alliance.views.common import SMALL_N_NOTE, gather, n_text, protect, subtitle
@@ -412,10 +412,10 @@ def _funnel_panel(
     )
     _ring_selected(fig, ctx, names, visible)
     fit_header(fig)
-    fig.update_layout(
-        legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0.0}
+    figure_edit.update_layout(
+        fig, legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0.0}
     )
-    fig.update_layout(margin={"b": 120})
+    figure_edit.update_layout(fig, margin={"b": 120})
     # Canonical key order: the figure a cache hit returns (a pickled copy) must serialise exactly
     # like the one built on the miss, or Streamlit sees a new chart and drops the first click.
     fig = go.Figure(fig.to_dict())
@@ -532,8 +532,10 @@ def _icc_panel(ctx: Context, cmp: Context, icc: stats.ICC, rows: pd.DataFrame) -
         value_format="pct1",
         suppressed_label=ctx.policy.label,
     )
-    fig.update_layout(height=300, showlegend=False)
-    fig.update_xaxes(range=[0.0, max(0.08, 1.15 * icc.high if np.isfinite(icc.high) else 0.0)])
+    figure_edit.update_layout(fig, height=300, showlegend=False)
+    figure_edit.update_xaxes(
+        fig, range=[0.0, max(0.08, 1.15 * icc.high if np.isfinite(icc.high) else 0.0)]
+    )
     fit_header(fig)
     return Panel(
         key=key,
@@ -671,7 +673,8 @@ def fit_header(fig: go.Figure, extra: int = 0) -> None:
     """Make room above the plot for the title and every line of the subtitle."""
     sub = fig.layout.title.subtitle.text or ""
     lines = sub.count("<br>") + 1 if sub else 0
-    fig.update_layout(
+    figure_edit.update_layout(
+        fig,
         title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 14}},
         margin={"t": 58 + 18 * lines + extra},
     )
