@@ -74,10 +74,17 @@ cells as (
     )
 ),
 attributes as not materialized (
-    -- program and demographics of each episode (fixed per episode); read at each of its two
-    -- joins rather than copied whole first (each join reads only the episodes it needs)
+    -- what is fixed per episode: its client, therapist and site flags (its one therapist and
+    -- site where single_therapist / single_site), program and demographics; read at each of its
+    -- two joins rather than copied whole first (each join reads only the episodes it needs)
     select
         episode_id,
+        client_id,
+        multi_episode_client as multi,
+        single_therapist,
+        therapist,
+        single_site,
+        site,
         coalesce(program, '(no program)') as program,
         age_band,
         gender,
@@ -117,22 +124,17 @@ per_episode as (
         $allowed_sites
     )
     union all
-    -- the others: their cells in the period grouped by episode (numbers only; the program and
-    -- demographics are joined on after grouping, cheaper than carrying strings through it)
+    -- the others: their cells in the period grouped by episode (numbers only; what is fixed per
+    -- episode is joined on after grouping, cheaper than carrying it, strings above all, through
+    -- the grouping as any_value)
     select
-        p.episode_id, p.client_id, p.multi, p.single_therapist, p.therapist, p.single_site,
-        p.site, a.program, a.age_band, a.gender, a.race_ethnicity,
+        p.episode_id, a.client_id, a.multi, a.single_therapist, a.therapist, a.single_site,
+        a.site, a.program, a.age_band, a.gender, a.race_ethnicity,
         p.n_heard, p.m_heard, p.n_goals, p.m_goals, p.n_approach, p.m_approach, p.n_overall,
         p.m_overall
     from (
         select
             episode_id,
-            any_value(client_id) as client_id,
-            any_value(multi) as multi,
-            any_value(single_therapist) as single_therapist,
-            any_value(therapist) as therapist,  -- its one therapist where single_therapist
-            any_value(single_site) as single_site,
-            any_value(site) as site,  -- its one site where single_site
             sum(n_heard) as n_heard,
             sum(s_heard) / sum(n_heard) as m_heard,
             sum(n_goals) as n_goals,
@@ -159,15 +161,13 @@ per_episode_therapist as (
     )
     union all
     select
-        p.episode_id, p.therapist, p.client_id, p.multi, a.age_band, a.gender, a.race_ethnicity,
+        p.episode_id, p.therapist, a.client_id, a.multi, a.age_band, a.gender, a.race_ethnicity,
         p.n_heard, p.m_heard, p.n_goals, p.m_goals, p.n_approach, p.m_approach, p.n_overall,
         p.m_overall
     from (
         select
             episode_id,
             therapist,
-            any_value(client_id) as client_id,
-            any_value(multi) as multi,
             sum(n_heard) as n_heard,
             sum(s_heard) / sum(n_heard) as m_heard,
             sum(n_goals) as n_goals,
