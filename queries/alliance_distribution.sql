@@ -35,40 +35,52 @@ s as (
     )
 ),
 binned as (
+    -- the bin as a small integer: -1 = below $bin_floor, k = the k-th regular bin, and one past
+    -- the last regular bin = the top score
     select
         client_id,
         case
-            when score < $bin_floor then null
-            when score >= $scale_max then $scale_max
-            else $bin_floor + floor((score - $bin_floor) / $bin_width) * $bin_width
-        end as bin_low,
-        case
-            when score < $bin_floor then $bin_floor
-            when score >= $scale_max then $scale_max
-            else $bin_floor + (floor((score - $bin_floor) / $bin_width) + 1) * $bin_width
-        end as bin_high
+            when score < $bin_floor then -1
+            when score >= $scale_max then ceil(($scale_max - $bin_floor) / $bin_width)
+            else floor((score - $bin_floor) / $bin_width)
+        end::integer as bin
     from s
     where score is not null
 ),
 per_client as (
-    -- clients per bin in two steps (bin x client, then bin): cheaper than count(distinct)
+    -- clients per bin in two steps (bin x client, then bin), by the bin's number: cheaper than
+    -- count(distinct) or grouping by the bin's two edges and the client
     select
-        bin_low,
-        bin_high,
+        bin,
         client_id,
         count(*) as n
     from binned
-    group by bin_low, bin_high, client_id
+    group by bin, client_id
+),
+per_bin as (
+    select
+        bin,
+        count(*) as n_clients,
+        sum(n)::bigint as n
+    from per_client
+    group by all
 ),
 final as (
     select
-        bin_low,
-        bin_high,
-        count(*) as n_clients,
-        sum(n)::bigint as n,
-        sum(n) / sum(sum(n)) over () as share
-    from per_client
-    group by bin_low, bin_high
+        case
+            when bin = -1 then null
+            when bin >= ceil(($scale_max - $bin_floor) / $bin_width) then $scale_max
+            else $bin_floor + bin * $bin_width
+        end as bin_low,
+        case
+            when bin = -1 then $bin_floor
+            when bin >= ceil(($scale_max - $bin_floor) / $bin_width) then $scale_max
+            else $bin_floor + (bin + 1) * $bin_width
+        end as bin_high,
+        n_clients,
+        n,
+        n / sum(n) over () as share
+    from per_bin
 )
 select * from final
 order by bin_high, bin_low nulls first;

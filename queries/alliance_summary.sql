@@ -25,7 +25,9 @@
 --   mean_wai: double, mean WAI-SR mean item score (1-5)
 --   sd_wai: double, SD of WAI-SR mean item scores
 with
-s as (
+s as not materialized (
+    -- read twice below (the ratings and the clients): scanning the sessions twice is cheaper
+    -- than copying millions of them once
     select
         client_id,
         srs,
