@@ -60,12 +60,12 @@ banded as (
     from episodes as e
     cross join cuts as c
 ),
-sessions as (
+sessions as not materialized (
     -- all outcome administrations of those episodes, however early they began, with the
     -- episode's tercile and client, from the sessions of ended episodes ordered by end date
     -- (derive.sql, ended_sessions: only the period's episodes are read). Their sessions all lie
     -- before the period's end and carry the episode's program and demographics, so of the
-    -- filters only the role's site restriction applies to them.
+    -- filters only the role's site restriction applies to them. Read twice below, never copied.
     select
         b.tercile,
         b.cut_low,
@@ -86,6 +86,14 @@ sessions as (
       and ($allowed_sites is null or list_contains($allowed_sites, s.site))
 ),
 per_episode as (
+    -- each episode's mean score per session number: a session number below $max_session is one
+    -- session (session_index numbers an episode's sessions 1, 2, ...: derive.sql), so only the
+    -- pooled last number needs grouping by episode
+    select tercile, session_number, episode_id, client_id, multi, cut_low, cut_high, score
+    from sessions
+    where score is not null
+      and session_number < $max_session
+    union all
     select
         tercile,
         session_number,
@@ -97,6 +105,7 @@ per_episode as (
         avg(score) as score
     from sessions
     where score is not null
+      and session_number = $max_session
     group by tercile, session_number, episode_id
 ),
 per_unit as (
