@@ -47,6 +47,13 @@ LAYOUT_CASES = [
     {"margin": {"t": 80}, "margin_b": 5},  # a path and a dict meeting
     {"paper_bgcolor": "white", "plot_bgcolor": "#eee"},  # names with an underscore
     {"xaxis_title_font_size": 9, "legend_title_text": "who"},
+    # handed to plotly whole: shorthand then a longer path, lists onto set lists, odd keys
+    {"title": "x", "title_font_size": 20},
+    {"annotations": []},
+    {"annotations": ()},
+    {"annotations": [go.layout.Annotation(text="c")]},
+    {"annotations": {0: {"text": "by index"}}},
+    {"xaxis": {"rangebreaks": [{"bounds": ["sat", "mon"]}]}},
     {"title": charts.theme_layout(title="T", subtitle="a<br>b")["title"], "height": 420},
 ]
 
@@ -65,6 +72,9 @@ AXIS_CASES = [
     {"type": "category", "categoryorder": "array", "categoryarray": ["b", "a"]},
     {"autorange": "reversed", "showgrid": False, "title": None},
     {"title_font_size": 9, "ticks": ""},
+    {"title": "Month", "title_standoff": 4},  # shorthand, then a path into it: plotly's
+    {"tickvals": [1, 2], "ticktext": ["a", "b"]},  # onto set tick arrays
+    {"rangebreaks": [{"bounds": ["sat", "mon"]}]},
 ]
 
 
@@ -75,6 +85,8 @@ def test_update_axes_give_plotlys_figure(props: dict, subplots: bool) -> None:
         fig = make_subplots(rows=1, cols=3) if subplots else _figure()
         fig.layout.xaxis.title = {"text": "before", "font": {"size": 10}}
         fig.layout.yaxis.tickformat = ".1f"
+        fig.layout.xaxis.tickvals = [0, 5]
+        fig.layout.xaxis.rangebreaks = [{"bounds": [1, 2]}]
         return fig
 
     for name in ("update_xaxes", "update_yaxes"):
@@ -104,10 +116,37 @@ LINE_CASES = [
 ]
 
 
+def _grid(traces: bool) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2)
+    if traces:
+        fig.add_trace(go.Scatter(x=[1, 2], y=[1, 2]), row=1, col=1)
+        fig.add_trace(go.Scatter(x=[1, 2], y=[2, 1]), row=1, col=2)
+    return fig
+
+
 @pytest.mark.parametrize("kwargs", LINE_CASES)
 @pytest.mark.parametrize("kind", ["add_vline", "add_hline"])
-def test_spanning_lines_give_plotlys_figure(kwargs: dict, kind: str) -> None:
-    mine, theirs = _figure(), _figure()
+@pytest.mark.parametrize("make", [_figure, lambda: _grid(True), lambda: _grid(False)])
+def test_spanning_lines_give_plotlys_figure(kwargs: dict, kind: str, make) -> None:
+    """On one plot and on a subplot grid (a line per non-empty subplot, as plotly draws)."""
+    mine, theirs = make(), make()
     getattr(figure_edit, kind)(mine, 2.5, **kwargs)
     getattr(theirs, kind)(2.5, **kwargs)
     assert _drawn(mine) == _drawn(theirs)
+
+
+@pytest.mark.parametrize("kwargs", [{"row": 1, "col": 2}, {"annotation": {"text": "a"}}])
+def test_spanning_line_arguments_beyond_one_plot_are_plotlys(kwargs: dict) -> None:
+    mine, theirs = _grid(True), _grid(True)
+    figure_edit.add_vline(mine, 1.5, **kwargs)
+    theirs.add_vline(1.5, **kwargs)
+    assert _drawn(mine) == _drawn(theirs)
+
+
+def test_shorthand_then_path_keeps_the_title() -> None:
+    """The case a plain merge gets wrong: plotly expands title="Month" to its text first."""
+    fig = _figure()
+    figure_edit.update_xaxes(fig, title="Month", title_standoff=4)
+    assert fig.layout.xaxis.title.text == "Month" and fig.layout.xaxis.title.standoff == 4
+    figure_edit.update_layout(fig, annotations=[])
+    assert [a.text for a in fig.layout.annotations] == ["first"]  # plotly ignores an empty list
