@@ -13,7 +13,7 @@ import pandas as pd
 
 from alliance.panel import Context
 from alliance.stats import mean_interval, wilson_interval
-from alliance.views import dropout, outcomes, overview, ruptures, therapists
+from alliance.views import dropout_stats, outcomes, overview, ruptures, therapists
 from alliance.views.common import protect
 
 COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}
@@ -68,7 +68,7 @@ def compute(ctx: Context) -> dict[str, object]:
         _ci(lo[0], hi[0]),
     )
 
-    d = dropout.dropout_alliance_stats(ctx)
+    d = dropout_stats.dropout_alliance_stats(ctx)
     for key in ("alliance_dropout_d", "dropout_or_per_sd_lower", "dropout_point_biserial_r"):
         add(key, d.get(key), head["ended_clients"], d.get(f"{key}_ci"))
 

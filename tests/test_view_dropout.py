@@ -37,7 +37,7 @@ from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.stats import cohens_d, logistic_curve, logistic_or_per_sd_lower, wilson_interval
-from alliance.views import dropout
+from alliance.views import dropout, dropout_stats
 from tests.conftest import ROOT
 
 D = dt.date
@@ -216,8 +216,8 @@ def test_effect_groups_count_clients_by_site_and_dropout(hand_con):
 
 
 def test_dropout_alliance_stats_by_hand(hand_con):
-    stats = dropout.dropout_alliance_stats(hand_ctx(hand_con))
-    assert set(stats) == set(dropout.STAT_KEYS)
+    stats = dropout_stats.dropout_alliance_stats(hand_ctx(hand_con))
+    assert set(stats) == set(dropout_stats.STAT_KEYS)
     stay = [EARLY[e] for e in EARLY if not DROPOUT[e]]  # 39, 36.5, 34, 32.3
     left = [EARLY[e] for e in EARLY if DROPOUT[e]]  # 31, 34.1667
     # pooled SD with n - 1 weighting, computed with the statistics module (not numpy)
@@ -243,16 +243,16 @@ def test_dropout_alliance_stats_by_hand(hand_con):
 
 
 def test_stats_are_nan_not_an_error_without_dropouts(hand_con):
-    stats = dropout.dropout_alliance_stats(hand_ctx(hand_con, site="South"))
+    stats = dropout_stats.dropout_alliance_stats(hand_ctx(hand_con, site="South"))
     assert stats["n"] == 2
     assert np.isnan(stats["alliance_dropout_d"]) and np.isnan(stats["dropout_or_per_sd_lower"])
 
 
 def test_grouped_logistic_fit_equals_the_per_episode_fit_on_the_demo(demo_con):
     ctx = Context(demo_con, FULL_DEMO, Settings())
-    groups = dropout._pool(queries.run(demo_con, "dropout_early_srs", **ctx.params()))
-    x, y = dropout._expand(groups)
-    model = dropout._GroupedLogit(groups)
+    groups = dropout_stats.pool(queries.run(demo_con, "dropout_early_srs", **ctx.params()))
+    x, y = dropout_stats.expand(groups)
+    model = dropout_stats.GroupedLogit(groups)
     want = logistic_or_per_sd_lower(x, y)
     got = model.or_per_sd_lower()
     assert (got.value, got.low, got.high) == pytest.approx((want.value, want.low, want.high))
@@ -267,11 +267,11 @@ def test_cohens_d_by_site_from_the_groups_equals_the_per_episode_d_on_the_demo(d
     """Per site: the weighted moments give cohens_d on the site's rebuilt episodes."""
     ctx = Context(demo_con, FULL_DEMO, Settings())
     groups = queries.run(demo_con, "dropout_early_srs", **ctx.params())
-    got = dropout._d_by_site(groups)
+    got = dropout_stats.d_by_site(groups)
     sites = sorted(groups["site"].dropna().unique())
     assert list(got) == sites and len(sites) > 1
     for site in sites:
-        x, y = dropout._expand(groups[groups["site"] == site])
+        x, y = dropout_stats.expand(groups[groups["site"] == site])
         want = cohens_d(x[y == 0], x[y == 1])
         d = got[site]
         assert d.n == want.n
@@ -288,7 +288,7 @@ def test_cohens_d_by_site_is_nan_for_a_site_with_too_few_dropouts():
             "dropouts": [1, 1, 0, 1, 0, 0],
         }
     )
-    got = dropout._d_by_site(groups)
+    got = dropout_stats.d_by_site(groups)
     # A: other = 34, 36, 36 (mean 35.333, var 1.3333); dropouts = 30, 34 (mean 32, var 8)
     # pooled var = (2 * 1.3333 + 1 * 8) / 3 = 3.5556, SD 1.8856; d = 3.3333 / 1.8856 = 1.7678
     assert got["A"].value == pytest.approx(1.767767, abs=1e-6)
@@ -359,7 +359,7 @@ def test_demo_clinic_recovers_its_parameters(demo_con):
     lo, hi = wilson_interval(s["dropouts"], s["ended"])
     assert 0.15 < s["dropout_rate"] < 0.25
     assert lo[0] < 0.207 and hi[0] > 0.187  # overlaps Swift & Greenberg's 18.7-20.7%
-    stats = dropout.dropout_alliance_stats(ctx)
+    stats = dropout_stats.dropout_alliance_stats(ctx)
     assert stats["n"] > 2500
     d_lo, d_hi = stats["alliance_dropout_d_ci"]
     assert 0.4 < stats["alliance_dropout_d"] < 0.7 and d_lo < 0.7 and d_hi > 0.4
@@ -386,7 +386,7 @@ def test_view_runs_on_the_demo_clinic(demo_ctx):
         assert p.reading, p.key
     tiles = {t.key: t for t in v.tiles}
     assert tiles["alliance_dropout_d"].value == pytest.approx(
-        dropout.dropout_alliance_stats(demo_ctx)["alliance_dropout_d"]
+        dropout_stats.dropout_alliance_stats(demo_ctx)["alliance_dropout_d"]
     )
     assert "published" in tiles["alliance_dropout_d"].n_text
     curve = {p.key: p for p in v.panels}["dropout_curve"].data
