@@ -1,13 +1,25 @@
-"""The baseline for `python -m alliance bench`: each page computed the common Streamlit way.
+"""The baselines for `python -m alliance bench`: each page computed the common Streamlit way.
 
 Everything is loaded into pandas DataFrames once (as `st.cache_data(pd.read_sql(...))` would),
-then every filter change masks and groups those frames in memory. Each page's baseline computes
-that page's main aggregates (the definitions and filters of its named queries) and calls the same
-statistics, but builds at most a chart or two and leaves out most tiles, the previous-period
-comparisons (but on Overview) and the secondary panels: on most pages it does less work than the
-page, so the ratio flatters pandas (README, Performance). tests/test_bench.py checks that its
-headline figures equal the named queries' (overview_sessions, overview_episodes) and that every
-page's baseline runs.
+then every filter change masks and groups those frames in memory. Two baselines:
+
+- **typical** (the issue's "the way most Streamlit dashboards are built", the bench's `ratio`):
+  the dashboard loads the sessions, one row per session with its episode's attributes (what a
+  clinic's export holds, joined), and computes what it needs from them on each change:
+  episode-level figures (dropout, early alliance, first and last outcome scores) are grouped
+  from the sessions of the episodes the filters can select (derive_episodes). Precomputed
+  per-episode facts are one of our techniques, so this baseline does not get them.
+- **facts** (`ratio_facts`): the same, but the dashboard also loads our precomputed
+  per-episode tables (episode_facts, episode_outcomes) and only masks and groups them. This
+  measures pandas against DuckDB on the same prepared tables.
+
+Each page's baseline computes that page's main aggregates (the definitions and filters of its
+named queries) and calls the same statistics, but builds at most a chart or two and leaves out
+most tiles, the previous-period comparisons (but on Overview) and the secondary panels: on most
+pages it does less work than the page, so both ratios flatter pandas (README, Performance).
+tests/test_bench.py checks that the derived episodes equal episode_facts and episode_outcomes,
+that its headline figures equal the named queries' (overview_sessions, overview_episodes) with
+either baseline, and that every page's baseline runs.
 """
 
 from __future__ import annotations
@@ -32,19 +44,91 @@ FILTER_COLUMNS = {
 }
 
 
+# attributes of the episode, the same on each of its sessions: masking sessions by them keeps
+# or drops whole episodes (an episode's site and therapist are those of its sessions, which can
+# change within the episode, so they are masked after grouping)
+EPISODE_FILTERS = ("program", "age_band", "gender", "race_ethnicity")
+MEASURES = ("ors", "phq9", "gad7")
+
+
 @dataclass(frozen=True)
 class Data:
     sessions: pd.DataFrame
-    episodes: pd.DataFrame
-    outcomes: pd.DataFrame
+    episodes: pd.DataFrame | None = None  # precomputed (the facts baseline); None: derived
+    outcomes: pd.DataFrame | None = None
 
 
-def load(con) -> Data:
-    """Load the facts into memory, as a typical dashboard does on start-up."""
-    s = con.execute("select * from session_facts").df()
+def load(con, facts: bool = False) -> Data:
+    """Load into memory, as a dashboard does on start-up: the sessions (ordered by episode and
+    session number, as the export lists them), and with `facts` our per-episode tables."""
+    s = con.execute("select * from session_facts order by episode_id, session_index").df()
+    if not facts:
+        return Data(s)
     e = con.execute("select * from episode_facts").df()
     o = con.execute("select * from episode_outcomes").df()
     return Data(s, e, o)
+
+
+def derive_episodes(s: pd.DataFrame) -> pd.DataFrame:
+    """One row per episode from its sessions (rows ordered by episode and session number), by
+    the definitions of episode_facts (schema/derive.sql): site of the first session, the
+    therapist seen most often, first and last date, dropout, mean SRS (WAI-SR) of the first
+    three sessions that have one, largest SRS drop, first and last score of each outcome."""
+    g = s.groupby("episode_id", sort=False)
+    first = ["client_id", "site", "program", "age_band", "gender", "race_ethnicity", "end_reason"]
+    aggs = {c: (c, "first") for c in first}
+    aggs |= {
+        "start_date": ("session_date", "min"),
+        "end_date": ("session_date", "max"),
+        "n_sessions": ("session_date", "size"),
+        "n_srs": ("srs", "count"),
+    }
+    for m in MEASURES:
+        aggs |= {f"{m}_first": (m, "first"), f"{m}_last": (m, "last"), f"{m}_n": (m, "count")}
+    e = g.agg(**aggs)
+    # the therapist seen most often (ties: the one seen first)
+    seen = s.groupby(["episode_id", "therapist"], sort=False).size()
+    seen = seen.sort_values(ascending=False, kind="stable")
+    seen = seen[~seen.index.get_level_values(0).duplicated()]
+    e["therapist"] = pd.Series(seen.index.get_level_values(1), index=seen.index.get_level_values(0))
+    e["max_srs_drop"] = (s["prev_srs"] - s["srs"]).round(1).groupby(s["episode_id"]).max()
+    for score in ("srs", "wai"):
+        x = s.loc[s[score].notna(), ["episode_id", score]]
+        x = x[x.groupby("episode_id", sort=False).cumcount() < 3]
+        e[f"early_{score}"] = x.groupby("episode_id", sort=False)[score].mean()
+    e["end_month"] = e["end_date"].dt.to_period("M").dt.to_timestamp().astype(e["end_date"].dtype)
+    e["ended"] = e["end_reason"].notna()
+    e["dropout"] = (e["end_reason"] == "dropout").astype("boolean").mask(~e["ended"])  # open: NA
+    return e.reset_index()
+
+
+def derive_outcomes(e: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """episode_outcomes' rows of one measure: episodes with a score, improvement oriented so
+    that positive = better (ORS last - first, rounded to one decimal; PHQ-9, GAD-7 first - last)."""
+    x = e[e[f"{measure}_n"] > 0]
+    first, last = x[f"{measure}_first"], x[f"{measure}_last"]
+    improvement = (last - first).round(1) if measure == "ors" else first - last
+    return x.assign(
+        measure=measure,
+        first_score=first,
+        last_score=last,
+        n_admin=x[f"{measure}_n"],
+        improvement=improvement,
+    )
+
+
+def episodes(d: Data, f: Filters) -> pd.DataFrame:
+    """The episodes a page can select with these filters: precomputed, or grouped from the
+    sessions of the episodes whose attributes pass (what a typical dashboard does on a change)."""
+    if d.episodes is not None:
+        return d.episodes
+    s = d.sessions
+    m = None
+    for attr in EPISODE_FILTERS:
+        value = getattr(f, attr)
+        if value is not None:
+            m = (s[attr] == value) if m is None else m & (s[attr] == value)
+    return derive_episodes(s if m is None else s[m])
 
 
 def _mask(df: pd.DataFrame, f: Filters, date_col: str) -> pd.Series:
@@ -61,24 +145,29 @@ def sessions_in_view(d: Data, f: Filters) -> pd.DataFrame:
     return d.sessions[_mask(d.sessions, f, "session_date")]
 
 
-def ended_in_view(d: Data, f: Filters) -> pd.DataFrame:
-    e = d.episodes
+def ended_in_view(e: pd.DataFrame, f: Filters) -> pd.DataFrame:
+    """Episodes (from `episodes`) that ended in the period and pass the filters."""
     return e[e["ended"] & _mask(e, f, "end_date")]
 
 
-def outcomes_in_view(d: Data, f: Filters, measure: str) -> pd.DataFrame:
-    o = d.outcomes
-    return o[(o["measure"] == measure) & o["ended"] & _mask(o, f, "end_date") & (o["n_admin"] >= 2)]
+def outcomes_in_view(d: Data, e: pd.DataFrame, f: Filters, measure: str) -> pd.DataFrame:
+    """Ended episodes in the period with two or more scores of the measure."""
+    if d.outcomes is not None:
+        o = d.outcomes
+        o = o[o["measure"] == measure]
+    else:
+        o = derive_outcomes(e[e["ended"]], measure)
+    return o[o["ended"] & _mask(o, f, "end_date") & (o["n_admin"] >= 2)]
 
 
 def _score(s: pd.DataFrame, f: Filters) -> pd.Series:
     return s["wai"] if f.alliance_measure == "wai" else s["srs"]
 
 
-def _headline(d: Data, f: Filters, st: Settings) -> dict:
+def _headline(d: Data, ep: pd.DataFrame, f: Filters, st: Settings) -> dict:
     s = sessions_in_view(d, f)
-    e = ended_in_view(d, f)
-    o = outcomes_in_view(d, f, f.outcome_measure)
+    e = ended_in_view(ep, f)
+    o = outcomes_in_view(d, ep, f, f.outcome_measure)
     rc = st.reliable_change(f.outcome_measure)
     cut = st.clinical_cutoff(f.outcome_measure)
     hib = f.outcome_measure == "ors"
@@ -133,10 +222,11 @@ def _line(df: pd.DataFrame, x: str, y: str) -> None:
 
 
 def overview(d: Data, f: Filters, st: Settings) -> None:
-    _headline(d, f, st)
-    _headline(d, f.previous_period(), st)
+    ep = episodes(d, f)  # the previous period's filters select the same episodes
+    _headline(d, ep, f, st)
+    _headline(d, ep, f.previous_period(), st)
     _line(_monthly(sessions_in_view(d, f), f, st), "month", "mean_score")
-    _line(_monthly_dropout(ended_in_view(d, f)), "end_month", "dropout_rate")
+    _line(_monthly_dropout(ended_in_view(ep, f)), "end_month", "dropout_rate")
 
 
 def alliance(d: Data, f: Filters, st: Settings) -> None:
@@ -149,13 +239,15 @@ def alliance(d: Data, f: Filters, st: Settings) -> None:
     g = s.assign(score=score, num=s["session_index"].clip(upper=12)).groupby("num")["score"]
     _line(g.agg(["mean", "std", "count"]).reset_index(), "num", "mean")
     drops = s[(s["prev_srs"] - s["srs"]).round(1) >= st.rupture_threshold]
-    e = ended_in_view(d, f)
+    ep = episodes(d, f)
+    e = ended_in_view(ep, f)
     had = e["episode_id"].isin(d.sessions.loc[d.sessions.index.isin(drops.index), "episode_id"])
     e.assign(had=had).groupby("had")["dropout"].agg(["mean", "size"])
 
 
 def dropout(d: Data, f: Filters, st: Settings) -> None:
-    e = ended_in_view(d, f)
+    ep = episodes(d, f)
+    e = ended_in_view(ep, f)
     m = _monthly_dropout(e)
     stats.p_chart(m["dropouts"], m["ended"], None)
     x = e.dropna(subset=["early_srs"])
@@ -172,7 +264,7 @@ def dropout(d: Data, f: Filters, st: Settings) -> None:
 
 
 def outcomes(d: Data, f: Filters, st: Settings) -> None:
-    o = outcomes_in_view(d, f, f.outcome_measure)
+    o = outcomes_in_view(d, episodes(d, f), f, f.outcome_measure)
     rc = st.reliable_change(f.outcome_measure)
     o.groupby((o["improvement"] / 2).round() * 2).size()
     g = o.groupby("end_month")
@@ -193,7 +285,8 @@ def outcomes(d: Data, f: Filters, st: Settings) -> None:
 
 
 def therapists(d: Data, f: Filters, st: Settings) -> None:
-    e = ended_in_view(d, f)
+    ep = episodes(d, f)
+    e = ended_in_view(ep, f)
     g = e.groupby("therapist")
     drop = pd.DataFrame({"n": g.size(), "value": g["dropout"].mean()}).reset_index()
     if len(drop) > 2:
@@ -209,7 +302,7 @@ def therapists(d: Data, f: Filters, st: Settings) -> None:
         .agg(["mean", "std", "size"])
     )
     a.reset_index()
-    o = outcomes_in_view(d, f, f.outcome_measure)
+    o = outcomes_in_view(d, ep, f, f.outcome_measure)
     if len(o) > 20 and o["therapist"].nunique() > 2:
         df = o.assign(intake=o["first_score"], program=o["program"].fillna("(missing)"))
         stats.casemix_adjusted(
@@ -225,10 +318,11 @@ def therapists(d: Data, f: Filters, st: Settings) -> None:
 def demographics(d: Data, f: Filters, st: Settings, dim: str = "race_ethnicity") -> None:
     s = sessions_in_view(d, f)
     s.groupby(dim).agg(n=("srs", "count"), mean=("srs", "mean"), clients=("client_id", "nunique"))
-    e = ended_in_view(d, f)
+    ep = episodes(d, f)
+    e = ended_in_view(ep, f)
     e.groupby(dim).agg(n=("dropout", "size"), rate=("dropout", "mean"))
     e.groupby([dim, "site"]).agg(n=("dropout", "size"), rate=("dropout", "mean"))
-    o = outcomes_in_view(d, f, f.outcome_measure)
+    o = outcomes_in_view(d, ep, f, f.outcome_measure)
     rc = st.reliable_change(f.outcome_measure)
     o.assign(ri=o["improvement"] >= rc).groupby(dim)["ri"].agg(["mean", "size"])
 
@@ -244,19 +338,73 @@ PROFILE_GROUPINGS = {
 }
 
 
-def profile(d: Data, f: Filters, st: Settings, section: str | None = None) -> None:
+# the profile's dimensions and the session columns of each measure's items (profile_dimensions)
+PROFILE_ITEMS = {
+    "srs": {
+        "heard": "srs_relationship",
+        "goals": "srs_goals",
+        "approach": "srs_approach",
+        "overall": "srs_overall",
+    },
+    "wai": {"heard": "wai_bond_mean", "goals": "wai_goal_mean", "approach": "wai_task_mean"},
+}
+PROFILE_COLUMNS = [
+    "grouping",
+    "unit",
+    "subgroup",
+    "dimension",
+    "n_clients",
+    "episodes",
+    "administrations",
+    "mean_score",
+    "sd_score",
+]
+
+
+def profile_dimensions(d: Data, f: Filters, groupings: list[list[str]]) -> pd.DataFrame:
+    """What the named query profile_dimensions gives, from the sessions: per unit of each
+    grouping (and the clinic) and dimension, each episode's mean item score over its
+    administrations in the unit is one observation; their mean and SD, the episodes, their
+    administrations and distinct clients."""
     s = sessions_in_view(d, f)
-    items = ["srs_relationship", "srs_goals", "srs_approach", "srs_overall"]
+    items = PROFILE_ITEMS[f.alliance_measure]
+    keys = sorted({c for g in groupings for c in g})
+    long = (
+        s[[*keys, "episode_id", "client_id", *items.values()]]
+        .rename(columns={col: dim for dim, col in items.items()})
+        .melt(id_vars=[*keys, "episode_id", "client_id"], var_name="dimension")
+        .dropna(subset=["value"])
+    )
+    out = []
+    for by in [[], *groupings]:
+        per_episode = long.groupby([*by, "dimension", "episode_id"], sort=False).agg(
+            m=("value", "mean"), n=("value", "size"), client_id=("client_id", "first")
+        )
+        r = (
+            per_episode.groupby([*by, "dimension"])
+            .agg(
+                n_clients=("client_id", "nunique"),
+                episodes=("m", "size"),
+                administrations=("n", "sum"),
+                mean_score=("m", "mean"),
+                sd_score=("m", "std"),
+            )
+            .reset_index()
+        )
+        r["grouping"] = "/".join(by) if by else "clinic"
+        r["unit"] = r[by[0]].astype(str) if by else "clinic"
+        r["subgroup"] = r[by[1]] if len(by) > 1 else "all"
+        out.append(r[PROFILE_COLUMNS])
+    return pd.concat(out, ignore_index=True)
+
+
+def profile(d: Data, f: Filters, st: Settings, section: str | None = None) -> None:
     groupings = (
         PROFILE_GROUPINGS[section]
         if section
         else [g for gs in PROFILE_GROUPINGS.values() for g in gs]
     )
-    columns = sorted({c for g in groupings for c in g})
-    long = s.melt(id_vars=[*columns, "client_id"], value_vars=items).dropna(subset=["value"])
-    for by in groupings:
-        long.groupby([*by, "variable"])["value"].agg(["mean", "std", "size"])
-    long.groupby("variable")["value"].agg(["mean", "std", "size"])
+    profile_dimensions(d, f, groupings)
 
 
 def ruptures(d: Data, f: Filters, st: Settings, section: str | None = None) -> None:
@@ -277,7 +425,9 @@ def ruptures(d: Data, f: Filters, st: Settings, section: str | None = None) -> N
         x.groupby("therapist")[["rupture", "repaired"]].sum()
     if section in (None, "after"):
         per_ep = x.groupby("episode_id")[["rupture", "repaired"]].any()
-        e = ended_in_view(d, f).merge(per_ep, left_on="episode_id", right_index=True, how="left")
+        e = ended_in_view(episodes(d, f), f).merge(
+            per_ep, left_on="episode_id", right_index=True, how="left"
+        )
         e.groupby(["rupture", "repaired"])["dropout"].agg(["mean", "size"])
 
 

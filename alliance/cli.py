@@ -124,11 +124,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for page, row in result["pages"].items():
         ratio = (
             f"  pandas p50 {row['pandas_p50_s']:.3f} s  ratio {row['ratio']:.1f}x"
+            f"  (given our facts {row['pandas_facts_p50_s']:.3f} s, {row['ratio_facts']:.1f}x)"
             if ("ratio" in row)
             else ""
         )
         print(f"  {page:<14} p50 {row['p50_s']:.3f} s  p95 {row['p95_s']:.3f} s{ratio}")
-    print(f"peak RSS {result['peak_rss_mb']:.0f} MB (pandas {result.get('pandas_peak_rss_mb')} MB)")
+    print(
+        f"peak RSS {result['peak_rss_mb']:.0f} MB (pandas {result.get('pandas_peak_rss_mb')} MB,"
+        f" given our facts {result.get('pandas_facts_peak_rss_mb')} MB)"
+    )
     for page, row in result.get("browser", {}).items():
         print(f"  browser {page:<14} filter change -> redrawn p50 {row['p50_s']:.2f} s")
     return 0

@@ -142,11 +142,22 @@ early_wai as (
     where wai_rank <= 3
     group by episode_id
 ),
+therapist_sessions as (
+    select episode_id, therapist, count(*) as n, min(session_index) as first_index
+    from s
+    group by episode_id, therapist
+),
+episode_therapist as (
+    -- the episode's therapist: the one who held most of its sessions; on a tie, the one who
+    -- held the earliest of them (deterministic, unlike mode(), whose ties DuckDB leaves open)
+    select episode_id, first(therapist order by n desc, first_index) as therapist
+    from therapist_sessions
+    group by episode_id
+),
 per_episode as (
     select
         episode_id,
         any_value(client_id) as client_id,
-        mode(therapist) as therapist,
         arg_min(site, session_index) as site,
         any_value(program) as program,
         any_value(age_band) as age_band,
@@ -178,7 +189,10 @@ per_episode as (
 ),
 final as (
     select
-        p.*,
+        p.episode_id,
+        p.client_id,
+        et.therapist,
+        p.* exclude (episode_id, client_id),
         date_trunc('month', p.end_date)::date as end_month,
         p.end_reason is not null as ended,
         p.end_reason = 'dropout' as dropout,
@@ -188,6 +202,7 @@ final as (
         es.early_srs,
         ew.early_wai
     from per_episode as p
+    join episode_therapist as et using (episode_id)
     left join early_srs as es using (episode_id)
     left join early_wai as ew using (episode_id)
 )
