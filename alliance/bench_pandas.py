@@ -14,9 +14,10 @@ then every filter change masks and groups those frames in memory. Two baselines:
   measures pandas against DuckDB on the same prepared tables.
 
 Each page's baseline computes that page's main aggregates (the definitions and filters of its
-named queries) and calls the same statistics, but builds at most a chart or two and leaves out
-most tiles, the previous-period comparisons (but on Overview) and the secondary panels: on most
-pages it does less work than the page, so both ratios flatter pandas (README, Performance).
+named queries) and the previous period's figures where the page's tiles compare with them, and
+calls the same statistics, but builds at most a chart or two and leaves out most tiles and the
+secondary panels: on most pages it does less work than the page, so both ratios flatter pandas
+(README, Performance).
 tests/test_bench.py checks that the derived episodes equal episode_facts and episode_outcomes,
 that its headline figures equal the named queries' (overview_sessions, overview_episodes) with
 either baseline, and that every page's baseline runs.
@@ -264,8 +265,11 @@ def dropout(d: Data, f: Filters, st: Settings) -> None:
 
 
 def outcomes(d: Data, f: Filters, st: Settings) -> None:
-    o = outcomes_in_view(d, episodes(d, f), f, f.outcome_measure)
+    ep = episodes(d, f)
+    o = outcomes_in_view(d, ep, f, f.outcome_measure)
     rc = st.reliable_change(f.outcome_measure)
+    before = outcomes_in_view(d, ep, f.previous_period(), f.outcome_measure)  # the tiles' change
+    (before["improvement"] >= rc).mean()
     o.groupby((o["improvement"] / 2).round() * 2).size()
     g = o.groupby("end_month")
     g.agg(n=("client_id", "size"), ri=("improvement", lambda v: (v >= rc).sum()))
@@ -405,19 +409,27 @@ def profile(d: Data, f: Filters, st: Settings, section: str | None = None) -> No
         else [g for gs in PROFILE_GROUPINGS.values() for g in gs]
     )
     profile_dimensions(d, f, groupings)
+    profile_dimensions(d, f.previous_period(), [])  # the tiles' change
 
 
-def ruptures(d: Data, f: Filters, st: Settings, section: str | None = None) -> None:
+def _ruptures(d: Data, f: Filters, st: Settings) -> pd.DataFrame:
+    """The period's SRS administrations with their rupture and repair flags (the next SRS
+    totals of the episode, within the repair window, from all of its sessions)."""
     s = sessions_in_view(d, f)
-    eps = s["episode_id"].unique()
-    x = d.sessions[d.sessions["episode_id"].isin(eps) & d.sessions["srs"].notna()]
-    x = x.sort_values(["episode_id", "session_index"])
+    x = d.sessions[d.sessions["episode_id"].isin(s["episode_id"].unique())]
+    x = x[x["srs"].notna()].sort_values(["episode_id", "session_index"])
     g = x.groupby("episode_id")["srs"]
     nxt = pd.concat([g.shift(-k) for k in range(1, st.repair_window + 1)], axis=1).max(axis=1)
     rupture = (x["prev_srs"] - x["srs"]).round(4) >= st.rupture_threshold
     repaired = rupture & ((nxt - x["prev_srs"]).round(4) >= 0)
     x = x.assign(rupture=rupture, repaired=repaired)
-    x[["rupture", "repaired"]].sum()  # the clinic's (the tiles)
+    return x[x.index.isin(s.index)]
+
+
+def ruptures(d: Data, f: Filters, st: Settings, section: str | None = None) -> None:
+    x = _ruptures(d, f, st)
+    x[["rupture", "repaired"]].sum()  # the clinic's (the tiles), and the previous period's
+    _ruptures(d, f.previous_period(), st)[["rupture", "repaired"]].sum()
     if section in (None, "time"):
         x.groupby("month")[["rupture", "repaired"]].sum()
     if section in (None, "units"):
