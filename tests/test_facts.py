@@ -121,6 +121,42 @@ def test_episode_facts_by_hand(con):
     assert rows[40][1:3] == (True, False) and rows[40][6:] == (20.0, 22.0, 2)
 
 
+def test_main_therapist_on_a_tie_is_the_one_seen_first(tmp_path):
+    """Two sessions each with two therapists: the episode goes to the one who held the earliest
+    session, whichever comes first in the alphabet. (DuckDB's mode() happens to agree on this
+    small table; on the 22 tied episodes of the clinic with transfers it did not:
+    tests/test_bench.py::test_derived_episodes_equal_episode_facts.)"""
+    path = tmp_path / "ties.duckdb"
+    with db.writer(path, fresh=True) as w:
+        w.execute("insert into sites values (1, 'North')")
+        w.execute("insert into therapists values (1, 'p1', 'T-AAAA'), (2, 'p2', 'T-BBBB')")
+        w.execute("insert into clients values (1, 'c1'), (2, 'c2')")
+        w.execute(
+            "insert into episodes (episode_id, client_id, pseudonym, end_reason) values "
+            "(1, 1, 'e1', 'planned'), (2, 2, 'e2', 'planned')"
+        )
+        sessions = [  # id, episode, therapist, date
+            (1, 1, 2, D(2025, 1, 6)),
+            (2, 1, 1, D(2025, 1, 13)),
+            (3, 1, 2, D(2025, 1, 20)),
+            (4, 1, 1, D(2025, 1, 27)),
+            (5, 2, 1, D(2025, 1, 6)),
+            (6, 2, 2, D(2025, 1, 13)),
+            (7, 2, 2, D(2025, 1, 20)),
+            (8, 2, 1, D(2025, 1, 27)),
+        ]
+        for sid, ep, th, day in sessions:
+            w.execute(
+                "insert into sessions (session_id, episode_id, therapist_id, site_id, "
+                "session_date, srs_total) values (?, ?, ?, 1, ?, 36.0)",
+                [sid, ep, th, day],
+            )
+        db.rebuild_facts(w)
+    with db.open_read_only(path) as c:
+        got = c.execute("select episode_id, therapist from episode_facts order by 1").fetchall()
+    assert got == [(1, "T-BBBB"), (2, "T-AAAA")]
+
+
 def test_outcome_improvement_is_positive_when_better(con):
     got = con.execute(
         "select measure, first_score, last_score, improvement from episode_outcomes "
