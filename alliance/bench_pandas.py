@@ -73,7 +73,7 @@ def load(con, facts: bool = False) -> Data:
 def derive_episodes(s: pd.DataFrame) -> pd.DataFrame:
     """One row per episode from its sessions (rows ordered by episode and session number), by
     the definitions of episode_facts (schema/derive.sql): site of the first session, the
-    therapist seen most often, first and last date, dropout, mean SRS (WAI-SR) of the first
+    therapist who held most sessions (on a tie the earliest), first and last date, dropout, mean SRS (WAI-SR) of the first
     three sessions that have one, largest SRS drop, first and last score of each outcome."""
     g = s.groupby("episode_id", sort=False)
     first = ["client_id", "site", "program", "age_band", "gender", "race_ethnicity", "end_reason"]
@@ -87,7 +87,7 @@ def derive_episodes(s: pd.DataFrame) -> pd.DataFrame:
     for m in MEASURES:
         aggs |= {f"{m}_first": (m, "first"), f"{m}_last": (m, "last"), f"{m}_n": (m, "count")}
     e = g.agg(**aggs)
-    # the therapist seen most often (ties: the one seen first)
+    # groups in order of first appearance; a stable sort keeps that order among equal counts
     seen = s.groupby(["episode_id", "therapist"], sort=False).size()
     seen = seen.sort_values(ascending=False, kind="stable")
     seen = seen[~seen.index.get_level_values(0).duplicated()]
@@ -239,11 +239,16 @@ def alliance(d: Data, f: Filters, st: Settings) -> None:
     stats.xbar_chart(m["mean_score"], m["sd_score"], m["n"], None)
     g = s.assign(score=score, num=s["session_index"].clip(upper=12)).groupby("num")["score"]
     _line(g.agg(["mean", "std", "count"]).reset_index(), "num", "mean")
-    drops = s[(s["prev_srs"] - s["srs"]).round(1) >= st.rupture_threshold]
-    ep = episodes(d, f)
-    e = ended_in_view(ep, f)
-    had = e["episode_id"].isin(d.sessions.loc[d.sessions.index.isin(drops.index), "episode_id"])
-    e.assign(had=had).groupby("had")["dropout"].agg(["mean", "size"])
+    drops_dropout(ended_in_view(episodes(d, f), f), st)
+
+
+def drops_dropout(e: pd.DataFrame, st: Settings) -> pd.DataFrame:
+    """alliance_drops_dropout: ended episodes with two or more SRS, by whether the episode's
+    largest SRS drop reached the threshold; their episodes, dropouts and dropout rate."""
+    e = e[e["n_srs"] >= 2]
+    g = e.groupby((e["max_srs_drop"] >= st.rupture_threshold).rename("had_drop"))
+    out = g.agg(episodes=("dropout", "size"), dropouts=("dropout", "sum")).reset_index()
+    return out.assign(dropout_rate=out["dropouts"] / out["episodes"])
 
 
 def dropout(d: Data, f: Filters, st: Settings) -> None:
@@ -417,7 +422,7 @@ def _ruptures(d: Data, f: Filters, st: Settings) -> pd.DataFrame:
     totals of the episode, within the repair window, from all of its sessions)."""
     s = sessions_in_view(d, f)
     x = d.sessions[d.sessions["episode_id"].isin(s["episode_id"].unique())]
-    x = x[x["srs"].notna()].sort_values(["episode_id", "session_index"])
+    x = x[x["srs"].notna()]  # in episode and session order, as loaded
     g = x.groupby("episode_id")["srs"]
     nxt = pd.concat([g.shift(-k) for k in range(1, st.repair_window + 1)], axis=1).max(axis=1)
     rupture = (x["prev_srs"] - x["srs"]).round(4) >= st.rupture_threshold

@@ -129,6 +129,23 @@ def test_pandas_headline_equals_the_named_queries(frames, demo_con) -> None:
         assert math.isclose(got["r"], e["r"], rel_tol=1e-9, abs_tol=1e-12)
 
 
+def test_pandas_drops_dropout_equals_the_named_query(frames, demo_con) -> None:
+    settings = Settings()
+    for f in _cases(demo_con):
+        e = bench_pandas.ended_in_view(bench_pandas.episodes(frames, f), f)
+        got = bench_pandas.drops_dropout(e, settings)
+        want = queries.run(
+            demo_con,
+            "alliance_drops_dropout",
+            **f.sql_params(None),
+            rupture_threshold=settings.rupture_threshold,
+        )
+        assert got["had_drop"].tolist() == want["had_drop"].tolist() == [False, True], f
+        for col in ("episodes", "dropouts"):
+            assert got[col].tolist() == want[col].tolist(), (col, f)
+        np.testing.assert_allclose(got["dropout_rate"], want["dropout_rate"], rtol=1e-12)
+
+
 def test_every_page_has_a_pandas_baseline_that_runs(frames, demo_con) -> None:
     settings = Settings()
     assert set(bench_pandas.PAGES) == set(bench.PAGES)
