@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from alliance.filters import Filters
+from alliance.noise import NoiseParams
 from alliance.privacy import PrivacyPolicy
 from alliance.settings import Settings
 
@@ -32,6 +33,13 @@ class Context:
     @property
     def policy(self) -> PrivacyPolicy:
         return PrivacyPolicy(k=self.settings.privacy_k)
+
+    @property
+    def noise(self) -> NoiseParams:
+        s = self.settings
+        return NoiseParams(
+            max_noise=s.noise_max, variance=s.noise_variance, sum_share=s.noise_sum_share
+        )
 
     def params(self, filters: Filters | None = None) -> dict[str, object]:
         return (filters or self.filters).sql_params(self.allowed_sites)

@@ -48,6 +48,9 @@ class Settings:
     gad7_reliable_change: float = 4.0
     overdispersion: Overdispersion = "additive"
     privacy_k: int = 11
+    noise_max: int = 2  # cell-key perturbation: the largest change to a count (alliance/noise.py)
+    noise_variance: float = 2.0  # ... the variance of that change (2 with max 2: -2..+2 each 1/5)
+    noise_sum_share: float = 0.5  # ... the largest change to a sum, in one record's range
     spc_baseline_months: int = 12  # first N months of the shown range set centre line & limits
     rupture_threshold: float = 2.0  # SRS drop (points) from the previous SRS
     repair_window: int = 2  # SRS administrations in which a rupture can be repaired
@@ -88,6 +91,12 @@ class Settings:
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in json.loads(text).items() if k in known}
         return cls(**data)
+
+    def save(self, path: Path) -> None:
+        """Write the settings file atomically, readable by its owner only (0600)."""
+        from alliance.db import write_private  # db imports pandas: only when saving
+
+        write_private(Path(path), self.to_json().encode())
 
     @classmethod
     def load(cls, path: Path) -> Settings:

@@ -21,11 +21,15 @@
 --   sd_score: double, SD of the score within the month
 --   below: integer, SRS totals below the cutoff (SRS only)
 --   below_rate: double, below / n (SRS only, 0-1)
+--   n_clients_key: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
+--   n_key: integer, cell key of n (sum of its records' keys; alliance/noise.py)
+--   below_key: integer, cell key of below (sum of its records' keys; alliance/noise.py)
 with
 s as (
     select
         month,
         client_id,
+        ckey,
         case when $alliance = 'wai' then wai else srs end as score,
         srs
     from sessions_in_view(
@@ -41,7 +45,10 @@ final as (
         avg(score) as mean_score,
         stddev_samp(score) as sd_score,
         count(*) filter (where srs < $srs_cutoff) as below,
-        count(*) filter (where srs < $srs_cutoff) / nullif(count(srs), 0) as below_rate
+        count(*) filter (where srs < $srs_cutoff) / nullif(count(srs), 0) as below_rate,
+        sum(distinct ckey)::bigint as n_clients_key,
+        sum(ckey)::bigint as n_key,
+        coalesce(sum(ckey) filter (where srs < $srs_cutoff), 0)::bigint as below_key
     from s
     where score is not null
     group by month

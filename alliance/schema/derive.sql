@@ -17,8 +17,13 @@ episodes_in as (
         e.gender,
         e.race_ethnicity,
         e.end_reason,
-        p.name as program
+        p.name as program,
+        -- record keys of the cell-key perturbation (alliance/noise.py): the first 24 bits of
+        -- an MD5 of the keyed pseudonym, fixed for as long as the pseudonyms are
+        ('0x' || left(md5('cell-key:' || c.pseudonym), 6))::integer as ckey,
+        ('0x' || left(md5('cell-key:' || e.pseudonym), 6))::integer as ekey
     from episodes as e
+    join clients as c using (client_id)
     left join programs as p using (program_id)
 ),
 ordered as (
@@ -59,6 +64,8 @@ final as (
         s.session_id,
         s.episode_id,
         e.client_id,
+        e.ckey,
+        e.ekey,
         s.session_date,
         date_trunc('month', s.session_date)::date as month,
         s.session_index::smallint as session_index,
@@ -158,6 +165,8 @@ per_episode as (
     select
         episode_id,
         any_value(client_id) as client_id,
+        any_value(ckey) as ckey,
+        any_value(ekey) as ekey,
         arg_min(site, session_index) as site,
         any_value(program) as program,
         any_value(age_band) as age_band,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import figure_edit, privacy
+from alliance import figure_edit, privacy, protected
 from alliance.charts import GREY, wrap_subtitle
 from alliance.panel import Context
 
@@ -57,11 +57,40 @@ def protect(
     partition_cols: Sequence[str] = (),
     complementary: bool = True,
 ) -> pd.DataFrame:
-    """The one privacy step every aggregate passes before it is shown or exported."""
+    """The threshold step for a table without cell keys (counts shown exactly). Cell keys,
+    if the query returned any, are dropped: they must never be shown (with them the noise of
+    `protect_counts` could be undone)."""
     return privacy.suppress(
-        df,
+        df.drop(columns=protected.key_columns(df)),
         policy=ctx.policy,
         n_col="n_clients",
+        value_cols=value_cols,
+        partition_cols=partition_cols,
+        complementary=complementary,
+    )
+
+
+def protect_counts(
+    ctx: Context,
+    df: pd.DataFrame,
+    *,
+    counts: Sequence[str],
+    means: Sequence[protected.Mean] = (),
+    rates: Sequence[protected.Rate] = (),
+    value_cols: Sequence[str] | None = None,
+    partition_cols: Sequence[str] = (),
+    complementary: bool = True,
+) -> pd.DataFrame:
+    """The protected-statistics step for a table whose counts come with their cell keys:
+    threshold, numerator rule, complementary suppression and cell-key noise
+    (alliance/protected.py). The key columns never leave it."""
+    return protected.protect_table(
+        df,
+        policy=ctx.policy,
+        params=ctx.noise,
+        counts=counts,
+        means=means,
+        rates=rates,
         value_cols=value_cols,
         partition_cols=partition_cols,
         complementary=complementary,

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from alliance import charts, queries
+from alliance import charts, protected, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
-from alliance.stats import fisher_z_ci, wilson_interval
+from alliance.stats import fisher_z_ci
 from alliance.views.common import (
     CORRELATION_NOTE,
     any_withheld,
     gather,
     mark_all_withheld,
     n_text,
-    protect,
+    protect_counts,
     srs_cutoff_text,
     subtitle,
     withheld_note,
 )
 
 TITLE = "Overview"
+SRS_RANGE = 40.0  # one SRS rating's range (0-40): the scale of a sum's noise
 QUESTION = "How strong is the alliance, who drops out, and do clients get better?"
 
 
@@ -107,7 +107,68 @@ def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
         "alliance_outcome_r": num(e["r"]),
         "r_n": r_n,
         "r_clients": r_clients,
+        # cell keys of the counts, for the protected-statistics step (never shown)
+        **{c: int(s[c]) for c in s.index if c.endswith("_key")},
+        **{
+            ("ended_clients_key" if c == "n_clients_key" else c): int(e[c])
+            for c in e.index
+            if c.endswith("_key")
+        },
+        "reliable_improvement": int(e["reliable_improvement"]),
+        "recovered": int(e["recovered"]),
     }
+
+
+# The headline's protected counts (each with its `<count>_key`), means and rates.
+_COUNTS = [
+    "sessions",
+    "n_clients",
+    "active_episodes",
+    "srs_n",
+    "srs_below",
+    "ended",
+    "dropouts",
+    "outcome_n",
+    "reliable_improvement",
+    "clinical_n",
+    "recovered",
+    "r_n",
+]
+_MEANS = [protected.Mean("mean_srs", "srs_n", 40.0)]
+_RATES = {
+    "srs_below_cutoff_rate": protected.Rate("srs_below_cutoff_rate", "srs_below", "srs_n"),
+    "dropout_rate": protected.Rate("dropout_rate", "dropouts", "ended"),
+    "reliable_improvement_rate": protected.Rate(
+        "reliable_improvement_rate", "reliable_improvement", "outcome_n"
+    ),
+    "recovery_rate": protected.Rate("recovery_rate", "recovered", "clinical_n"),
+}
+
+
+def now_shown(ctx: Context, head: dict, count: str) -> float:
+    """One headline count as shown (with its cell's noise)."""
+    return protected_headline(ctx, head)[0][count] or 0
+
+
+def protected_headline(ctx: Context, head: dict) -> tuple[dict, set[str]]:
+    """The headline as it may be shown: counts with their cell's noise, means and rates from
+    protected parts, and the keys withheld by the numerator rule (a rate with 1 .. k-1 events
+    or non-events). The threshold on each figure's clients is the caller's (`_population`)."""
+    row = {c: head[c] for c in _COUNTS}
+    keys = {f"{c}_key": head[f"{c}_key"] for c in _COUNTS}
+    row.update(mean_srs=head["mean_srs"], **{r: head[r] for r in _RATES}, **keys)
+    raw = pd.DataFrame([row])
+    shown = protected.perturb(
+        raw, params=ctx.noise, counts=_COUNTS, means=_MEANS, rates=list(_RATES.values())
+    ).iloc[0]
+    out = {c: (None if pd.isna(shown[c]) else float(shown[c])) for c in shown.index}
+    withheld = {
+        key
+        for key, rate in _RATES.items()
+        if protected.numerator_rule(raw, [rate], ctx.policy.k)[0]
+    }
+    out["alliance_outcome_r"] = head["alliance_outcome_r"]
+    return out, withheld
 
 
 def _clients_behind(count: int, lower_bound: int, k: int, exact) -> int:
@@ -228,28 +289,31 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             "+.2f",
         ),
     ]
-    # the privacy step: a tile whose population has fewer than k clients is withheld, and its
-    # change is shown only when last period's population had k clients too (the change and
-    # this period's value would give last period's away)
-    raw = pd.DataFrame(
-        {
-            "key": [s[0] for s in specs],
-            "n_clients": [_population(now, s[0]) for s in specs],
-            "value": [now[s[0]] for s in specs],
-        }
-    )
-    safe = protect(ctx, raw, value_cols=["value"], complementary=False)
+    # the protected-statistics step: every figure from protected counts (cell-key noise); a
+    # tile whose population has fewer than k clients, or whose rate has 1 .. k-1 events or
+    # non-events, is withheld; its change is shown only when last period's figure was shown
+    # too (the change and this period's value would give last period's away)
+    k = ctx.policy.k
+    shown_now, rule_now = protected_headline(ctx, now)
+    shown_before, rule_before = protected_headline(ctx, before) if before else ({}, set())
     tiles = []
-    for spec, (_, row) in zip(specs, safe.iterrows(), strict=True):
+    for spec in specs:
         key, label, fmt, n_key, n_unit, help_text, better, delta_fmt = spec
-        value = None if pd.isna(row["value"]) else float(row["value"])
-        prev = before.get(key)
+        hidden = 0 < _population(now, key) < k or key in rule_now
+        value = None if hidden else shown_now.get(key)
+        prev = shown_before.get(key)
         delta = None
-        if value is not None and prev is not None and _population(before, key) >= ctx.policy.k:
+        if (
+            value is not None
+            and prev is not None
+            and _population(before, key) >= k
+            and key not in rule_before
+        ):
             delta = value - prev
-        shown_n = f"n = {now[n_key]:,} {n_unit}" if not row["suppressed"] else ""
-        if key == "alliance_outcome_r" and value is not None and now["r_n"] > 3:
-            lo, hi = fisher_z_ci(value, now["r_n"])
+        n_shown = shown_now.get(n_key) or 0
+        shown_n = f"n = {n_shown:,.0f} {n_unit}" if not hidden else ""
+        if key == "alliance_outcome_r" and value is not None and n_shown > 3:
+            lo, hi = fisher_z_ci(value, int(n_shown))
             shown_n = f"95% CI {lo:.2f} to {hi:.2f} · {shown_n}"
         tiles.append(
             Tile(
@@ -262,7 +326,7 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
                 delta=delta,
                 delta_fmt=delta_fmt,
                 higher_is_better=better,
-                withheld=bool(row["suppressed"]),
+                withheld=hidden,
             )
         )
     return tiles
@@ -297,13 +361,19 @@ def _alliance_trend(ctx: Context, now: dict) -> Panel:
     title = "Alliance by month"
     if df.empty:
         return empty_panel("alliance_trend", title, "No SRS ratings in this selection.")
-    half = 1.96 * df["sd_score"] / np.sqrt(df["n"])
-    df = df.assign(low=df["mean_score"] - half, high=df["mean_score"] + half)
     # months add up to the ratings in the subtitle: one partition, so a withheld month cannot
-    # be recovered by subtraction
-    safe = protect(
-        ctx, df, value_cols=["n", "mean_score", "sd_score", "below", "below_rate", "low", "high"]
+    # be recovered by subtraction; the band is formed from the protected mean and count
+    safe = protect_counts(
+        ctx,
+        df[["month", "n_clients", "n", "mean_score", "sd_score", "n_clients_key", "n_key"]],
+        counts=["n_clients", "n"],
+        means=[protected.Mean("mean_score", "n", SRS_RANGE)],
+        value_cols=["n", "mean_score", "sd_score"],
     )
+    low, high = protected.mean_interval(
+        safe["mean_score"], safe["sd_score"], safe["n"], SRS_RANGE, ctx.noise
+    )
+    safe = safe.drop(columns="sd_score").assign(low=low, high=high)
     fig = charts.lines(
         safe,
         x="month",
@@ -315,7 +385,7 @@ def _alliance_trend(ctx: Context, now: dict) -> Panel:
         subtitle=subtitle(
             ctx,
             "Mean SRS total per calendar month (0–40), 95% CI band",
-            n_text=n_text(ctx, df["n"].sum(), "ratings", now["srs_clients"]),
+            n_text=n_text(ctx, now_shown(ctx, now, "srs_n"), "ratings", now["srs_clients"]),
         ),
         x_label="Month",
         y_label="Mean SRS",
@@ -344,9 +414,16 @@ def _dropout_trend(ctx: Context, now: dict) -> Panel:
     title = "Dropout rate by month"
     if df.empty:
         return empty_panel("dropout_trend", title, "No episodes ended in this selection.")
-    low, high = wilson_interval(df["dropouts"].to_numpy(), df["ended"].to_numpy())
-    df = df.assign(low=low, high=high)
-    safe = protect(ctx, df, value_cols=["ended", "dropouts", "dropout_rate", "low", "high"])
+    # the numerator rule withholds a month with 1 .. k-1 dropouts or other endings
+    safe = protect_counts(
+        ctx,
+        df,
+        counts=["n_clients", "ended", "dropouts"],
+        rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
+        value_cols=["ended", "dropouts", "dropout_rate"],
+    )
+    low, high = protected.wilson(safe["dropouts"], safe["ended"], ctx.noise)
+    safe = safe.assign(low=low, high=high)
     fig = charts.lines(
         safe,
         x="month",
@@ -359,7 +436,9 @@ def _dropout_trend(ctx: Context, now: dict) -> Panel:
             ctx,
             "Dropouts / ended episodes by month of the last session",
             "95% Wilson band",
-            n_text=n_text(ctx, df["ended"].sum(), "ended episodes", now["ended_clients"]),
+            n_text=n_text(
+                ctx, now_shown(ctx, now, "ended"), "ended episodes", now["ended_clients"]
+            ),
         ),
         x_label="Month the episode ended",
         y_label="Dropout rate",

@@ -1,0 +1,194 @@
+"""Protected statistics: the one step between a query's exact aggregates and what a person sees.
+
+``protect_table`` takes a table of exact aggregates (one row per cell) with the cell keys of its
+counts (``<count>_key`` columns, see ``alliance/noise.py``) and returns what may be shown:
+
+1. **Threshold and numerator rule**: a cell describing 1 .. k-1 clients is withheld, and so is
+   a cell whose rate has 1 .. k-1 events or 1 .. k-1 non-events (``"5.9% of 17"`` would be one
+   dropout); complementary suppression follows (``alliance/privacy.py``).
+2. **Cell-key perturbation**: every count gets its cell's noise, every mean is formed from the
+   protected sum and count, every rate from the protected events and total.
+3. The key columns are dropped: they never reach a table, chart or file.
+
+Intervals are computed afterwards from the protected values (``wilson``, ``mean_interval``),
+widened for the noise, so a band never gives back an exact count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from alliance import noise, privacy
+from alliance.stats import wilson_interval
+
+KEY_SUFFIX = "_key"
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Mean:
+    """A mean column over the records counted by ``n`` (whose key is ``n + "_key"``)."""
+
+    col: str
+    n: str
+    record_range: float
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate column = ``events`` / ``total``; both are counts with keys."""
+
+    col: str
+    events: str
+    total: str
+
+
+def key_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.endswith(KEY_SUFFIX)]
+
+
+def numerator_rule(df: pd.DataFrame, rates: Sequence[Rate], k: int) -> np.ndarray:
+    """Rows where a rate has 1 .. k-1 events or 1 .. k-1 non-events."""
+    bad = np.zeros(len(df), dtype=bool)
+    for rate in rates:
+        x = pd.to_numeric(df[rate.events]).fillna(0).to_numpy(dtype="float64")
+        t = pd.to_numeric(df[rate.total]).fillna(0).to_numpy(dtype="float64")
+        rest = t - x
+        bad |= ((x > 0) & (x < k)) | ((rest > 0) & (rest < k))
+    return bad
+
+
+def perturb(
+    df: pd.DataFrame,
+    *,
+    params: noise.NoiseParams,
+    counts: Sequence[str],
+    means: Sequence[Mean] = (),
+    rates: Sequence[Rate] = (),
+) -> pd.DataFrame:
+    """The table with every listed count, mean and rate protected (keys kept)."""
+    out = df.copy()
+    for col in counts:
+        key = col + KEY_SUFFIX
+        if key not in df.columns:
+            raise KeyError(f"count column {col!r} has no cell key column {key!r}")
+        out[col] = noise.perturb_counts(
+            pd.to_numeric(df[col]).to_numpy(dtype="float64", na_value=np.nan),
+            df[key].to_numpy(dtype="float64", na_value=np.nan),
+            params,
+        )
+    for m in means:
+        if m.n not in counts:
+            raise ValueError(f"mean {m.col!r}: its count {m.n!r} must be protected too")
+        out[m.col] = noise.perturb_means(
+            pd.to_numeric(df[m.col]).to_numpy(dtype="float64", na_value=np.nan),
+            out[m.n].to_numpy(dtype="float64"),
+            df[m.n + KEY_SUFFIX].to_numpy(dtype="float64", na_value=np.nan),
+            m.record_range,
+            params,
+        )
+    for r in rates:
+        if r.events not in counts or r.total not in counts:
+            raise ValueError(f"rate {r.col!r}: its events and total must be protected counts")
+        x = out[r.events].to_numpy(dtype="float64")
+        t = out[r.total].to_numpy(dtype="float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[r.col] = np.where(t > 0, x / t, np.nan)
+    return out
+
+
+def protect_table(
+    df: pd.DataFrame,
+    *,
+    policy: privacy.PrivacyPolicy,
+    params: noise.NoiseParams,
+    counts: Sequence[str],
+    means: Sequence[Mean] = (),
+    rates: Sequence[Rate] = (),
+    value_cols: Sequence[str] | None = None,
+    partition_cols: Sequence[str] = (),
+    complementary: bool = True,
+    n_col: str = "n_clients",
+) -> pd.DataFrame:
+    """Threshold, numerator rule, complementary suppression and perturbation of one table.
+
+    Args:
+        df: one row per cell: exact aggregates from a named query, with ``n_col`` (distinct
+            clients) and a ``<count>_key`` column for each of ``counts``.
+        counts: count columns to perturb (``n_col`` among them when it is shown).
+        means, rates: the means and rates to form from the protected counts.
+        value_cols: columns withheld with a withheld cell (default: every numeric column but
+            ``n_col``, the partition columns and the keys).
+        partition_cols, complementary: as :func:`alliance.privacy.suppress`.
+
+    Returns:
+        The table as :func:`alliance.privacy.suppress` returns it (``suppressed``,
+        ``suppression``), with protected values and without key columns. ``n_col`` shows the
+        protected client count.
+    """
+    if n_col not in counts:
+        raise ValueError(f"the client count {n_col!r} must be among the protected counts")
+    k = policy.k
+    keys = key_columns(df)
+    true_n = pd.to_numeric(df[n_col]).to_numpy(dtype="int64")
+    judged = np.where(
+        numerator_rule(df, rates, k) & (true_n > 0), np.minimum(true_n, k - 1), true_n
+    )
+    shown = perturb(df, params=params, counts=counts, means=means, rates=rates)
+    shown_n = shown[n_col].to_numpy(dtype="float64")
+    if value_cols is None:
+        skip = {n_col, *partition_cols, *keys}
+        value_cols = [
+            c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c].dtype)
+        ]
+    safe = privacy.suppress(
+        shown.drop(columns=keys).assign(**{n_col: judged}),
+        policy=policy,
+        n_col=n_col,
+        value_cols=[c for c in value_cols if c not in keys],
+        partition_cols=partition_cols,
+        complementary=complementary,
+    )
+    withheld = safe[privacy.SUPPRESSED_COL].to_numpy(dtype=bool)
+    safe[n_col] = pd.Series(shown_n, index=df.index).round().astype("Int64").mask(withheld)
+    return safe
+
+
+def wilson(
+    events: pd.Series, total: pd.Series, params: noise.NoiseParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson interval of protected events / total, widened for the noise of both."""
+    x = pd.to_numeric(events).to_numpy(dtype="float64", na_value=np.nan)
+    n = pd.to_numeric(total).to_numpy(dtype="float64", na_value=np.nan)
+    ok = np.isfinite(x) & np.isfinite(n) & (n > 0)
+    low = np.full(len(x), np.nan)
+    high = np.full(len(x), np.nan)
+    if ok.any():
+        lo, hi = wilson_interval(x[ok], n[ok])
+        p = x[ok] / n[ok]
+        lo, hi = noise.widen(p, lo, hi, noise.rate_noise_variance(p, n[ok], params), Z95)
+        low[ok], high[ok] = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+    return low, high
+
+
+def mean_interval(
+    mean: pd.Series,
+    sd: pd.Series,
+    n: pd.Series,
+    record_range: float,
+    params: noise.NoiseParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% interval of a protected mean (normal, SD / √n), widened for the sum's noise."""
+    m = pd.to_numeric(mean).to_numpy(dtype="float64", na_value=np.nan)
+    s = pd.to_numeric(sd).to_numpy(dtype="float64", na_value=np.nan)
+    size = pd.to_numeric(n).to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half2 = (Z95 * s) ** 2 / size + Z95**2 * noise.mean_noise_variance(
+            size, record_range, params
+        )
+    half = np.sqrt(half2)
+    return m - half, m + half
