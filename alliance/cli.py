@@ -101,6 +101,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_protection_cost(args: argparse.Namespace) -> int:
+    from alliance import protection_cost
+
+    result = protection_cost.measure(context_from_args(args))
+    print(json.dumps(result, indent=2) if args.json else protection_cost.text(result))
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from alliance.ingest.command import run_command
 
@@ -161,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_view_arguments(summ)
     summ.add_argument("--json", action="store_true", help="print one JSON object")
     summ.set_defaults(func=cmd_summary)
+
+    cost = sub.add_parser(
+        "protection-cost",
+        help="how far the protected Overview figures lie from the exact ones (data staff only)",
+    )
+    add_view_arguments(cost)
+    cost.add_argument("--json", action="store_true", help="print one JSON object")
+    cost.set_defaults(func=cmd_protection_cost)
 
     bench = sub.add_parser("bench", help="time every page at scale, against plain pandas")
     bench.add_argument("--sessions", type=int, default=1_000_000)

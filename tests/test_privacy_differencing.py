@@ -116,3 +116,20 @@ def test_the_same_cell_through_different_periods_shows_the_same_value(demo_con) 
     # and the shown figures are not the exact ones
     exact = one["now"]
     assert (one["shown"]["ended"], one["shown"]["dropouts"]) != (exact["ended"], exact["dropouts"])
+
+
+def test_protection_cost_is_measured_and_within_the_noise_bound(demo_ctx) -> None:
+    """`protection-cost`: every shown figure moved, if at all, by no more than the noise allows
+    (a rate x/n whose counts each move by at most 2: |change| <= (2 + 2 x/n) / (n - 2))."""
+    from alliance import protection_cost
+
+    result = protection_cost.measure(demo_ctx)
+    assert set(result) == {"clinic", "site", "therapist"}
+    clinic = result["clinic"]["dropout_rate"]
+    assert clinic["shown"] == 1 and 0 < clinic["max_abs"] < 0.2  # points, on ~2,260 endings
+    therapists = result["therapist"]["dropout_rate"]
+    assert therapists["shown"] >= 5 and therapists["shown"] + therapists["withheld"] <= 40
+    # the numerator rule withholds the dropout rate of therapists with 1-10 dropouts
+    assert therapists["withheld"] > 0
+    # a therapist's rate rests on >= 22 endings (11 dropouts and 11 others): at most 20 points
+    assert therapists["max_abs"] <= 100 * 4 / 20
