@@ -16,7 +16,8 @@ flexible table builder, made for tables that people define themselves without li
   (``max_noise`` = D, ``variance`` = V), a uniform share of one record's range for sums. Any
   difference of two cells carries the noise of both, so subtracting outputs never gives a small
   group's exact figure.
-* Counts of 0 stay 0 (nobody to protect); counts of k or more never fall below 1.
+* Counts of 0 stay 0 (nobody to protect); a shown count never falls below k, the threshold (a
+  count under k is withheld anyway, whatever its noise).
 * Means and rates are formed from the protected numerator and denominator.
 
 Pure functions over numpy arrays; nothing here reads the database.
@@ -103,12 +104,17 @@ def count_noise(cell_keys: np.ndarray, params: NoiseParams) -> np.ndarray:
     return np.searchsorted(cdf, u, side="right").astype("int64") - int(params.max_noise)
 
 
-def perturb_counts(counts: np.ndarray, cell_keys: np.ndarray, params: NoiseParams) -> np.ndarray:
-    """Protected counts: 0 stays 0, any other count gets its cell's noise and stays ≥ 1."""
+def perturb_counts(
+    counts: np.ndarray, cell_keys: np.ndarray, params: NoiseParams, floor: int = 1
+) -> np.ndarray:
+    """Protected counts: 0 stays 0, any other count gets its cell's noise and stays ≥ floor.
+
+    Shown cells describe at least k clients, so the protect step passes floor = k: a shown count
+    is never one that the threshold would withhold (a cell of 11 never shows as 9)."""
     n = np.asarray(counts, dtype="float64")
     missing = ~np.isfinite(n)
     whole = np.where(missing, 0, n).astype("int64")
-    shown = np.where(whole > 0, np.maximum(whole + count_noise(cell_keys, params), 1), 0)
+    shown = np.where(whole > 0, np.maximum(whole + count_noise(cell_keys, params), floor), 0)
     out = shown.astype("float64")
     out[missing] = np.nan
     return out

@@ -1,7 +1,7 @@
 """Protected statistics: the one step between a query's exact aggregates and what a person sees.
 
 ``protect_table`` takes a table of exact aggregates (one row per cell) with the cell keys of its
-counts (``<count>_key`` columns, see ``alliance/noise.py``) and returns what may be shown:
+counts (``<count>_cellkey`` columns, see ``alliance/noise.py``) and returns what may be shown:
 
 1. **Threshold and numerator rule**: a cell describing 1 .. k-1 clients is withheld, and so is
    a cell whose rate has 1 .. k-1 events or 1 .. k-1 non-events (``"5.9% of 17"`` would be one
@@ -25,13 +25,13 @@ import pandas as pd
 from alliance import noise, privacy
 from alliance.stats import wilson_interval
 
-KEY_SUFFIX = "_key"
+KEY_SUFFIX = "_cellkey"
 Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
 class Mean:
-    """A mean column over the records counted by ``n`` (whose key is ``n + "_key"``)."""
+    """A mean column over the records counted by ``n`` (whose key is ``n + "_cellkey"``)."""
 
     col: str
     n: str
@@ -69,8 +69,10 @@ def perturb(
     counts: Sequence[str],
     means: Sequence[Mean] = (),
     rates: Sequence[Rate] = (),
+    floor: int = 1,
 ) -> pd.DataFrame:
-    """The table with every listed count, mean and rate protected (keys kept)."""
+    """The table with every listed count, mean and rate protected (keys kept); a non-zero
+    count never shows below `floor` (the protect step passes k)."""
     out = df.copy()
     for col in counts:
         key = col + KEY_SUFFIX
@@ -80,6 +82,7 @@ def perturb(
             pd.to_numeric(df[col]).to_numpy(dtype="float64", na_value=np.nan),
             df[key].to_numpy(dtype="float64", na_value=np.nan),
             params,
+            floor,
         )
     for m in means:
         if m.n not in counts:
@@ -118,7 +121,7 @@ def protect_table(
 
     Args:
         df: one row per cell: exact aggregates from a named query, with ``n_col`` (distinct
-            clients) and a ``<count>_key`` column for each of ``counts``.
+            clients) and a ``<count>_cellkey`` column for each of ``counts``.
         counts: count columns to perturb (``n_col`` among them when it is shown).
         means, rates: the means and rates to form from the protected counts.
         value_cols: columns withheld with a withheld cell (default: every numeric column but
@@ -138,7 +141,7 @@ def protect_table(
     judged = np.where(
         numerator_rule(df, rates, k) & (true_n > 0), np.minimum(true_n, k - 1), true_n
     )
-    shown = perturb(df, params=params, counts=counts, means=means, rates=rates)
+    shown = perturb(df, params=params, counts=counts, means=means, rates=rates, floor=k)
     shown_n = shown[n_col].to_numpy(dtype="float64")
     if value_cols is None:
         skip = {n_col, *partition_cols, *keys}

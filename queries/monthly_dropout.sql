@@ -17,9 +17,9 @@
 --   ended: integer, ended episodes
 --   dropouts: integer, of those, ended by dropout
 --   dropout_rate: double, dropouts / ended (0-1)
---   n_clients_key: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
---   ended_key: integer, cell key of ended (sum of its records' keys; alliance/noise.py)
---   dropouts_key: integer, cell key of dropouts (sum of its records' keys; alliance/noise.py)
+--   n_clients_cellkey: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
+--   ended_cellkey: integer, cell key of ended (sum of its records' keys; alliance/noise.py)
+--   dropouts_cellkey: integer, cell key of dropouts (sum of its records' keys; alliance/noise.py)
 with
 e as (
     select *
@@ -35,9 +35,9 @@ final as (
         count(*) as ended,
         count(*) filter (where dropout) as dropouts,
         count(*) filter (where dropout) / count(*) as dropout_rate,
-        sum(distinct ckey)::bigint as n_clients_key,
-        sum(ekey)::bigint as ended_key,
-        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_key
+        sum(distinct ckey)::bigint as n_clients_cellkey,
+        sum(ekey)::bigint as ended_cellkey,
+        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey
     from e
     group by end_month
 )

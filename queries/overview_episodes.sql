@@ -21,9 +21,9 @@
 --   n_clients: integer, distinct clients of those episodes
 --   dropouts: integer, ended episodes with end_reason dropout
 --   dropout_rate: double, dropouts / ended (0-1)
---   ended_key: integer, cell key of ended (sum of its records' keys; alliance/noise.py)
---   n_clients_key: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
---   dropouts_key: integer, cell key of dropouts (sum of its records' keys; alliance/noise.py)
+--   ended_cellkey: integer, cell key of ended (sum of its records' keys; alliance/noise.py)
+--   n_clients_cellkey: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
+--   dropouts_cellkey: integer, cell key of dropouts (sum of its records' keys; alliance/noise.py)
 --   outcome_n: integer, ended episodes with >= 2 administrations of the measure
 --   outcome_clients: integer, distinct clients of those
 --   reliable_improvement: integer, improvement >= reliable change
@@ -33,14 +33,14 @@
 --   reliably_recovered: integer, recovered and reliably improved
 --   r_n: integer, episodes with both early SRS and improvement
 --   r: double, Pearson r between early SRS and improvement
---   outcome_n_key: integer, cell key of outcome_n (sum of its records' keys; alliance/noise.py)
---   outcome_clients_key: integer, cell key of outcome_clients (sum of its records' keys; alliance/noise.py)
---   reliable_improvement_key: integer, cell key of reliable_improvement (sum of its records' keys; alliance/noise.py)
---   reliable_deterioration_key: integer, cell key of reliable_deterioration (sum of its records' keys; alliance/noise.py)
---   clinical_n_key: integer, cell key of clinical_n (sum of its records' keys; alliance/noise.py)
---   recovered_key: integer, cell key of recovered (sum of its records' keys; alliance/noise.py)
---   reliably_recovered_key: integer, cell key of reliably_recovered (sum of its records' keys; alliance/noise.py)
---   r_n_key: integer, cell key of r_n (sum of its records' keys; alliance/noise.py)
+--   outcome_n_cellkey: integer, cell key of outcome_n (sum of its records' keys; alliance/noise.py)
+--   outcome_clients_cellkey: integer, cell key of outcome_clients (sum of its records' keys; alliance/noise.py)
+--   reliable_improvement_cellkey: integer, cell key of reliable_improvement (sum of its records' keys; alliance/noise.py)
+--   reliable_deterioration_cellkey: integer, cell key of reliable_deterioration (sum of its records' keys; alliance/noise.py)
+--   clinical_n_cellkey: integer, cell key of clinical_n (sum of its records' keys; alliance/noise.py)
+--   recovered_cellkey: integer, cell key of recovered (sum of its records' keys; alliance/noise.py)
+--   reliably_recovered_cellkey: integer, cell key of reliably_recovered (sum of its records' keys; alliance/noise.py)
+--   r_n_cellkey: integer, cell key of r_n (sum of its records' keys; alliance/noise.py)
 with
 ended as (
     select *
@@ -68,9 +68,9 @@ ended_stats as (
         count(distinct client_id) as n_clients,
         count(*) filter (where dropout) as dropouts,
         count(*) filter (where dropout) / nullif(count(*), 0) as dropout_rate,
-        coalesce(sum(ekey), 0)::bigint as ended_key,
-        coalesce(sum(distinct ckey), 0)::bigint as n_clients_key,
-        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_key
+        coalesce(sum(ekey), 0)::bigint as ended_cellkey,
+        coalesce(sum(distinct ckey), 0)::bigint as n_clients_cellkey,
+        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey
     from ended
 ),
 outcome_stats as (
@@ -86,19 +86,19 @@ outcome_stats as (
         ) as reliably_recovered,
         count(*) filter (where early_srs is not null) as r_n,
         corr(early_srs, improvement) as r,
-        coalesce(sum(ekey), 0)::bigint as outcome_n_key,
-        coalesce(sum(distinct ckey), 0)::bigint as outcome_clients_key,
+        coalesce(sum(ekey), 0)::bigint as outcome_n_cellkey,
+        coalesce(sum(distinct ckey), 0)::bigint as outcome_clients_cellkey,
         coalesce(sum(ekey) filter (where improvement >= $reliable_change), 0)::bigint
-            as reliable_improvement_key,
+            as reliable_improvement_cellkey,
         coalesce(sum(ekey) filter (where improvement <= -$reliable_change), 0)::bigint
-            as reliable_deterioration_key,
-        coalesce(sum(ekey) filter (where clinical_at_start), 0)::bigint as clinical_n_key,
+            as reliable_deterioration_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start), 0)::bigint as clinical_n_cellkey,
         coalesce(sum(ekey) filter (where clinical_at_start and not clinical_at_end), 0)::bigint
-            as recovered_key,
+            as recovered_cellkey,
         coalesce(sum(ekey) filter (
             where clinical_at_start and not clinical_at_end and improvement >= $reliable_change
-        ), 0)::bigint as reliably_recovered_key,
-        coalesce(sum(ekey) filter (where early_srs is not null), 0)::bigint as r_n_key
+        ), 0)::bigint as reliably_recovered_cellkey,
+        coalesce(sum(ekey) filter (where early_srs is not null), 0)::bigint as r_n_cellkey
     from outcomes
 ),
 final as (

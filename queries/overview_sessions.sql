@@ -22,11 +22,11 @@
 --   sd_srs: double, SD of SRS totals (points)
 --   srs_below: integer, SRS totals below the cutoff
 --   srs_below_rate: double, srs_below / srs_n (0-1)
---   sessions_key: integer, cell key of sessions (sum of its records' keys; alliance/noise.py)
---   n_clients_key: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
---   active_episodes_key: integer, cell key of active_episodes (sum of its records' keys; alliance/noise.py)
---   srs_n_key: integer, cell key of srs_n (sum of its records' keys; alliance/noise.py)
---   srs_below_key: integer, cell key of srs_below (sum of its records' keys; alliance/noise.py)
+--   sessions_cellkey: integer, cell key of sessions (sum of its records' keys; alliance/noise.py)
+--   n_clients_cellkey: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
+--   active_episodes_cellkey: integer, cell key of active_episodes (sum of its records' keys; alliance/noise.py)
+--   srs_n_cellkey: integer, cell key of srs_n (sum of its records' keys; alliance/noise.py)
+--   srs_below_cellkey: integer, cell key of srs_below (sum of its records' keys; alliance/noise.py)
 with
 s as (
     select *
@@ -46,11 +46,11 @@ final as (
         stddev_samp(srs) as sd_srs,
         count(*) filter (where srs < $srs_cutoff) as srs_below,
         count(*) filter (where srs < $srs_cutoff) / nullif(count(srs), 0) as srs_below_rate,
-        coalesce(sum(ckey), 0)::bigint as sessions_key,
-        coalesce(sum(distinct ckey), 0)::bigint as n_clients_key,
-        coalesce(sum(distinct ekey), 0)::bigint as active_episodes_key,
-        coalesce(sum(ckey) filter (where srs is not null), 0)::bigint as srs_n_key,
-        coalesce(sum(ckey) filter (where srs < $srs_cutoff), 0)::bigint as srs_below_key
+        coalesce(sum(ckey), 0)::bigint as sessions_cellkey,
+        coalesce(sum(distinct ckey), 0)::bigint as n_clients_cellkey,
+        coalesce(sum(distinct ekey), 0)::bigint as active_episodes_cellkey,
+        coalesce(sum(ckey) filter (where srs is not null), 0)::bigint as srs_n_cellkey,
+        coalesce(sum(ckey) filter (where srs < $srs_cutoff), 0)::bigint as srs_below_cellkey
     from s
 )
 select * from final;

@@ -92,9 +92,9 @@ def _table() -> pd.DataFrame:
             "ended": [40, 17, 5, 60],
             "dropouts": [12, 1, 1, 30],
             "dropout_rate": [12 / 40, 1 / 17, 1 / 5, 30 / 60],
-            "n_clients_key": [101, 202, 303, 404],
-            "ended_key": [111, 222, 333, 444],
-            "dropouts_key": [11, 22, 33, 44],
+            "n_clients_cellkey": [101, 202, 303, 404],
+            "ended_cellkey": [111, 222, 333, 444],
+            "dropouts_cellkey": [11, 22, 33, 44],
         }
     )
 
@@ -109,7 +109,7 @@ def test_protect_table_numerator_rule_threshold_noise_and_no_keys() -> None:
         rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
         complementary=False,
     )
-    assert not [c for c in safe.columns if c.endswith("_key")]
+    assert not [c for c in safe.columns if c.endswith("_cellkey")]
     # "5.9% of 17" is one dropout: withheld by the numerator rule; 5 clients by the threshold
     assert safe["suppressed"].tolist() == [False, True, True, False]
     assert safe["suppression"].tolist() == ["", "primary", "primary", ""]
@@ -117,8 +117,8 @@ def test_protect_table_numerator_rule_threshold_noise_and_no_keys() -> None:
     assert pd.isna(safe.loc[1, "n_clients"])
     # shown values carry each cell's noise, and the rate is formed from the shown counts
     for i in (0, 3):
-        e = noise.count_noise(np.array([raw.loc[i, "ended_key"]]), PARAMS)[0]
-        x = noise.count_noise(np.array([raw.loc[i, "dropouts_key"]]), PARAMS)[0]
+        e = noise.count_noise(np.array([raw.loc[i, "ended_cellkey"]]), PARAMS)[0]
+        x = noise.count_noise(np.array([raw.loc[i, "dropouts_cellkey"]]), PARAMS)[0]
         assert safe.loc[i, "ended"] == raw.loc[i, "ended"] + e
         assert safe.loc[i, "dropouts"] == raw.loc[i, "dropouts"] + x
         assert safe.loc[i, "dropout_rate"] == pytest.approx(
@@ -145,7 +145,7 @@ def test_a_shown_client_count_must_be_protected() -> None:
 
 def test_a_count_without_its_cell_key_is_refused() -> None:
     with pytest.raises(KeyError, match="cell key"):
-        protected.perturb(_table().drop(columns="ended_key"), params=PARAMS, counts=["ended"])
+        protected.perturb(_table().drop(columns="ended_cellkey"), params=PARAMS, counts=["ended"])
 
 
 def test_wilson_of_protected_counts_is_wider_than_plain_wilson() -> None:

@@ -636,9 +636,7 @@ def test_a_small_selection_withholds_totals(app_db: Path) -> None:
     }
     trend = specs["Dropout rate by month"]["layout"]
     assert trend["title"]["subtitle"]["text"].endswith("n < 11 clients")
-    assert any(
-        "Every month here describes fewer than 11" in a["text"] for a in trend["annotations"]
-    )
+    assert any("Every month here is withheld (n < 11)" in a["text"] for a in trend["annotations"])
 
 
 def test_totals_and_comparisons_follow_the_rule() -> None:

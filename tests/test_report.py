@@ -72,8 +72,10 @@ def packs(export_server, ctx, views):
 
 
 def _ended(ctx) -> str:
-    """'1,383 ended episodes': from the overview's headline query, not from the charts."""
-    return f"{overview.headline(ctx)['ended']:,} ended episodes"
+    """'1,383 ended episodes': from the overview's protected headline, not from the charts
+    (the pack shows the protected count, as the page does)."""
+    shown, _ = overview.protected_headline(ctx, overview.headline(ctx))
+    return f"{shown['ended']:,.0f} ended episodes"
 
 
 def _dropout_tile(ctx):
@@ -236,9 +238,13 @@ def test_zip_holds_every_chart_as_png_svg_and_its_data_as_csv(packs, views):
     )
     rows = list(csv.DictReader(io.StringIO(zf.read(name).decode("utf-8-sig"))))
     panel = next(p for p in views["overview"].panels if p.key == "dropout_trend")
-    assert [int(r["ended"]) for r in rows] == panel.data["ended"].astype(int).tolist()
-    assert [float(r["dropout_rate"]) for r in rows] == pytest.approx(
-        panel.data["dropout_rate"].to_numpy(), abs=5e-5
+    shown = ~panel.data["suppressed"].to_numpy(dtype=bool)
+    assert shown.any() and not shown.all()  # months with 1-10 dropouts are withheld
+    assert [r["ended"] == "n < 11" for r in rows] == (~shown).tolist()
+    kept = [r for r, ok in zip(rows, shown, strict=True) if ok]
+    assert [int(r["ended"]) for r in kept] == panel.data["ended"][shown].astype(int).tolist()
+    assert [float(r["dropout_rate"]) for r in kept] == pytest.approx(
+        panel.data["dropout_rate"][shown].to_numpy(dtype=float), abs=5e-5
     )
     readme = zf.read(next(n for n in names if n.endswith("README.txt"))).decode()
     assert "Lakeside Counselling" in readme and "Dropout rate:" in readme

@@ -227,12 +227,22 @@ def mark_all_withheld(fig: go.Figure, ctx: Context, what: str) -> go.Figure:
         x=0.5,
         y=0.5,
         showarrow=False,
-        text=f"Every {what} here describes fewer than {ctx.policy.k} clients: "
-        f"withheld ({ctx.policy.label})",
+        text=f"Every {what} here is withheld ({ctx.policy.label}): fewer than {ctx.policy.k} "
+        "clients, or fewer than that behind a rate's events or non-events",
         font={"size": 15, "color": GREY},
     )
     figure_edit.update_yaxes(fig, showticklabels=False, showgrid=False, zeroline=False)
     return fig
+
+
+def noise_note(ctx: Context) -> str:
+    """The sentence a protected chart's reading carries (alliance/protected.py)."""
+    return (
+        f" To protect small groups, each count carries a small fixed adjustment (at most "
+        f"±{ctx.noise.max_noise}) and rates and means are formed from adjusted counts, so "
+        "figures may differ slightly between pages; a rate is withheld when fewer than "
+        f"{ctx.policy.k} events or non-events stand behind it."
+    )
 
 
 def any_withheld(df: pd.DataFrame) -> bool:

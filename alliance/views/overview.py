@@ -14,6 +14,7 @@ from alliance.views.common import (
     gather,
     mark_all_withheld,
     n_text,
+    noise_note,
     protect_counts,
     srs_cutoff_text,
     subtitle,
@@ -108,18 +109,18 @@ def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
         "r_n": r_n,
         "r_clients": r_clients,
         # cell keys of the counts, for the protected-statistics step (never shown)
-        **{c: int(s[c]) for c in s.index if c.endswith("_key")},
+        **{c: int(s[c]) for c in s.index if c.endswith("_cellkey")},
         **{
-            ("ended_clients_key" if c == "n_clients_key" else c): int(e[c])
+            ("ended_clients_cellkey" if c == "n_clients_cellkey" else c): int(e[c])
             for c in e.index
-            if c.endswith("_key")
+            if c.endswith("_cellkey")
         },
         "reliable_improvement": int(e["reliable_improvement"]),
         "recovered": int(e["recovered"]),
     }
 
 
-# The headline's protected counts (each with its `<count>_key`), means and rates.
+# The headline's protected counts (each with its `<count>_cellkey`), means and rates.
 _COUNTS = [
     "sessions",
     "n_clients",
@@ -155,11 +156,16 @@ def protected_headline(ctx: Context, head: dict) -> tuple[dict, set[str]]:
     protected parts, and the keys withheld by the numerator rule (a rate with 1 .. k-1 events
     or non-events). The threshold on each figure's clients is the caller's (`_population`)."""
     row = {c: head[c] for c in _COUNTS}
-    keys = {f"{c}_key": head[f"{c}_key"] for c in _COUNTS}
+    keys = {f"{c}_cellkey": head[f"{c}_cellkey"] for c in _COUNTS}
     row.update(mean_srs=head["mean_srs"], **{r: head[r] for r in _RATES}, **keys)
     raw = pd.DataFrame([row])
     shown = protected.perturb(
-        raw, params=ctx.noise, counts=_COUNTS, means=_MEANS, rates=list(_RATES.values())
+        raw,
+        params=ctx.noise,
+        counts=_COUNTS,
+        means=_MEANS,
+        rates=list(_RATES.values()),
+        floor=ctx.policy.k,
     ).iloc[0]
     out = {c: (None if pd.isna(shown[c]) else float(shown[c])) for c in shown.index}
     withheld = {
@@ -365,7 +371,7 @@ def _alliance_trend(ctx: Context, now: dict) -> Panel:
     # be recovered by subtraction; the band is formed from the protected mean and count
     safe = protect_counts(
         ctx,
-        df[["month", "n_clients", "n", "mean_score", "sd_score", "n_clients_key", "n_key"]],
+        df[["month", "n_clients", "n", "mean_score", "sd_score", "n_clients_cellkey", "n_cellkey"]],
         counts=["n_clients", "n"],
         means=[protected.Mean("mean_score", "n", SRS_RANGE)],
         value_cols=["n", "mean_score", "sd_score"],
@@ -402,7 +408,9 @@ def _alliance_trend(ctx: Context, now: dict) -> Panel:
         reading=(
             "Each point is the month's mean SRS; the band is its 95% confidence interval. "
             "A few tenths of a point either way is usual month-to-month noise; the Alliance "
-            "page tests for real shifts with control-chart rules." + withheld_note(ctx, safe)
+            "page tests for real shifts with control-chart rules."
+            + withheld_note(ctx, safe)
+            + noise_note(ctx)
         ),
         withheld=any_withheld(safe),
         section=f.period_text(),
@@ -455,7 +463,7 @@ def _dropout_trend(ctx: Context, now: dict) -> Panel:
         reading=(
             "Share of episodes ending that month whose end reason was dropout. "
             "Months with few endings have wide bands; published clinics average ≈ 20% "
-            "(Swift & Greenberg 2012)." + withheld_note(ctx, safe)
+            "(Swift & Greenberg 2012)." + withheld_note(ctx, safe) + noise_note(ctx)
         ),
         withheld=any_withheld(safe),
     )
