@@ -37,6 +37,12 @@ NAVIGATION = {
     ],
 }
 
+# Streamlit's own table toolbar ("Download as CSV", copy) would export without an audit entry:
+# off for every table. A browser learns the option when a run starts, so the process's first run
+# sets it and starts again before drawing anything (.streamlit/config.toml may set it too).
+if not st.get_option("client.disableDataExport"):
+    st.set_option("client.disableDataExport", True)
+    st.rerun()
 st.set_page_config(
     page_title="Alliance dashboard",
     page_icon=":material/handshake:",
@@ -44,7 +50,8 @@ st.set_page_config(
     initial_sidebar_state="expanded",
 )
 ui.ensure_database()
-ui.sign_in()
+ui.sign_in()  # a roles file that cannot be applied (a supervisor without sites) stops here
+ui.require_visible_data()  # a role whose sites hold no data: a plain screen, no pages
 
 pages = {
     section: [

@@ -4,7 +4,8 @@ Roles (enforced where data is fetched: `allowed_sites` goes into every query's f
 `therapist_level=False` makes therapist-level views run no therapist query at all):
 
 * director   — everything: all sites, therapist-level views, import, settings, audit log;
-* supervisor — their sites only, therapist-level views, exports;
+* supervisor — their sites only (a non-empty `sites` list; a roles file that gives a supervisor
+  no sites is refused at start), therapist-level views, exports;
 * viewer     — all sites, clinic-level views only (no therapist-level data), exports.
 
 The roles file (TOML; `ALLIANCE_ROLES` or `.streamlit/roles.toml`) maps e-mail addresses or
@@ -47,6 +48,7 @@ class Role:
 
     @property
     def allowed_sites(self) -> list[str] | None:
+        """None = every site; a list (possibly empty: no site) = only those."""
         return list(self.sites) if self.sites is not None else None
 
 
@@ -54,15 +56,20 @@ DIRECTOR = Role("director", None, True, True, True, True)
 LOCAL = Role("local", None, True, True, True, True)  # no sign-in configured: single user
 
 
-def make_role(name: str, sites: list[str] | None = None) -> Role:
+class RolesError(ValueError):
+    """The roles file cannot be used; the message says which rule and what to change."""
+
+
+def make_role(name: str, sites: list[str] | tuple[str, ...] | None = None) -> Role:
     if name == "director":
         return DIRECTOR
     if name == "supervisor":
-        # a supervisor without listed sites sees no site rather than every site
+        # a supervisor without listed sites sees no site rather than every site: `()` is
+        # "no site", never "all" (load_rules refuses such a rule before anyone signs in)
         return Role("supervisor", tuple(sites or ()), therapist_level=True)
     if name == "viewer":
         return Role("viewer", None, therapist_level=False)
-    raise ValueError(f"unknown role {name!r}; expected one of {ROLE_NAMES}")
+    raise RolesError(f"unknown role {name!r}; expected one of {', '.join(ROLE_NAMES)}")
 
 
 def roles_path() -> Path:
@@ -70,14 +77,66 @@ def roles_path() -> Path:
     return Path(env) if env else ROOT / ".streamlit" / "roles.toml"
 
 
+def _rule_name(rule: Mapping, number: int | None) -> str:
+    """How a person finds the rule in the file: 'rule 2 (group "north-supervisors")'."""
+    where = "the [default] rule" if number is None else f"rule {number}"
+    who = [f'{key} "{rule[key]}"' for key in ("email", "group") if rule.get(key)]
+    return f"{where} ({', '.join(who)})" if who else where
+
+
+def _check_rule(rule: object, number: int | None, path: Path) -> None:
+    """Raise RolesError, naming the rule, if it cannot be applied as written."""
+    name = "the [default] rule" if number is None else f"rule {number}"
+    if not isinstance(rule, Mapping):
+        raise RolesError(f"The roles file {path}: {name} is not a table of settings.")
+    name = _rule_name(rule, number)
+    role = rule.get("role")
+    if role not in ROLE_NAMES:
+        raise RolesError(
+            f"The roles file {path}: {name} has an unknown role {role!r}; the role must be "
+            f"one of {', '.join(ROLE_NAMES)}."
+        )
+    sites = rule.get("sites")
+    if role == "supervisor":
+        if not isinstance(sites, list) or not sites:
+            raise RolesError(
+                f"The roles file {path}: {name} makes a supervisor but gives no sites. A "
+                'supervisor needs a non-empty list of sites, such as sites = ["Northside"]; '
+                "the dashboard does not start until the rule is corrected."
+            )
+        if not all(isinstance(s, str) and s.strip() for s in sites):
+            raise RolesError(
+                f"The roles file {path}: {name} lists a site that is not a name in quotes; "
+                'write the sites as a list of names, such as sites = ["Northside"].'
+            )
+    elif sites is not None:
+        raise RolesError(
+            f"The roles file {path}: {name} gives sites to the role {role}, which sees every "
+            "site; remove the sites, or make the role a supervisor."
+        )
+
+
 def load_rules(path: Path | None = None) -> dict:
+    """The roles file, checked: raises RolesError (a plain sentence naming the rule) when a
+    rule cannot be applied as written, e.g. a supervisor without sites."""
     path = path or roles_path()
     if not path.is_file():
         return {}
-    with open(path, "rb") as fh:
-        config = tomllib.load(fh)
-    for rule in config.get("rule", []):
-        make_role(rule.get("role", ""), rule.get("sites"))  # validate early
+    try:
+        with open(path, "rb") as fh:
+            config = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise RolesError(f"The roles file {path} is not valid TOML: {exc}.") from exc
+    except OSError as exc:
+        raise RolesError(f"The roles file {path} cannot be read: {exc.strerror}.") from exc
+    rules = config.get("rule", [])
+    if not isinstance(rules, list):
+        raise RolesError(f"The roles file {path}: write each rule under its own [[rule]].")
+    for number, rule in enumerate(rules, start=1):
+        _check_rule(rule, number, path)
+    default = config.get("default")
+    if default is not None:
+        _check_rule(default, None, path)
     return config
 
 

@@ -5,6 +5,11 @@ the dashboard only ever opens the database read-only. Every write (demo build, i
 current file to a temporary file beside it, writes there, checkpoints, and swaps it in with an
 atomic ``os.replace``. Readers notice the new file (inode/mtime) and reopen. A write that fails or
 is killed leaves the original file untouched; a lock file serializes concurrent writers.
+
+Files and folders the dashboard creates (database, audit log, settings, key, lock files) are its
+owner's only: files 0600, folders 0700, set with the file's creation (``os.open`` with a mode) or
+by ``chmod`` right after it and before any data is written, never through the process-wide umask.
+The copy swapped in keeps its mode through ``os.replace`` (a rename keeps the inode).
 """
 
 from __future__ import annotations
@@ -31,6 +36,55 @@ def default_db_path() -> Path:
     """`ALLIANCE_DB` from the environment, else data/alliance.duckdb beside the app."""
     env = os.environ.get("ALLIANCE_DB")
     return Path(env) if env else ROOT / "data" / "alliance.duckdb"
+
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Create the folder `path` (and missing parents) readable by its owner only (0700).
+
+    Folders that exist already keep their mode: only those created here are made private.
+    """
+    path = Path(path)
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, PRIVATE_DIR)
+        except FileExistsError:  # created meanwhile by another process: leave it as it is
+            continue
+        os.chmod(folder, PRIVATE_DIR)  # the umask may have taken bits away, never added them
+
+
+def create_private(path: Path) -> int:
+    """Open `path` for writing, created if missing, owner-only (0600) before any byte is in it.
+
+    Returns the file descriptor (the caller closes it). An existing file is made 0600 too.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (a private temporary file, then os.replace), 0600."""
+    path = Path(path)
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        os.fchmod(fd, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _sql(name: str) -> str:
@@ -80,16 +134,20 @@ def writer(path: Path, *, fresh: bool = False) -> Iterator[duckdb.DuckDBPyConnec
     original file is left exactly as it was and the copy is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "w") as lock:
+    with os.fdopen(create_private(lock_path), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         try:
             if path.exists() and not fresh:
+                # the copy is created owner-only and empty, then filled (copyfile keeps the
+                # mode of a file it writes into)
+                os.close(create_private(tmp))
                 shutil.copyfile(path, tmp)
             con = duckdb.connect(str(tmp))
             try:
+                os.chmod(tmp, PRIVATE_FILE)  # a fresh file: DuckDB wrote only its header yet
                 apply_schema(con)
                 yield con
                 con.execute("checkpoint")
@@ -97,7 +155,8 @@ def writer(path: Path, *, fresh: bool = False) -> Iterator[duckdb.DuckDBPyConnec
                 con.close()
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            os.chmod(tmp, PRIVATE_FILE)
+            os.replace(tmp, path)  # the rename keeps the copy's owner-only mode
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                 leftover.unlink(missing_ok=True)

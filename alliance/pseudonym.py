@@ -115,15 +115,17 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def _create_key_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from alliance.db import private_dir  # a folder created here is its owner's only (0700)
+
+    private_dir(path.parent)
     key = secrets.token_bytes(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another import created it a moment ago: use that one
         return _read_key_file(path)
+    os.fchmod(fd, 0o600)  # before the key is written, whatever the umask
     with os.fdopen(fd, "w") as fh:
         fh.write(key.hex() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.chmod(path, 0o600)  # in case the umask interfered
     return key

@@ -754,7 +754,9 @@ def run_command(
     """`python -m alliance report --out FILE.pptx|.pdf|.zip [--sections ...] [filters]`.
 
     Raises PackError (the caller prints it and exits 2) for a bad extension, a missing
-    folder or an unknown section/chart; `make_context` raises for bad filters.
+    folder or an unknown section/chart; `make_context` raises for bad filters. Every pack is
+    recorded in the audit log first (the operating-system user, role "command line"); when the
+    entry cannot be written, no file is written and the exit code is 1.
     """
     import os
     import sys
@@ -776,6 +778,25 @@ def run_command(
         data, pack = build(ctx, fmt, args.sections, progress=progress)
     except exports.ExportError as exc:  # the charts could not be drawn: nothing is written
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    from alliance import audit
+
+    try:  # recorded before the file exists, under the computer account that ran the command
+        audit.record(
+            Path(args.db),
+            user=audit.os_user(),
+            role=audit.COMMAND_LINE,
+            sites=None,  # the command reads the database file itself: every site
+            event=f"report_{fmt}",
+            detail={
+                "file": out.name,
+                "charts": [c.id for c in pack.charts],
+                "meeting_mode": ctx.meeting_mode,
+                "filters": ctx.filters.to_query_params(),
+            },
+        )
+    except audit.AuditError as exc:
+        print(f"error: {audit.not_written(exc, 'report', 'written')}", file=sys.stderr)
         return 1
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -150,7 +151,9 @@ def data_version() -> str:
 @st.cache_data(ttl=3600, max_entries=16, show_spinner=False)
 def _filter_options(version: str, allowed: tuple[str, ...] | None) -> FilterOptions:
     df = queries.run(
-        connection(), "filter_options", allowed_sites=list(allowed) if allowed else None
+        connection(),
+        "filter_options",
+        allowed_sites=list(allowed) if allowed is not None else None,  # (): no site, not all
     )
     months = sorted(df.loc[df["dimension"] == "month", "value"])
     values = {
@@ -190,10 +193,7 @@ def settings() -> Settings:
 
 
 def save_settings(new: Settings) -> None:
-    path = settings_path()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(new.to_json())
-    tmp.replace(path)
+    new.save(settings_path())  # atomically, owner-only (0600)
 
 
 # --- sign-in, roles, audit ---------------------------------------------------------------------
@@ -217,10 +217,15 @@ def sign_in() -> access.Role:
             "address sees everything. See the README, section Sign-in, to configure it."
         )
     else:
+        try:  # checked before anyone signs in: a roles file that cannot be applied stops here
+            rules = access.load_rules()
+        except access.RolesError as exc:
+            print(f"Alliance dashboard not started: {exc}", file=sys.stderr, flush=True)
+            _only_page(functools.partial(_roles_refused_screen, str(exc)), "Not started")
         if not st.user.is_logged_in:
             _only_page(_sign_in_screen)
         user = str(st.user.get("email") or st.user.get("sub") or "unknown")
-        role = access.resolve_role(st.user.to_dict(), access.load_rules())
+        role = access.resolve_role(st.user.to_dict(), rules)
         if role is None:
             _only_page(_no_role_screen)
         state["auth_mode_text"] = f"Signed in as {_literal(user)} · role: {role.name}"
@@ -243,14 +248,42 @@ def _no_role_screen() -> None:
     st.button("Sign out", on_click=st.logout)
 
 
-def _only_page(screen: Callable[[], None]) -> None:
+def require_visible_data() -> None:
+    """A role that sees no session at all (a supervisor whose sites hold no data) gets a plain
+    screen and no pages, rather than empty filters. Importers go on: the Data page is theirs."""
+    if can("import") or filter_options().first_month is not None:
+        return
+    _only_page(_no_site_screen, "No data")
+
+
+def _no_site_screen() -> None:
+    st.title("Alliance dashboard", anchor=False)
+    st.warning(
+        "Your role shows no site with data in this dashboard, so there is nothing to show. "
+        "Ask a clinical director to check which sites your role covers.",
+        icon=":material/lock:",
+    )
+    if _auth_configured():
+        st.button("Sign out", on_click=st.logout)
+
+
+def _roles_refused_screen(message: str) -> None:
+    st.title("Alliance dashboard", anchor=False)
+    st.error(
+        "The dashboard is not started: its roles file needs a correction. "
+        + markdown_safe(message),
+        icon=":material/block:",
+    )
+
+
+def _only_page(screen: Callable[[], None], title: str = "Sign in") -> None:
     """Show one screen as the app's only page, then stop.
 
     Registering it with st.navigation matters: until the entry script has called st.navigation,
     Streamlit lists every file in pages/ in the sidebar (its legacy multipage mode), which would
     show page names to someone who is not signed in.
     """
-    st.navigation([st.Page(screen, title="Sign in", url_path="signin")], position="hidden").run()
+    st.navigation([st.Page(screen, title=title, url_path="signin")], position="hidden").run()
     st.stop()
 
 
@@ -284,21 +317,50 @@ def page_allowed(name: str) -> bool:
     return name not in needs or can(needs[name])
 
 
-def audit(event: str, detail: dict) -> None:
-    """Record an export, download, import or settings change (never client data)."""
+def audit_identity() -> dict[str, object]:
+    """Who an audit entry names: the user, the role and the role's site restriction (None:
+    all sites). Read in the page's run: download callables run in another thread."""
+    current = role()
+    return {
+        "user": st.session_state.get("user_name", "local user"),
+        "role": current.name,
+        "sites": current.allowed_sites,
+    }
+
+
+# entries written after the fact (the change is made): what the person is told if they fail
+_DONE_UNRECORDED = {
+    "import": "the import itself is done",
+    "settings_changed": "the settings are saved",
+}
+
+
+def audit(event: str, detail: dict) -> bool:
+    """Record an export, download, import or settings change (never client data).
+
+    Returns False, having said why on the page in a plain sentence, when the entry could not
+    be written (the audit log locked or unwritable): the caller must then withhold the export.
+    """
     payload = {**detail}
     if "filters" not in payload:
         try:
             payload["filters"] = current_filters().to_query_params()
         except (KeyError, TypeError, ValueError):  # e.g. in a callback before the sidebar ran
             payload["filters"] = {}
-    audit_log.record(
-        db_path(),
-        user=st.session_state.get("user_name", "local user"),
-        role=role().name,
-        event=event,
-        detail=payload,
-    )
+    try:
+        audit_log.record(db_path(), **audit_identity(), event=event, detail=payload)
+    except audit_log.AuditError as exc:
+        if event in _DONE_UNRECORDED:
+            st.error(
+                f"The audit log could not record this change ({exc}); "
+                f"{_DONE_UNRECORDED[event]}. Ask the person who runs the dashboard to check "
+                "the audit log file.",
+                icon=":material/lock:",
+            )
+        else:
+            st.error(audit_log.not_written(exc, "export"), icon=":material/lock:")
+        return False
+    return True
 
 
 def meeting_mode_toggle() -> bool:
@@ -472,7 +534,7 @@ def _cached_view(
         connection(),
         filters,
         settings_,
-        list(allowed) if allowed else None,
+        list(allowed) if allowed is not None else None,  # (): no site, never "all sites"
         therapist_level,
         meeting_mode,
     )
@@ -539,7 +601,9 @@ def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object 
             width="stretch",
             key=f"{key_prefix}{panel.key}",
             on_select="rerun" if panel.key.startswith("funnel") else "ignore",
-            config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
+            # no camera button: plotly's own PNG export would bypass the audit log; the
+            # Download row below exports every format, each recorded first
+            config=CHART_CONFIG,
         )
     finally:
         fig.layout.margin.update(dict.fromkeys(margins))
@@ -548,57 +612,84 @@ def render_panel(panel: Panel, ctx: Context, *, key_prefix: str = "") -> object 
     if not panel.data.empty:
         with st.expander("Data behind this chart"):
             st.dataframe(display_data(panel.data, ctx), hide_index=True, width="stretch")
-    allowed = globals().get("can")
-    if allowed is None or allowed("export"):
+    if can("export"):
         # Downloads: the bytes are built only when a button is clicked (a callable `data`
-        # runs on click, in its own thread), so a rerun never exports every chart.
-        from alliance import exports
-
-        meta_facts = exports.export_meta(ctx, meta=meta())
-        record = globals().get("audit")
-        helps = {
-            "png": "The chart for slides (2240 × 1260 px) with its title, filters, n and footer",
-            "svg": "The chart as a vector image (print, documents)",
-            "pdf": "The chart as a one-page PDF",
-            "csv": "The data behind the chart, withheld cells as on screen",
-            "xlsx": "The data behind the chart as a workbook, with a sheet saying what it is",
-        }
-
-        # A fragment: the click's audit callback reruns this row only, not the page (a page
-        # rerun would also re-register every other chart's download).
-        @st.fragment
-        def download_row() -> None:
-            with st.container(horizontal=True, gap="small", vertical_alignment="center"):
-                st.caption("Download", width="content")
-                for item in exports.panel_downloads(panel, meta_facts):
-                    st.download_button(
-                        item.label,
-                        data=item.build,
-                        file_name=item.file_name,
-                        mime=item.mime,
-                        key=f"{key_prefix}{panel.key}_dl_{item.fmt}",
-                        help=helps.get(item.fmt),
-                        icon=":material/download:",
-                        type="tertiary",
-                        on_click=record if record else "ignore",
-                        args=(
-                            (
-                                f"download_{item.fmt}",
-                                {
-                                    "chart": panel.key,
-                                    "format": item.fmt,
-                                    "file": item.file_name,
-                                    # given here: audit() cannot read the filters in a callback
-                                    "filters": ctx.filters.to_query_params(),
-                                },
-                            )
-                            if record
-                            else None
-                        ),
-                    )
-
-        download_row()
+        # runs on click, in its own thread), so a rerun never exports every chart. That
+        # callable writes the audit entry first and delivers nothing when it cannot.
+        download_row(panel, ctx, key_prefix)
     return event
+
+
+# Plotly's mode bar without its camera (toImage) button: a PNG through it would not be audited.
+CHART_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
+
+_DOWNLOAD_HELP = {
+    "png": "The chart for slides (2240 × 1260 px) with its title, filters, n and footer",
+    "svg": "The chart as a vector image (print, documents)",
+    "pdf": "The chart as a one-page PDF",
+    "csv": "The data behind the chart, withheld cells as on screen",
+    "xlsx": "The data behind the chart as a workbook, with a sheet saying what it is",
+}
+
+
+def download_row(panel: Panel, ctx: Context, key_prefix: str = "") -> None:
+    """A chart's Download buttons; each records its audit entry before anything is delivered."""
+    from alliance import exports
+
+    meta_facts = exports.export_meta(ctx, meta=meta())
+    identity = audit_identity()
+    path = db_path()
+    filters = ctx.filters.to_query_params()
+
+    # A fragment: the click's callback reruns this row only, not the page (a page rerun
+    # would also re-register every other chart's download).
+    @st.fragment
+    def row() -> None:
+        keys = []
+        with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+            st.caption("Download", width="content")
+            for item in exports.panel_downloads(panel, meta_facts):
+                key = f"{key_prefix}{panel.key}_dl_{item.fmt}"
+                keys.append(key)
+                outcome = st.session_state.setdefault(f"{key}_outcome", audit_log.Outcome())
+                entry = functools.partial(
+                    audit_log.record,
+                    path,
+                    **identity,
+                    event=f"download_{item.fmt}",
+                    detail={
+                        "chart": panel.key,
+                        "format": item.fmt,
+                        "file": item.file_name,
+                        "filters": filters,  # given here: the callable runs outside the page
+                    },
+                )
+                st.download_button(
+                    item.label,
+                    data=audit_log.guarded(item.build, entry, outcome),
+                    file_name=item.file_name,
+                    mime=item.mime,
+                    key=key,
+                    help=_DOWNLOAD_HELP.get(item.fmt),
+                    icon=":material/download:",
+                    type="tertiary",
+                    on_click=download_clicked,
+                    args=(outcome, f"{key}_refused"),
+                )
+        for key in keys:  # a click whose entry could not be written: nothing was delivered
+            refused = st.session_state.pop(f"{key}_refused", None)
+            if refused:
+                st.error(refused, icon=":material/lock:")
+
+    row()
+
+
+def download_clicked(outcome: audit_log.Outcome, refused_key: str) -> None:
+    """A Download click's callback (the row's rerun): wait briefly for the click's data callable
+    to have recorded its entry, and keep the plain reason to show if it could not."""
+    message = outcome.wait_for_next(audit_log.WAIT_S + 3.0)
+    if message:
+        st.session_state[refused_key] = message
 
 
 def display_data(df: pd.DataFrame, ctx: Context) -> pd.DataFrame:

@@ -9,12 +9,21 @@ ui.frame_guard()
 st.title("Audit log", anchor=False)
 st.caption(
     "Every chart download, data export, report pack, import and settings change, newest first. "
-    "Entries hold the user, the filters in force and what was exported, never client data."
+    "Entries hold the user, the role and the sites it covers, the filters in force and what was "
+    "exported, never client data. Report packs built with the `report` command are here too, "
+    "under the computer account that ran it."
 )
 if not ui.can("view_audit"):  # enforced here as well as in the navigation
     st.error("Only directors can see the audit log.")
     st.stop()
-log = audit.read(ui.db_path())
+try:
+    log = audit.read(ui.db_path())
+except audit.AuditError as exc:
+    st.error(
+        f"The audit log cannot be opened just now ({exc}). Try again in a moment.",
+        icon=":material/lock:",
+    )
+    st.stop()
 if log.empty:
     st.info("Nothing has been exported or changed yet.", icon=":material/info:")
 else:
@@ -28,6 +37,7 @@ else:
             ),
             "user_name": "User",
             "role": "Role",
+            "sites": st.column_config.TextColumn("Sites of the role"),
             "event": "What",
             "filters": st.column_config.TextColumn("Filters in force"),
             "details": st.column_config.TextColumn("Details (chart, format, file)"),

@@ -1,8 +1,10 @@
 """Report pack: the charts for a quality-improvement meeting as a deck, a PDF or a ZIP."""
 
+import functools
+
 import streamlit as st
 
-from alliance import exports, report, ui
+from alliance import audit, exports, report, ui
 from alliance.views.common import markdown_safe
 
 ui.frame_guard()
@@ -103,24 +105,44 @@ if st.button(
     except exports.ExportError as exc:
         st.error(markdown_safe(str(exc)), icon=":material/error:")
     else:
-        st.session_state["rp_result"] = (signature, data, pack.file_name(fmt), len(pack.charts))
-        ui.audit(
+        # recorded before it is offered; a pack the audit log cannot record is not kept
+        # (ui.audit has said why on the page)
+        st.session_state.pop("rp_result", None)
+        if ui.audit(
             f"report_{fmt}",
             {"charts": charts, "meeting_mode": meeting, "filters": filters_param},
-        )
+        ):
+            st.session_state["rp_result"] = (signature, data, pack.file_name(fmt), len(pack.charts))
+
+
+def _offer(payload: bytes) -> bytes:
+    return payload
+
 
 result = st.session_state.get("rp_result")
 if result and result[0] == signature:
     _, data, name, n_charts = result
+    # the bytes reach the browser only through this callable, after its audit entry is written
+    outcome = st.session_state.setdefault("rp_outcome", audit.Outcome())
+    entry = functools.partial(
+        audit.record,
+        ui.db_path(),
+        **ui.audit_identity(),
+        event=f"download_report_{fmt}",
+        detail={"file": name, "filters": filters_param},
+    )
     st.download_button(
         f"Download {name} ({len(data) / 1e6:.1f} MB, {n_charts} charts)",
-        data=data,
+        data=audit.guarded(functools.partial(_offer, data), entry, outcome),
         file_name=name,
         mime=exports.MIME[fmt],
         type="primary",
         icon=":material/download:",
-        on_click=ui.audit,
-        args=(f"download_report_{fmt}", {"file": name, "filters": filters_param}),
+        on_click=ui.download_clicked,
+        args=(outcome, "rp_refused"),
     )
+    refused = st.session_state.pop("rp_refused", None)
+    if refused:
+        st.error(refused, icon=":material/lock:")
 elif result:
     st.caption("The filters or the choice changed since the last build: build again.")

@@ -51,7 +51,7 @@ def test_resolve_role_by_email_group_and_default(tmp_path: Path):
 def test_unknown_role_in_file_is_rejected(tmp_path: Path):
     path = tmp_path / "roles.toml"
     path.write_text('[[rule]]\nemail = "a@b"\nrole = "admin"\n')
-    with pytest.raises(ValueError, match="unknown role"):
+    with pytest.raises(access.RolesError, match=r"rule 1 \(email \"a@b\"\) has an unknown role"):
         access.load_rules(path)
 
 
@@ -117,9 +117,11 @@ def test_audit_log_round_trip(tmp_path: Path):
         db_path,
         user="d@c",
         role="director",
+        sites=None,
         event="download_png",
         detail={"chart": "dropout_trend", "filters": {"site": "North"}},
     )
     log = audit.read(db_path)
     assert list(log["event"]) == ["download_png"]
     assert '"site": "North"' in log["detail"][0]
+    assert log["sites"][0] == "all sites"
