@@ -25,6 +25,7 @@ Pure functions over numpy arrays; nothing here reads the database.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,14 @@ def _uniform(cell_keys: np.ndarray, stream: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype("float64") / float(1 << 53)
+
+
+def derived_key(cell_keys: np.ndarray, statistic: str) -> np.ndarray:
+    """The cell key of another statistic of the same records (e.g. the distinct clients of
+    a cell of sessions): the records' key sum shifted by a constant of the statistic's name, so
+    the same records still give the same value and its noise is independent of the count's."""
+    shift = zlib.crc32(statistic.encode()) % KEY_MODULUS
+    return (np.asarray(cell_keys, dtype="float64") + shift) % KEY_MODULUS
 
 
 def count_noise(cell_keys: np.ndarray, params: NoiseParams) -> np.ndarray:

@@ -116,6 +116,7 @@ def protect_table(
     partition_cols: Sequence[str] = (),
     complementary: bool = True,
     n_col: str = "n_clients",
+    n_key_from: str | None = None,
 ) -> pd.DataFrame:
     """Threshold, numerator rule, complementary suppression and perturbation of one table.
 
@@ -127,6 +128,9 @@ def protect_table(
         value_cols: columns withheld with a withheld cell (default: every numeric column but
             ``n_col``, the partition columns and the keys).
         partition_cols, complementary: as :func:`alliance.privacy.suppress`.
+        n_key_from: the count of the same cell whose records the clients are counted from
+            (e.g. ``"n"`` for sessions): the client count's key is derived from its key
+            (:func:`alliance.noise.derived_key`), so no query sums distinct keys.
 
     Returns:
         The table as :func:`alliance.privacy.suppress` returns it (``suppressed``,
@@ -136,6 +140,14 @@ def protect_table(
     if n_col not in counts:
         raise ValueError(f"the client count {n_col!r} must be among the protected counts")
     k = policy.k
+    if n_key_from is not None:
+        df = df.assign(
+            **{
+                n_col + KEY_SUFFIX: noise.derived_key(
+                    df[n_key_from + KEY_SUFFIX].to_numpy(dtype="float64"), n_col
+                )
+            }
+        )
     keys = key_columns(df)
     true_n = pd.to_numeric(df[n_col]).to_numpy(dtype="int64")
     judged = np.where(

@@ -21,7 +21,6 @@
 --   sd_score: double, SD of the score within the month
 --   below: integer, SRS totals below the cutoff (SRS only)
 --   below_rate: double, below / n (SRS only, 0-1)
---   n_clients_cellkey: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
 --   n_cellkey: integer, cell key of n (sum of its records' keys; alliance/noise.py)
 --   below_cellkey: integer, cell key of below (sum of its records' keys; alliance/noise.py)
 with
@@ -46,7 +45,6 @@ final as (
         stddev_samp(score) as sd_score,
         count(*) filter (where srs < $srs_cutoff) as below,
         count(*) filter (where srs < $srs_cutoff) / nullif(count(srs), 0) as below_rate,
-        sum(distinct ckey)::bigint as n_clients_cellkey,
         sum(ckey)::bigint as n_cellkey,
         coalesce(sum(ckey) filter (where srs < $srs_cutoff), 0)::bigint as below_cellkey
     from s

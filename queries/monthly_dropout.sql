@@ -17,7 +17,6 @@
 --   ended: integer, ended episodes
 --   dropouts: integer, of those, ended by dropout
 --   dropout_rate: double, dropouts / ended (0-1)
---   n_clients_cellkey: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
 --   ended_cellkey: integer, cell key of ended (sum of its records' keys; alliance/noise.py)
 --   dropouts_cellkey: integer, cell key of dropouts (sum of its records' keys; alliance/noise.py)
 with
@@ -35,7 +34,6 @@ final as (
         count(*) as ended,
         count(*) filter (where dropout) as dropouts,
         count(*) filter (where dropout) / count(*) as dropout_rate,
-        sum(distinct ckey)::bigint as n_clients_cellkey,
         sum(ekey)::bigint as ended_cellkey,
         coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey
     from e

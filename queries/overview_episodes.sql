@@ -22,7 +22,6 @@
 --   dropouts: integer, ended episodes with end_reason dropout
 --   dropout_rate: double, dropouts / ended (0-1)
 --   ended_cellkey: integer, cell key of ended (sum of its records' keys; alliance/noise.py)
---   n_clients_cellkey: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
 --   dropouts_cellkey: integer, cell key of dropouts (sum of its records' keys; alliance/noise.py)
 --   outcome_n: integer, ended episodes with >= 2 administrations of the measure
 --   outcome_clients: integer, distinct clients of those
@@ -34,7 +33,6 @@
 --   r_n: integer, episodes with both early SRS and improvement
 --   r: double, Pearson r between early SRS and improvement
 --   outcome_n_cellkey: integer, cell key of outcome_n (sum of its records' keys; alliance/noise.py)
---   outcome_clients_cellkey: integer, cell key of outcome_clients (sum of its records' keys; alliance/noise.py)
 --   reliable_improvement_cellkey: integer, cell key of reliable_improvement (sum of its records' keys; alliance/noise.py)
 --   reliable_deterioration_cellkey: integer, cell key of reliable_deterioration (sum of its records' keys; alliance/noise.py)
 --   clinical_n_cellkey: integer, cell key of clinical_n (sum of its records' keys; alliance/noise.py)
@@ -69,7 +67,6 @@ ended_stats as (
         count(*) filter (where dropout) as dropouts,
         count(*) filter (where dropout) / nullif(count(*), 0) as dropout_rate,
         coalesce(sum(ekey), 0)::bigint as ended_cellkey,
-        coalesce(sum(distinct ckey), 0)::bigint as n_clients_cellkey,
         coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey
     from ended
 ),
@@ -87,7 +84,6 @@ outcome_stats as (
         count(*) filter (where early_srs is not null) as r_n,
         corr(early_srs, improvement) as r,
         coalesce(sum(ekey), 0)::bigint as outcome_n_cellkey,
-        coalesce(sum(distinct ckey), 0)::bigint as outcome_clients_cellkey,
         coalesce(sum(ekey) filter (where improvement >= $reliable_change), 0)::bigint
             as reliable_improvement_cellkey,
         coalesce(sum(ekey) filter (where improvement <= -$reliable_change), 0)::bigint

@@ -23,8 +23,6 @@
 --   srs_below: integer, SRS totals below the cutoff
 --   srs_below_rate: double, srs_below / srs_n (0-1)
 --   sessions_cellkey: integer, cell key of sessions (sum of its records' keys; alliance/noise.py)
---   n_clients_cellkey: integer, cell key of n_clients (sum of its records' keys; alliance/noise.py)
---   active_episodes_cellkey: integer, cell key of active_episodes (sum of its records' keys; alliance/noise.py)
 --   srs_n_cellkey: integer, cell key of srs_n (sum of its records' keys; alliance/noise.py)
 --   srs_below_cellkey: integer, cell key of srs_below (sum of its records' keys; alliance/noise.py)
 with
@@ -47,8 +45,6 @@ final as (
         count(*) filter (where srs < $srs_cutoff) as srs_below,
         count(*) filter (where srs < $srs_cutoff) / nullif(count(srs), 0) as srs_below_rate,
         coalesce(sum(ckey), 0)::bigint as sessions_cellkey,
-        coalesce(sum(distinct ckey), 0)::bigint as n_clients_cellkey,
-        coalesce(sum(distinct ekey), 0)::bigint as active_episodes_cellkey,
         coalesce(sum(ckey) filter (where srs is not null), 0)::bigint as srs_n_cellkey,
         coalesce(sum(ckey) filter (where srs < $srs_cutoff), 0)::bigint as srs_below_cellkey
     from s

@@ -143,6 +143,17 @@ def test_a_shown_client_count_must_be_protected() -> None:
         protected.protect_table(_table(), policy=POLICY, params=PARAMS, counts=["ended"])
 
 
+def test_the_client_count_key_can_come_from_the_cell_s_records() -> None:
+    raw = _table().drop(columns="n_clients_cellkey")
+    safe = protected.protect_table(
+        raw, policy=POLICY, params=PARAMS, counts=["n_clients"], n_key_from="ended"
+    )
+    key = noise.derived_key(raw["ended_cellkey"].to_numpy(), "n_clients")
+    assert (key != raw["ended_cellkey"].to_numpy()).all()
+    expected = raw["n_clients"] + noise.count_noise(key, PARAMS)
+    assert safe.loc[[0, 3], "n_clients"].tolist() == expected[[0, 3]].tolist()
+
+
 def test_a_count_without_its_cell_key_is_refused() -> None:
     with pytest.raises(KeyError, match="cell key"):
         protected.perturb(_table().drop(columns="ended_cellkey"), params=PARAMS, counts=["ended"])

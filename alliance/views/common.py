@@ -80,6 +80,7 @@ def protect_counts(
     value_cols: Sequence[str] | None = None,
     partition_cols: Sequence[str] = (),
     complementary: bool = True,
+    n_key_from: str | None = None,
 ) -> pd.DataFrame:
     """The protected-statistics step for a table whose counts come with their cell keys:
     threshold, numerator rule, complementary suppression and cell-key noise
@@ -94,6 +95,7 @@ def protect_counts(
         value_cols=value_cols,
         partition_cols=partition_cols,
         complementary=complementary,
+        n_key_from=n_key_from,
     )
 
 

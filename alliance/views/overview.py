@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from alliance import charts, protected, queries
+from alliance import charts, noise, protected, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
 from alliance.stats import fisher_z_ci
@@ -110,10 +111,11 @@ def headline(ctx: Context, filters=None) -> dict[str, float | int | None]:
         "r_clients": r_clients,
         # cell keys of the counts, for the protected-statistics step (never shown)
         **{c: int(s[c]) for c in s.index if c.endswith("_cellkey")},
+        **{c: int(e[c]) for c in e.index if c.endswith("_cellkey")},
+        # distinct clients and episodes of the sessions: keys derived from the sessions' key
         **{
-            ("ended_clients_cellkey" if c == "n_clients_cellkey" else c): int(e[c])
-            for c in e.index
-            if c.endswith("_cellkey")
+            f"{c}_cellkey": int(noise.derived_key(np.array([s["sessions_cellkey"]]), c)[0])
+            for c in ("n_clients", "active_episodes")
         },
         "reliable_improvement": int(e["reliable_improvement"]),
         "recovered": int(e["recovered"]),
@@ -155,24 +157,30 @@ def protected_headline(ctx: Context, head: dict) -> tuple[dict, set[str]]:
     """The headline as it may be shown: counts with their cell's noise, means and rates from
     protected parts, and the keys withheld by the numerator rule (a rate with 1 .. k-1 events
     or non-events). The threshold on each figure's clients is the caller's (`_population`)."""
-    row = {c: head[c] for c in _COUNTS}
-    keys = {f"{c}_cellkey": head[f"{c}_cellkey"] for c in _COUNTS}
-    row.update(mean_srs=head["mean_srs"], **{r: head[r] for r in _RATES}, **keys)
-    raw = pd.DataFrame([row])
-    shown = protected.perturb(
-        raw,
-        params=ctx.noise,
-        counts=_COUNTS,
-        means=_MEANS,
-        rates=list(_RATES.values()),
-        floor=ctx.policy.k,
-    ).iloc[0]
-    out = {c: (None if pd.isna(shown[c]) else float(shown[c])) for c in shown.index}
-    withheld = {
-        key
-        for key, rate in _RATES.items()
-        if protected.numerator_rule(raw, [rate], ctx.policy.k)[0]
-    }
+    # the same arithmetic as protected.perturb on one row, in numpy (a frame per call would
+    # cost more than the rest of the step)
+    k = ctx.policy.k
+    counts = np.array([head[c] for c in _COUNTS], dtype="float64")
+    keys = np.array([head[f"{c}_cellkey"] for c in _COUNTS], dtype="float64")
+    shown = dict(zip(_COUNTS, noise.perturb_counts(counts, keys, ctx.noise, k), strict=True))
+    out: dict[str, float | None] = {c: float(v) for c, v in shown.items()}
+    for m in _MEANS:
+        value = noise.perturb_means(
+            np.array([np.nan if head[m.col] is None else head[m.col]], dtype="float64"),
+            np.array([shown[m.n]]),
+            np.array([head[f"{m.n}_cellkey"]], dtype="float64"),
+            m.record_range,
+            ctx.noise,
+        )[0]
+        out[m.col] = None if np.isnan(value) else float(value)
+    for key, rate in _RATES.items():
+        total = shown[rate.total]
+        out[key] = float(shown[rate.events] / total) if total > 0 else None
+    withheld = set()
+    for key, rate in _RATES.items():
+        x, t = head[rate.events], head[rate.total]
+        if 0 < x < k or 0 < t - x < k:
+            withheld.add(key)
     out["alliance_outcome_r"] = head["alliance_outcome_r"]
     return out, withheld
 
@@ -371,10 +379,11 @@ def _alliance_trend(ctx: Context, now: dict) -> Panel:
     # be recovered by subtraction; the band is formed from the protected mean and count
     safe = protect_counts(
         ctx,
-        df[["month", "n_clients", "n", "mean_score", "sd_score", "n_clients_cellkey", "n_cellkey"]],
+        df[["month", "n_clients", "n", "mean_score", "sd_score", "n_cellkey"]],
         counts=["n_clients", "n"],
         means=[protected.Mean("mean_score", "n", SRS_RANGE)],
         value_cols=["n", "mean_score", "sd_score"],
+        n_key_from="n",
     )
     low, high = protected.mean_interval(
         safe["mean_score"], safe["sd_score"], safe["n"], SRS_RANGE, ctx.noise
@@ -429,6 +438,7 @@ def _dropout_trend(ctx: Context, now: dict) -> Panel:
         counts=["n_clients", "ended", "dropouts"],
         rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
         value_cols=["ended", "dropouts", "dropout_rate"],
+        n_key_from="ended",
     )
     low, high = protected.wilson(safe["dropouts"], safe["ended"], ctx.noise)
     safe = safe.assign(low=low, high=high)
