@@ -36,10 +36,15 @@ class Context:
 
     @property
     def noise(self) -> NoiseParams:
+        """The perturbation's settings; impossible values in a hand-edited settings file fall
+        back to the defaults, so the protection never lapses."""
         s = self.settings
-        return NoiseParams(
-            max_noise=s.noise_max, variance=s.noise_variance, sum_share=s.noise_sum_share
-        )
+        try:
+            return NoiseParams(
+                max_noise=s.noise_max, variance=s.noise_variance, sum_share=s.noise_sum_share
+            )
+        except (TypeError, ValueError):
+            return NoiseParams()
 
     def params(self, filters: Filters | None = None) -> dict[str, object]:
         return (filters or self.filters).sql_params(self.allowed_sites)
