@@ -8,17 +8,25 @@ The rule (``../shared/metrics.md``, "Privacy threshold"):
 * **Complementary suppression**: cells that add up to a shown total (or partition the same
   population) form a *partition*. Where a partition has a withheld cell, further cells of it are
   withheld, the smallest non-zero ones first, until at least two of its cells are withheld *and*
-  their combined client count is at least k, or until every cell of it is withheld. A single
-  withheld value then cannot be recovered by subtracting the visible cells from the total.
+  together they describe at least k distinct clients, or until every cell of it is withheld. A
+  single withheld value then cannot be recovered by subtracting the visible cells from the total.
+  Where cells can share clients (months of one period: a client is seen in several), the
+  withheld set is judged by the distinct clients of its union (``clients_col``), or, where
+  those are unknown, as if the union were no larger than its largest cell (``overlapping``).
 * Every withheld cell is marked (``"n < 11"``), never shown as 0 and never dropped.
+* **Released statistics** (d, odds ratios, r, ICC, fitted curves, quantile cut points) follow one
+  rule, :func:`statistic_released`: every group a statistic rests on has at least k clients.
+  Cut points are shown only rounded to whole points and only between two released groups
+  (:func:`cut_point_labels`), so that no label carries one client's value.
 
 All functions are pure: they return new objects and never modify their inputs.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +38,11 @@ __all__ = [
     "PrivacyPolicy",
     "assert_no_small_cells",
     "cohort_too_small",
+    "cut_point_labels",
     "display_table",
     "neutralize_formula",
     "neutralize_frame",
+    "statistic_released",
     "suppress",
     "suppress_total",
 ]
@@ -130,16 +140,85 @@ def _groups(df: pd.DataFrame, cols: Sequence[str]) -> list[np.ndarray]:
     return np.split(order, bounds)
 
 
-def _partition_safe(n: np.ndarray, withheld: np.ndarray, k: int) -> bool:
-    """Whether the withheld cells of one partition resist recovery by subtraction."""
-    count = int(withheld.sum())
-    if count == 0 or count == len(withheld):
+ClientSets = str | Callable[[pd.DataFrame], Sequence[object]]
+"""Where :func:`suppress` finds each cell's distinct clients: a column name, or a callable that
+is given the table and returns one collection of client ids per row (in row order)."""
+
+UnionSize = Callable[[np.ndarray], int]
+"""The number of distinct clients (a lower bound) behind the cells at some row positions."""
+
+
+def _is_missing(value: object) -> bool:
+    if value is None or value is pd.NA:
         return True
-    return count >= 2 and int(n[withheld].sum()) >= k
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _client_set(value: object, count: int, row: object) -> frozenset | None:
+    """One cell's client ids as a set (None when unknown), checked against its count."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Collection | np.ndarray):
+        raise ValueError(
+            f"row {row!r}: client ids must be a collection (list, array, set), got {value!r}"
+        )
+    ids = frozenset(np.asarray(value).ravel().tolist() if isinstance(value, np.ndarray) else value)
+    if len(ids) != count:
+        raise ValueError(
+            f"row {row!r}: {len(ids)} distinct client ids for a cell of {count} clients"
+        )
+    return ids
+
+
+def _union_size(
+    df: pd.DataFrame, n: np.ndarray, clients_col: ClientSets | None, overlapping: bool
+) -> UnionSize:
+    """How a withheld set is judged: by the sum of its counts (cells share no client), by the
+    distinct clients of its union (client sets known), or, where a cell's set is unknown and
+    cells may share clients, as if the union were no larger than its largest such cell."""
+    if clients_col is None:
+        if overlapping:
+            return lambda pos: int(n[pos].max()) if len(pos) else 0
+        return lambda pos: int(n[pos].sum())
+    sets: list[frozenset | None] = []
+
+    def load() -> list[frozenset | None]:
+        # read once, and only when a partition with a withheld cell has to be judged
+        if not sets:
+            raw = df[clients_col] if isinstance(clients_col, str) else clients_col(df)
+            values = list(raw)
+            if len(values) != len(df):
+                raise ValueError(f"client ids for {len(values)} rows, the table has {len(df)}")
+            sets.extend(
+                _client_set(v, int(c), r) for v, c, r in zip(values, n, df.index, strict=True)
+            )
+        return sets
+
+    def size(pos: np.ndarray) -> int:
+        cells = load()
+        known = [cells[p] for p in pos if cells[p] is not None]
+        unknown = [int(n[p]) for p in pos if cells[p] is None]
+        return max(len(frozenset().union(*known)), max(unknown, default=0))
+
+    return size
+
+
+def _partition_safe(pos: np.ndarray, withheld: np.ndarray, k: int, union: UnionSize) -> bool:
+    """Whether the withheld cells of one partition (rows ``pos``; ``withheld`` over the whole
+    table) resist recovery by subtraction."""
+    w = withheld[pos]
+    count = int(w.sum())
+    if count == 0 or count == len(pos):
+        return True
+    return count >= 2 and union(pos[w]) >= k
 
 
 def _complementary(
-    n: np.ndarray, withheld: np.ndarray, partitionings: list[list[np.ndarray]], k: int
+    n: np.ndarray,
+    withheld: np.ndarray,
+    partitionings: list[list[np.ndarray]],
+    k: int,
+    union: UnionSize,
 ) -> np.ndarray:
     """Extend ``withheld`` until every partition of every partitioning is safe.
 
@@ -153,15 +232,14 @@ def _complementary(
         changed = False
         for groups in partitionings:
             for pos in groups:
-                w = withheld[pos]
-                if not w.any() or _partition_safe(n[pos], w, k):
+                if not withheld[pos].any() or _partition_safe(pos, withheld, k, union):
                     continue
-                visible = pos[~w]
+                visible = pos[~withheld[pos]]
                 vn = n[visible]
                 for p in visible[np.lexsort((visible, vn, vn == 0))]:
                     withheld[p] = True
                     changed = True
-                    if _partition_safe(n[pos], withheld[pos], k):
+                    if _partition_safe(pos, withheld, k, union):
                         break
     return withheld
 
@@ -175,6 +253,8 @@ def suppress(
     partition_cols: Sequence[str] = (),
     complementary: bool = True,
     also_partition_by: Sequence[Sequence[str]] = (),
+    clients_col: ClientSets | None = None,
+    overlapping: bool = False,
 ) -> pd.DataFrame:
     """Withhold every cell that describes too few clients, plus complementary cells.
 
@@ -201,6 +281,19 @@ def suppress(
             that also shows band totals: ``partition_cols=["month"]``,
             ``also_partition_by=[["band"]]``). Every partition of every partitioning then meets
             the rule. This is the per-line rule, not a full audit of a multi-way table.
+        clients_col: the distinct clients behind each cell, for tables whose cells can share
+            clients (a client seen in several months of a by-month table). Either the name of a
+            column holding, per row, a collection of client ids (list, numpy array, set; its
+            size must equal the row's count; None where unknown), or a callable given the table
+            that returns one such collection per row. It is read at most once, and only when a
+            partition has a withheld cell to judge, so a caller can fetch the ids lazily. A
+            partition's withheld cells must then together describe at least k *distinct*
+            clients (the size of their union), not k by the sum of their counts. A cell whose
+            ids are unknown is judged conservatively: the union may be no larger than the
+            largest such cell. Default None: cells share no client, the counts add up.
+        overlapping: with no ``clients_col``, cells may share clients but their ids are
+            unknown: every withheld set is judged by its largest cell (the conservative
+            bound). Default False (the counts add up).
 
     Returns:
         A copy of ``df`` (same rows, order and index) with
@@ -209,14 +302,16 @@ def suppress(
         * ``suppression``: ``"primary"``, ``"complementary"`` or ``""``;
         * ``value_cols`` set to missing (NaN; ``<NA>`` for nullable dtypes) where withheld;
           integer columns become float, boolean columns become nullable ``boolean``;
-        * ``n_col`` as nullable ``Int64``, ``<NA>`` where withheld.
+        * ``n_col`` as nullable ``Int64``, ``<NA>`` where withheld;
+        * without the ``clients_col`` column (client ids are never shown or exported).
 
         Rows with a count of 0 are kept visible and unchanged.
 
     Raises:
         KeyError: a named column is missing.
-        ValueError: a count is missing, negative or not whole, or ``value_cols`` overlaps the
-            partition columns.
+        ValueError: a count is missing, negative or not whole, ``value_cols`` overlaps the
+            partition columns, or a cell's client ids are not a collection of as many distinct
+            ids as its count.
     """
     if n_col not in df.columns:
         raise KeyError(f"count column {n_col!r} not in table")
@@ -239,9 +334,12 @@ def suppress(
     n = _counts(df[n_col], f"column {n_col!r}")
     k = policy.k
     primary = (n > 0) & (n < k)
+    if isinstance(clients_col, str) and clients_col not in df.columns:
+        raise KeyError(f"client ids column {clients_col!r} not in table")
     if complementary:
         groups = [_groups(df, cols) for cols in partitionings]
-        withheld = _complementary(n, primary, groups, k)
+        union = _union_size(df, n, clients_col, overlapping)
+        withheld = _complementary(n, primary, groups, k, union)
     else:
         withheld = primary
 
@@ -255,6 +353,8 @@ def suppress(
     out[SUPPRESSED_COL] = withheld
     kind = np.where(primary, PRIMARY, np.where(withheld, COMPLEMENTARY, ""))
     out[SUPPRESSION_COL] = pd.Series(kind, index=df.index, dtype="str")
+    if isinstance(clients_col, str):
+        out = out.drop(columns=clients_col)  # client ids are never shown or exported
     return out
 
 
@@ -318,6 +418,89 @@ def cohort_too_small(n_clients: int, policy: PrivacyPolicy) -> bool:
     """
     n = int(_counts(pd.Series([n_clients]), "n_clients")[0])
     return 0 < n < policy.k
+
+
+# --------------------------------------------------------------------------------------------
+# Released statistics and cut points
+# --------------------------------------------------------------------------------------------
+
+
+def statistic_released(policy: PrivacyPolicy, *group_clients: int) -> bool:
+    """The one release rule for a statistic that rests on groups of clients (Cohen's d and the
+    odds ratio and r comparing dropouts with other endings, an ICC, a fitted curve, a quantile
+    cut point): released only when every group it rests on has at least k distinct clients.
+
+    A group of 0 clients is not enough either: the statistic then rests on nobody there and is
+    not shown (it is not computable anyway). The pages, the report packs and the app's exports
+    all decide with this function; the ``summary`` command reports exact figures for data staff
+    and says so.
+
+    Raises:
+        ValueError: no group given, or a count is missing, negative or not whole.
+    """
+    if not group_clients:
+        raise ValueError("a statistic rests on at least one group of clients")
+    counts = _counts(pd.Series(list(group_clients), dtype="object"), "group client counts")
+    return bool((counts >= policy.k).all())
+
+
+def cut_point_labels(
+    names: Sequence[str],
+    cuts: Sequence[float | None],
+    group_clients: Sequence[int | None],
+    *,
+    policy: PrivacyPolicy,
+    withheld: Sequence[bool] | None = None,
+) -> list[str]:
+    """Labels for ordered bands (quintiles, terciles, bins of a score) that never carry one
+    client's value.
+
+    Args:
+        names: one name per band, lowest first ("lowest fifth", ..., "highest fifth").
+        cuts: the cut points between neighbouring bands (one fewer than ``names``), e.g. an
+            interpolated quantile (``quantile_cont``); None where unknown. They are shown only
+            rounded to whole points, marked "≈".
+        group_clients: each band's distinct clients (None = unknown, never released).
+        policy: the cell-size policy.
+        withheld: per band, True where the band's cell is withheld (primary or
+            complementary); its bounds are then not shown either.
+
+    Returns:
+        One label per band: the name, with "up to ≈ c", "≈ a to ≈ b" (or "≈ a" when both round
+        to the same point) or "above ≈ a" for the cut points that may be shown. A cut point is shown only when both bands it bounds are
+        released (:func:`statistic_released`) and not withheld; otherwise the band keeps its
+        name alone, without values.
+
+    Raises:
+        ValueError: the lengths do not fit.
+    """
+    bands = len(names)
+    if len(cuts) != bands - 1 or len(group_clients) != bands:
+        raise ValueError("need one name and one client count per band and one cut between two")
+    hidden = list(withheld) if withheld is not None else [False] * bands
+    if len(hidden) != bands:
+        raise ValueError("need one withheld flag per band")
+    ok = [
+        not hidden[i] and c is not None and not _is_missing(c) and statistic_released(policy, c)
+        for i, c in enumerate(group_clients)
+    ]
+    shown: list[float | None] = []
+    for i, c in enumerate(cuts):
+        usable = c is not None and not _is_missing(c) and math.isfinite(float(c))
+        shown.append(float(round(float(c))) if usable and ok[i] and ok[i + 1] else None)
+    labels = []
+    for i, name in enumerate(names):
+        lo = shown[i - 1] if i > 0 else None
+        hi = shown[i] if i < bands - 1 else None
+        if lo is not None and hi is not None:
+            labels.append(f"{name} (≈ {lo:g})" if lo == hi else f"{name} (≈ {lo:g} to ≈ {hi:g})")
+        elif hi is not None:
+            labels.append(f"{name} (up to ≈ {hi:g})")
+        elif lo is not None:
+            labels.append(f"{name} (above ≈ {lo:g})")
+        else:
+            labels.append(str(name))
+    return labels
 
 
 # --------------------------------------------------------------------------------------------

@@ -279,19 +279,25 @@ def _baseline_mask(baseline: ArrayLike | None, size: int) -> np.ndarray:
 def p_chart(events: ArrayLike, n: ArrayLike, baseline: ArrayLike | None = None) -> pd.DataFrame:
     """Shewhart p-chart: p_i = events_i / n_i, centre = sum(events) / sum(n) over the baseline
     points (all when None), limits centre +/- 3 sqrt(centre (1 - centre) / n_i) clipped to
-    [0, 1]. Points with n_i == 0 get NaN. Columns p, centre, lcl, ucl.
+    [0, 1]. Columns p, centre, lcl, ucl.
+
+    A point without a value (n_i == 0, or a withheld point passed as NaN) has no centre and no
+    limits either (NaN): a line there would describe a month that shows nothing, and its limits
+    solve back to its n_i. Pass withheld points as NaN so that they are neither drawn nor part of
+    the baseline.
     """
     x, m = _arr(events), _arr(n)
-    base = _baseline_mask(baseline, x.size) & (m > 0) & np.isfinite(x)
+    has = (m > 0) & np.isfinite(x)
+    base = _baseline_mask(baseline, x.size) & has
     centre = x[base].sum() / m[base].sum() if base.any() else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(m > 0, x / m, np.nan)
-        half = np.where(m > 0, 3 * np.sqrt(centre * (1 - centre) / m), np.nan)
+        p = np.where(has, x / m, np.nan)
+        half = np.where(has, 3 * np.sqrt(centre * (1 - centre) / m), np.nan)
     return pd.DataFrame(
         index=_index(events),
         data={
             "p": p,
-            "centre": np.full(x.size, centre),
+            "centre": np.where(has, centre, np.nan),
             "lcl": np.clip(centre - half, 0, 1),
             "ucl": np.clip(centre + half, 0, 1),
         },
@@ -309,19 +315,23 @@ def xbar_chart(
     centre = n-weighted mean of the baseline means; sigma = the given scalar, or the pooled
     within-month SD of the baseline months (see :func:`pooled_sd`); limits
     centre +/- 3 sigma / sqrt(n_i) (no c4 bias correction). Columns mean, centre, lcl, ucl.
+
+    As in :func:`p_chart`, a point without a value (n_i == 0, or withheld: NaN mean or n) has
+    no centre and no limits (NaN), and is not part of the baseline.
     """
     mu, m = _arr(means), _arr(n)
-    base = _baseline_mask(baseline, mu.size) & (m > 0) & np.isfinite(mu)
+    has = (m > 0) & np.isfinite(mu)
+    base = _baseline_mask(baseline, mu.size) & has
     centre = float(np.sum(m[base] * mu[base]) / m[base].sum()) if base.any() else np.nan
     sds = _arr(sds_or_pooled_sd)
     sigma = float(sds) if sds.ndim == 0 else pooled_sd(sds[base], m[base])
     with np.errstate(divide="ignore", invalid="ignore"):
-        half = np.where(m > 0, 3 * sigma / np.sqrt(m), np.nan)
+        half = np.where(has, 3 * sigma / np.sqrt(m), np.nan)
     return pd.DataFrame(
         index=_index(means),
         data={
-            "mean": np.where(m > 0, mu, np.nan),
-            "centre": np.full(mu.size, centre),
+            "mean": np.where(has, mu, np.nan),
+            "centre": np.where(has, centre, np.nan),
             "lcl": centre - half,
             "ucl": centre + half,
         },

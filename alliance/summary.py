@@ -1,8 +1,14 @@
 """Headline metrics for scheduled reporting and for checking the dashboard's numbers.
 
 `python -m alliance summary --json` prints one object whose values come from the very functions
-the pages use, after the same privacy step (a value whose population has fewer than k clients is
-null and listed under "withheld").
+the pages use (a value whose whole population has fewer than k clients is null and listed under
+"withheld").
+
+The figures are EXACT and UNPROTECTED by design: people who hold the database file are trusted
+data staff (like SQL on the file). No perturbation is added and statistics are not held back by
+the dashboard's release rule; the output says so (keys "exact" and "privacy") and lists under
+"app_withholds" what the web app and the report packs withhold by that rule
+(alliance/privacy.py, statistic_released), so that nobody passes such a figure on.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from alliance.views import dropout_stats, outcomes, overview, ruptures, therapis
 from alliance.views.common import protect
 
 COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}
+PRIVACY_NOTE = (
+    "Exact figures, not protected: for data staff who hold the database file only. The web app "
+    "and report packs apply the privacy rules; share their figures, never these."
+)
+EFFECT_KEYS = ("alliance_dropout_d", "dropout_or_per_sd_lower", "dropout_point_biserial_r")
 
 
 def _ci(low: float, high: float) -> list[float] | None:
@@ -40,6 +51,8 @@ def compute(ctx: Context) -> dict[str, object]:
             "rupture_threshold": ctx.settings.rupture_threshold,
             "repair_window": ctx.settings.repair_window,
         },
+        "exact": True,
+        "privacy": PRIVACY_NOTE,
     }
     rows: list[dict[str, object]] = []
 
@@ -69,8 +82,10 @@ def compute(ctx: Context) -> dict[str, object]:
     )
 
     d = dropout_stats.dropout_alliance_stats(ctx)
-    for key in ("alliance_dropout_d", "dropout_or_per_sd_lower", "dropout_point_biserial_r"):
+    for key in EFFECT_KEYS:
         add(key, d.get(key), head["ended_clients"], d.get(f"{key}_ci"))
+    # printed exactly here; the app decides with the one release rule (both groups >= k)
+    app_withholds = [] if d["released"] else list(EFFECT_KEYS)
 
     o = outcomes.outcome_summary(ctx, "ors")
     for key in (
@@ -120,6 +135,7 @@ def compute(ctx: Context) -> dict[str, object]:
         if row.low is not None and not pd.isna(row.low):
             out[f"{row.key}_ci"] = [_plain(row.low), _plain(row.high)]
     out["withheld"] = withheld
+    out["app_withholds"] = [key for key in app_withholds if key not in withheld]
     out["icc_method"] = getattr(icc, "method", None)
     return out
 
@@ -144,14 +160,21 @@ def _plain(value: object) -> object:
 
 def as_table(summary: dict[str, object]) -> str:
     """A readable table for the terminal."""
-    lines = [f"Period {summary['period']['from']} to {summary['period']['to']}"]
+    lines = [
+        f"Period {summary['period']['from']} to {summary['period']['to']}",
+        f"  {summary['privacy']}",
+    ]
+    skip = ("period", "filters", "settings", "withheld", "exact", "privacy", "app_withholds")
+    app_withholds = set(summary.get("app_withholds") or [])
     for key, value in summary.items():
-        if key in ("period", "filters", "settings", "withheld") or key.endswith("_ci"):
+        if key in skip or key.endswith("_ci"):
             continue
         ci = summary.get(f"{key}_ci")
         shown = "withheld (n < k)" if key in summary["withheld"] else _fmt(value)
         if ci:
             shown += f"  (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})"
+        if key in app_withholds:
+            shown += "  [exact; withheld in the app: a group has fewer than k clients]"
         lines.append(f"  {key:<30} {shown}")
     return "\n".join(lines)
 

@@ -1,7 +1,11 @@
 -- Dropout by early-SRS quintile: ended episodes finished in the period with an early SRS, cut at
 -- the 20th, 40th, 60th and 80th percentiles of their early SRS. Episodes with the same early SRS
 -- always share a group (many clients give the top score), so groups can differ in size and a
--- group can be empty when cut points coincide.
+-- group can be empty when cut points coincide. The exact cut points (quantile_disc: some
+-- client's early SRS) decide membership and are never returned; the group's labels get the
+-- interpolated percentiles (quantile_cont) rounded to whole SRS points instead, so that no label
+-- carries one client's value (alliance/privacy.py, cut_point_labels, shows them only between two
+-- groups of at least k clients).
 --
 -- Parameters:
 --   $date_from: date, first day included (episode end date)
@@ -15,8 +19,10 @@
 --   $allowed_sites: varchar[] or null, sites the signed-in role may see
 -- Columns:
 --   quintile: integer, 1 (lowest early SRS) .. 5 (highest)
---   cut_low: double, the group holds early SRS above this (null for quintile 1)
---   cut_high: double, ... and at most this (null for quintile 5)
+--   label_low: double, whole SRS points, the percentile below the group (interpolated and
+--     rounded, for the label only; null for quintile 1)
+--   label_high: double, whole SRS points, the percentile above the group (likewise; null for
+--     quintile 5)
 --   n_clients: integer, distinct clients of the episodes
 --   episodes: integer, ended episodes in the group
 --   dropouts: integer, of those, ended by dropout
@@ -35,7 +41,9 @@ e as (
     where early_srs is not null
 ),
 cuts as (
-    select quantile_disc(early_srs, [0.2, 0.4, 0.6, 0.8]) as c
+    select
+        quantile_disc(early_srs, [0.2, 0.4, 0.6, 0.8]) as c,
+        list_transform(quantile_cont(early_srs, [0.2, 0.4, 0.6, 0.8]), lambda x: round(x)) as shown
     from e
 ),
 grouped as (
@@ -43,15 +51,15 @@ grouped as (
         e.*,
         1 + (e.early_srs > cuts.c[1])::integer + (e.early_srs > cuts.c[2])::integer
           + (e.early_srs > cuts.c[3])::integer + (e.early_srs > cuts.c[4])::integer as quintile,
-        cuts.c as c
+        cuts.shown as shown
     from e
     cross join cuts
 ),
 final as (
     select
         quintile,
-        case when quintile > 1 then any_value(c)[quintile - 1] end as cut_low,
-        case when quintile < 5 then any_value(c)[quintile] end as cut_high,
+        case when quintile > 1 then any_value(shown)[quintile - 1] end as label_low,
+        case when quintile < 5 then any_value(shown)[quintile] end as label_high,
         count(distinct client_id) as n_clients,
         count(*) as episodes,
         count(*) filter (where dropout) as dropouts,

@@ -2,7 +2,10 @@
 -- administrations of the measure and an early SRS, grouped by quantiles of early SRS (cut
 -- points from the episodes in view; a value equal to a cut point goes to the lower group, so
 -- tied scores such as the SRS ceiling of 40 stay together and a group may be empty), with the
--- mean and SD of improvement (positive = better) in each group.
+-- mean and SD of improvement (positive = better) in each group. The exact cut points
+-- (quantile_disc: some client's early SRS) decide membership and are never returned; the labels
+-- get the interpolated quantiles (quantile_cont) rounded to whole SRS points, so that no label
+-- carries one client's value (alliance/privacy.py, cut_point_labels).
 --
 -- Parameters:
 --   $date_from: date, first day included (episode end date)
@@ -18,8 +21,10 @@
 --   $fractions: double[], quantile fractions of the cut points, e.g. [0.1, 0.2, ..., 0.9]
 -- Columns:
 --   bin: integer, group number from 1 (lowest early SRS)
---   bin_low: double, SRS points, cut point below the group (exclusive; null for the first)
---   bin_high: double, SRS points, cut point above the group (inclusive; null for the last)
+--   label_low: double, whole SRS points, the quantile below the group (interpolated and
+--     rounded, for the label only; null for the first)
+--   label_high: double, whole SRS points, the quantile above the group (likewise; null for the
+--     last)
 --   n_clients: integer, distinct clients in the group
 --   episodes: integer, episodes in the group
 --   mean_early_srs: double, SRS points (0-40), mean early SRS of the group
@@ -39,13 +44,15 @@ outcomes as (
       and early_srs is not null
 ),
 cuts as (
-    select quantile_disc(early_srs, $fractions) as q
+    select
+        quantile_disc(early_srs, $fractions) as q,
+        list_transform(quantile_cont(early_srs, $fractions), lambda x: round(x)) as shown
     from outcomes
 ),
 binned as (
     select
         o.*,
-        c.q,
+        c.shown,
         1 + len(list_filter(c.q, lambda x: x < o.early_srs)) as bin
     from outcomes as o
     cross join cuts as c
@@ -53,8 +60,8 @@ binned as (
 final as (
     select
         bin,
-        any_value(q[bin - 1]) as bin_low,
-        any_value(case when bin <= len(q) then q[bin] end) as bin_high,
+        any_value(shown[bin - 1]) as label_low,
+        any_value(case when bin <= len(shown) then shown[bin] end) as label_high,
         count(distinct client_id) as n_clients,
         count(*) as episodes,
         avg(early_srs) as mean_early_srs,

@@ -4,7 +4,10 @@
 -- tercile). Every earlier session of those episodes counts, even before the period; session
 -- numbers from $max_session on are pooled (each episode's mean over them counts once). The
 -- site and therapist filters apply to the episode (its first site, its main therapist), the
--- role's site restriction to every session.
+-- role's site restriction to every session. The exact cut points (quantile_disc: some
+-- client's early SRS) decide membership and are never returned; the labels get the
+-- interpolated quantiles (quantile_cont) rounded to whole SRS points, so that no label carries
+-- one client's value (alliance/privacy.py, cut_point_labels).
 --
 -- Parameters:
 --   $date_from: date, first day included (episode end date)
@@ -20,8 +23,10 @@
 --   $max_session: integer, session numbers at or above this are pooled ("12+")
 -- Columns:
 --   tercile: integer, 1 = lowest third of early SRS, 3 = highest
---   cut_low: double, SRS points, the 1/3 cut point (tercile 1 is at or below it)
---   cut_high: double, SRS points, the 2/3 cut point (tercile 3 is above it)
+--   label_low: double, whole SRS points, the 1/3 quantile (interpolated and rounded: for the
+--     labels only)
+--   label_high: double, whole SRS points, the 2/3 quantile (likewise)
+--   tercile_clients: integer, distinct clients of the tercile's episodes (every session number)
 --   session_number: integer, session number within the episode (max_session = that and later)
 --   n_clients: integer, distinct clients in the cell
 --   episodes: integer, episodes with a score at that session number
@@ -42,7 +47,9 @@ episodes as (
       and early_srs is not null
 ),
 cuts as (
-    select quantile_disc(early_srs, [1 / 3, 2 / 3]) as q
+    select
+        quantile_disc(early_srs, [1 / 3, 2 / 3]) as q,
+        list_transform(quantile_cont(early_srs, [1 / 3, 2 / 3]), lambda x: round(x)) as shown
     from episodes
 ),
 banded as (
@@ -50,8 +57,8 @@ banded as (
         e.episode_id,
         e.client_id,
         e.multi,
-        c.q[1] as cut_low,
-        c.q[2] as cut_high,
+        c.shown[1] as label_low,
+        c.shown[2] as label_high,
         case
             when e.early_srs <= c.q[1] then 1
             when e.early_srs <= c.q[2] then 2
@@ -68,8 +75,8 @@ sessions as not materialized (
     -- filters only the role's site restriction applies to them. Read twice below, never copied.
     select
         b.tercile,
-        b.cut_low,
-        b.cut_high,
+        b.label_low,
+        b.label_high,
         b.client_id,
         b.multi,
         s.episode_id,
@@ -89,7 +96,7 @@ per_episode as (
     -- each episode's mean score per session number: a session number below $max_session is one
     -- session (session_index numbers an episode's sessions 1, 2, ...: derive.sql), so only the
     -- pooled last number needs grouping by episode
-    select tercile, session_number, episode_id, client_id, multi, cut_low, cut_high, score
+    select tercile, session_number, episode_id, client_id, multi, label_low, label_high, score
     from sessions
     where score is not null
       and session_number < $max_session
@@ -100,8 +107,8 @@ per_episode as (
         episode_id,
         any_value(client_id) as client_id,
         any_value(multi) as multi,
-        any_value(cut_low) as cut_low,
-        any_value(cut_high) as cut_high,
+        any_value(label_low) as label_low,
+        any_value(label_high) as label_high,
         avg(score) as score
     from sessions
     where score is not null
@@ -112,8 +119,8 @@ per_unit as (
     select
         tercile,
         session_number,
-        any_value(cut_low) as cut_low,
-        any_value(cut_high) as cut_high,
+        any_value(label_low) as label_low,
+        any_value(label_high) as label_high,
         count(*) filter (where not multi) as single_clients,
         count(*) as episodes,
         avg(score) as mean_score,
@@ -127,11 +134,17 @@ multi_clients as (
     where multi
     group by tercile, session_number
 ),
+tercile_clients as (
+    select tercile, count(distinct client_id) as tercile_clients
+    from banded
+    group by tercile
+),
 final as (
     select
         tercile,
-        cut_low,
-        cut_high,
+        label_low,
+        label_high,
+        tercile_clients,
         session_number::integer as session_number,
         single_clients + coalesce(multi_clients, 0) as n_clients,
         episodes,
@@ -139,6 +152,7 @@ final as (
         sd_score
     from per_unit
     left join multi_clients using (tercile, session_number)
+    join tercile_clients using (tercile)
 )
 select * from final
 order by tercile, session_number;

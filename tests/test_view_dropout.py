@@ -187,8 +187,9 @@ def test_dropout_by_quintile_by_hand(hand_con):
     # 32.3, 34, 34.17, 36.5 -> Q1 {31 d, 32.3}, Q2 {34}, Q3 {34.17 d}, Q4 {36.5}, Q5 {39}
     assert q["episodes"].tolist() == [2, 1, 1, 1, 1]
     assert q["dropouts"].tolist() == [1, 0, 1, 0, 0]
-    assert q.loc[1, "cut_high"] == pytest.approx(32.3) and np.isnan(q.loc[1, "cut_low"])
-    assert q.loc[5, "cut_low"] == pytest.approx(36.5) and np.isnan(q.loc[5, "cut_high"])
+    # labels get the interpolated percentiles rounded to whole points, never a client's 32.3
+    assert q.loc[1, "label_high"] == 32.0 and np.isnan(q.loc[1, "label_low"])
+    assert q.loc[5, "label_low"] == 37.0 and np.isnan(q.loc[5, "label_high"])  # 36.5 -> 37
 
 
 def test_last_session_shares_by_hand(hand_con):

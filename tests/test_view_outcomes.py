@@ -231,8 +231,11 @@ def test_distribution_by_hand(con):
 
 def test_trajectory_by_hand(con):
     df = run(con, "outcomes_trajectory", "ors", max_session=2)
-    # early SRS 28 (ep 4), 34 (ep 1), 36 (ep 2), 40 (ep 3): cut points 34 and 36
-    assert set(df["cut_low"]) == {34.0} and set(df["cut_high"]) == {36.0}
+    # early SRS 28 (ep 4), 34 (ep 1), 36 (ep 2), 40 (ep 3): cut points 34 and 36; the labels'
+    # interpolated quantiles, rounded, are 34 and 36 too (no client's value is returned)
+    assert set(df["label_low"]) == {34.0} and set(df["label_high"]) == {36.0}
+    clients = df.groupby("tercile")["tercile_clients"].max().to_dict()
+    assert clients == {1: 2, 2: 1, 3: 1}
     got = {(r.tercile, r.session_number): (r.episodes, r.mean_score) for r in df.itertuples()}
     # tercile 1 = episodes 4 and 1; session 1: 3.2 (Dec 2024, before the period) and 20
     assert got[(1, 1)] == (2, pytest.approx((3.2 + 20) / 2))
@@ -254,9 +257,10 @@ def test_alliance_bins_by_hand(con):
     rows = {r.bin: r for r in df.itertuples()}
     # median cut 34: (28, +5) and (34, +7) at or below; (36, -8) and (40, +2) above
     assert rows[1].episodes == 2 and rows[1].mean_improvement == pytest.approx(6.0)
-    assert math.isnan(rows[1].bin_low) and rows[1].bin_high == 34.0
+    # the label gets the interpolated median (35), never a client's 34
+    assert math.isnan(rows[1].label_low) and rows[1].label_high == 35.0
     assert rows[2].episodes == 2 and rows[2].mean_improvement == pytest.approx(-3.0)
-    assert rows[2].bin_low == 34.0 and math.isnan(rows[2].bin_high)
+    assert rows[2].label_low == 35.0 and math.isnan(rows[2].label_high)
     assert rows[2].mean_early_srs == pytest.approx(38.0)
 
 

@@ -122,18 +122,26 @@ def spc_frame(
     shift (6+ points on one side) and trend (5+ rising or falling) are judged against the
     median of the baseline points, frozen and extended over the later months (IHI practice);
     astronomical = outside the 3-sigma limits. Missing (withheld) points are skipped and never
-    flagged.
+    flagged, and have no centre line or limits (NaN): a month's limits solve back to its count.
+    Only shown points form the baseline median.
     """
     v = pd.Series(value, dtype="float64").to_numpy(na_value=np.nan)
+    shown = np.isfinite(v)
+    baseline = np.asarray(baseline, dtype=bool) & shown
     median = float(np.nanmedian(v[baseline])) if baseline.any() else np.nan
-    rules = run_rules(v, median, np.asarray(lcl, dtype=float), np.asarray(ucl, dtype=float))
+
+    def line(values: ArrayLike) -> np.ndarray:
+        return np.where(shown, np.asarray(values, dtype=float), np.nan)
+
+    lcl_line, ucl_line = line(lcl), line(ucl)
+    rules = run_rules(v, median, lcl_line, ucl_line)
     return pd.DataFrame(
         {
             "month": pd.to_datetime(month).to_numpy(),
             "value": v,
-            "centre": np.asarray(centre, dtype=float),
-            "lcl": np.asarray(lcl, dtype=float),
-            "ucl": np.asarray(ucl, dtype=float),
+            "centre": line(centre),
+            "lcl": lcl_line,
+            "ucl": ucl_line,
             "baseline_median": median,
             "baseline": baseline,
             "shift": rules["shift"].to_numpy(),

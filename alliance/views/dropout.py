@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts, figure_edit, queries
+from alliance import charts, figure_edit, privacy, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.stats import Estimate, p_chart, wilson_interval
 from alliance.views.alliance_page import (
@@ -40,7 +40,9 @@ from alliance.views.common import (
 from alliance.views.dropout_stats import (
     GroupedLogit,
     d_by_site,
+    effect_groups,
     effect_stats,
+    effects_released,
     pool,
 )
 from alliance.views.overview import too_small_notice
@@ -71,28 +73,6 @@ def summary(ctx: Context) -> dict[str, float | int | None]:
         else:
             out[str(key)] = int(value)
     return out
-
-
-def _effect_groups(ctx: Context) -> pd.DataFrame:
-    """Client counts by (site or all, dropout), wide: site, dropout_clients, other_clients..."""
-    g = queries.run(ctx.con, "dropout_effect_groups", **ctx.params())
-    g = g.assign(site=g["site"].fillna("__all__"))
-    wide = g.pivot_table(
-        index="site", columns="dropout", values=["n_clients", "episodes"], fill_value=0
-    )
-    out = pd.DataFrame(index=wide.index)
-    for col, key in (("n_clients", "clients"), ("episodes", "episodes")):
-        for flag, name in ((True, "dropout"), (False, "other")):
-            out[f"{name}_{key}"] = (
-                wide[(col, flag)].astype(int) if (col, flag) in wide.columns else 0
-            )
-    return out.reset_index()
-
-
-def _effects_withheld(ctx: Context, dropout_clients: int, other_clients: int) -> bool:
-    """A statistic comparing dropouts with other endings describes both groups: each needs k."""
-    frame = pd.DataFrame({"n_clients": [dropout_clients, other_clients], "v": [0.0, 0.0]})
-    return bool(protect(ctx, frame, value_cols=["v"], complementary=False)["suppressed"].any())
 
 
 # --------------------------------------------------------------------------- tiles
@@ -230,13 +210,37 @@ def _band_labels(cutoff: float) -> dict[str, str]:
     }
 
 
-def _quintile_label(row: pd.Series) -> str:
-    q, lo, hi = int(row["quintile"]), row["cut_low"], row["cut_high"]
-    if pd.isna(lo):
-        return f"Q{q} lowest: up to {hi:.1f}"
-    if pd.isna(hi):
-        return f"Q{q} highest: above {lo:.1f}"
-    return f"Q{q}: {lo:.1f} to {hi:.1f}"
+QUINTILE_NAMES = (
+    "Q1 lowest fifth",
+    "Q2 second fifth",
+    "Q3 middle fifth",
+    "Q4 fourth fifth",
+    "Q5 highest fifth",
+)
+
+
+def quintile_labels(ctx: Context, quint: pd.DataFrame, withheld: pd.Series) -> pd.Series:
+    """One label per quintile row that never carries a client's early SRS: the quintile's name,
+    with the cut points that bound it (interpolated percentiles rounded to whole SRS points,
+    queries/dropout_by_quintile.sql) only where both quintiles a cut point separates are shown
+    and have at least k clients (privacy.cut_point_labels). Quintiles without episodes (cut
+    points that coincide) count as groups of 0 clients."""
+    by_q = quint.set_index("quintile")
+    cuts: list[float | None] = []
+    for q in range(1, 5):
+        hi = by_q["label_high"].get(q)
+        lo = by_q["label_low"].get(q + 1)
+        value = hi if hi is not None and not pd.isna(hi) else lo
+        cuts.append(None if value is None or pd.isna(value) else float(value))
+    hidden = pd.Series(withheld.to_numpy(dtype=bool), index=quint["quintile"].to_numpy())
+    labels = privacy.cut_point_labels(
+        QUINTILE_NAMES,
+        cuts,
+        [int(by_q["n_clients"].get(q, 0)) for q in range(1, 6)],
+        policy=ctx.policy,
+        withheld=[bool(hidden.get(q, False)) for q in range(1, 6)],
+    )
+    return quint["quintile"].map(dict(zip(range(1, 6), labels, strict=True)))
 
 
 def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
@@ -252,7 +256,7 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
             pd.DataFrame(),
         )
     bands = bands.assign(split="Cutoff", group=bands["band"].map(_band_labels(cutoff)))
-    quint = quint.assign(split="Early-SRS quintile", group=quint.apply(_quintile_label, axis=1))
+    quint = quint.assign(split="Early-SRS quintile", group=quint["quintile"].astype(str))
     cols = ["split", "group", "n_clients", "episodes", "dropouts", "dropout_rate", "mean_early_srs"]
     both = pd.concat([bands[cols], quint[cols]], ignore_index=True)
     low, high = wilson_interval(both["dropouts"].to_numpy(), both["episodes"].to_numpy())
@@ -264,6 +268,11 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
         value_cols=["episodes", "dropouts", "dropout_rate", "mean_early_srs", "low", "high"],
         partition_cols=["split"],
     )
+    # the quintiles' labels once their cells are judged: no cut point beside a withheld one
+    is_q = (safe["split"] == "Early-SRS quintile").to_numpy()
+    safe.loc[is_q, "group"] = quintile_labels(
+        ctx, quint.reset_index(drop=True), safe.loc[is_q, "suppressed"].reset_index(drop=True)
+    ).to_numpy()
     early_ok = s["early_clients"] >= ctx.policy.k
     overall = (
         s["early_dropouts"] / s["with_early_srs"] if s["with_early_srs"] and early_ok else None
@@ -298,7 +307,9 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
             f"dropout, against {above['dropout_rate']:.0%} of those at or above it. "
         )
     reading += (
-        "Quintiles with the same early SRS stay together, so their sizes can differ. "
+        "Quintiles with the same early SRS stay together, so their sizes can differ. Their "
+        "cut points are rounded to whole SRS points (≈) and named only between two quintiles "
+        f"that are shown with at least {ctx.policy.k} clients each. "
         + CORRELATION_NOTE
         + " "
         + SMALL_N_NOTE
@@ -473,6 +484,17 @@ def _effect_by_site(
             ),
         ]
     )
+    # d itself only where the one release rule lets it out (both groups >= k clients; a row
+    # with one empty group stays visible above, its d is not computable anyway)
+    released = np.array(
+        [
+            effects_released(ctx.policy, int(a), int(b))
+            for a, b in zip(frame["dropout_clients"], frame["other_clients"], strict=True)
+        ]
+    )
+    safe[["d", "low", "high"]] = safe[["d", "low", "high"]].mask(
+        pd.Series(~released, index=frame.index).reindex(safe.index), axis=0
+    )
     # the clinic's clients exactly (dropout + other clients counts a client with both twice)
     clinic_row = (safe["scope"] == "clinic") & ~safe["suppressed"]
     safe.loc[clinic_row, "n_clients"] = early_clients
@@ -498,8 +520,9 @@ def _effect_by_site(
     )
     figure_edit.add_vline(fig, x=0, line={"color": charts.GREY, "width": 1})
     d = overall["d"]
+    clinic_released = bool(released[0])  # the clinic row comes first
     reading = ""
-    if np.isfinite(d.value) and not bool(safe["suppressed"].iloc[0]):
+    if np.isfinite(d.value) and clinic_released and not bool(safe["suppressed"].iloc[0]):
         inside = d.low <= PUBLISHED_D <= d.high
         reading = f"Here d = {d.value:.2f} (95% CI {d.low:.2f} to {d.high:.2f}): " + (
             "in line with the published .55. "
@@ -520,7 +543,8 @@ def _effect_by_site(
         figure=fit_layout(fig),
         data=safe[["group", "n_clients", "episodes", "d", "low", "high", "suppressed"]],
         withheld=any_withheld(safe),
-        stats={"alliance_dropout_d": d.value},
+        # the clinic's d only where it is released (as on the tiles)
+        stats={"alliance_dropout_d": d.value} if clinic_released else {},
     )
 
 
@@ -637,14 +661,17 @@ def build(ctx: Context) -> View:
         )
     groups, clients, (bands, quintiles), p_chart, when = gather(
         lambda: queries.run(ctx.con, "dropout_early_srs", **ctx.params()),
-        lambda: _effect_groups(ctx),
+        lambda: effect_groups(ctx),
         lambda: _bands_and_quintiles(ctx, s),
         lambda: _p_chart(ctx, s),
         lambda: _when_they_leave(ctx, s),
     )
     pooled = pool(groups)
     effects = effect_stats(pooled)
-    withheld = _effects_withheld(ctx, s["early_dropout_clients"], s["early_other_clients"])
+    # the one release rule for d, OR, r and the curve (dropout_stats.effects_released)
+    withheld = not effects_released(
+        ctx.policy, s["early_dropout_clients"], s["early_other_clients"]
+    )
     panels = [
         p_chart,
         bands,

@@ -7,6 +7,12 @@ rows at most however many episodes, and no loss (see the query's header). From t
 dropout on the standardized early SRS (a binomial GLM on the counts: the per-episode likelihood).
 The Dropout page builds on these; `dropout_alliance_stats` gives its headline figures to the CLI
 summary.
+
+Whether d, the odds ratio, r and the fitted curve may be shown is decided in one place,
+`effects_released` (alliance/privacy.py, statistic_released: every group a statistic rests on,
+here the dropouts and the other endings, has at least k clients). The page's tiles, its curve and
+d-by-site panel, and so the report packs and the app's exports built from them, all ask it; the
+`summary` command prints exact figures for data staff and reports the decision beside them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import statsmodels.api as sm
 from scipy import stats as sps
 from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
 
-from alliance import queries
+from alliance import privacy, queries
 from alliance.panel import Context
 from alliance.stats import Estimate, cohens_d, cohens_d_from_moments, point_biserial_r
 
@@ -32,7 +38,37 @@ STAT_KEYS = (
     "dropout_point_biserial_r",
     "dropout_point_biserial_r_ci",
     "n",
+    "dropout_clients",
+    "other_clients",
+    "released",
 )
+
+
+def effects_released(
+    policy: privacy.PrivacyPolicy, dropout_clients: int, other_clients: int
+) -> bool:
+    """The one release rule for the statistics comparing dropouts with other endings (Cohen's
+    d, the odds ratio, the point-biserial r, the fitted curve): both groups have at least k
+    distinct clients (privacy.statistic_released)."""
+    return privacy.statistic_released(policy, dropout_clients, other_clients)
+
+
+def effect_groups(ctx: Context) -> pd.DataFrame:
+    """Client counts by (site or all, dropout), wide: site ("__all__" for every site in view),
+    dropout_clients, other_clients, dropout_episodes, other_episodes (ended episodes with an
+    early SRS; queries/dropout_effect_groups.sql)."""
+    g = queries.run(ctx.con, "dropout_effect_groups", **ctx.params())
+    g = g.assign(site=g["site"].fillna("__all__"))
+    wide = g.pivot_table(
+        index="site", columns="dropout", values=["n_clients", "episodes"], fill_value=0
+    )
+    out = pd.DataFrame(index=wide.index)
+    for col, key in (("n_clients", "clients"), ("episodes", "episodes")):
+        for flag, name in ((True, "dropout"), (False, "other")):
+            out[f"{name}_{key}"] = (
+                wide[(col, flag)].astype(int) if (col, flag) in wide.columns else 0
+            )
+    return out.reset_index()
 
 
 def expand(groups: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +183,7 @@ def _ci(e: Estimate) -> list[float]:
     return [e.low, e.high]
 
 
-def dropout_alliance_stats(ctx: Context) -> dict[str, float | list[float] | int]:
+def dropout_alliance_stats(ctx: Context) -> dict[str, float | list[float] | int | bool]:
     """The alliance-dropout headline statistics of metrics.md for the view's filters.
 
     Over ended episodes finished in the period that have an early SRS (`n`):
@@ -156,12 +192,16 @@ def dropout_alliance_stats(ctx: Context) -> dict[str, float | list[float] | int]
     dropout per 1 SD lower early SRS from a logistic regression on the standardized early SRS,
     Wald 95% CI; dropout_point_biserial_r: Pearson r of early SRS with dropout (0/1), Fisher-z
     95% CI (negative: a higher early SRS goes with less dropout). `*_ci` = [low, high].
-    Not computable (e.g. no dropouts) -> NaN. Unsuppressed: a caller that shows them applies
-    the privacy rule (both the dropout and the other episodes must describe >= k clients).
+    Not computable (e.g. no dropouts) -> NaN. Exact and unprotected: a caller that shows them
+    applies `effects_released` to dropout_clients and other_clients (the distinct clients of
+    the dropout and of the other episodes), whose verdict is under "released".
     """
     groups = queries.run(ctx.con, "dropout_early_srs", **ctx.params())
     pooled = pool(groups)
     est = effect_stats(pooled)
+    clients = effect_groups(ctx).set_index("site")
+    dropout_clients = int(clients["dropout_clients"].get("__all__", 0))
+    other_clients = int(clients["other_clients"].get("__all__", 0))
     return {
         "alliance_dropout_d": est["d"].value,
         "alliance_dropout_d_ci": _ci(est["d"]),
@@ -170,4 +210,7 @@ def dropout_alliance_stats(ctx: Context) -> dict[str, float | list[float] | int]
         "dropout_point_biserial_r": est["r"].value,
         "dropout_point_biserial_r_ci": _ci(est["r"]),
         "n": int(pooled["episodes"].sum()),
+        "dropout_clients": dropout_clients,
+        "other_clients": other_clients,
+        "released": effects_released(ctx.policy, dropout_clients, other_clients),
     }

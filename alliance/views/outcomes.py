@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import stats as sps
 
-from alliance import charts, figure_edit, queries
+from alliance import charts, figure_edit, privacy, queries
 from alliance.filters import Filters
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
@@ -667,12 +667,22 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
         return empty_panel(
             "trajectory", title, f"No episodes with both an early SRS and ≥ 2 {m.label} scores."
         )
-    cut_low, cut_high = float(df["cut_low"].iloc[0]), float(df["cut_high"].iloc[0])
-    names = {
-        1: f"{TERCILE_NAMES[1]} of early SRS (≤ {cut_low:.1f})",
-        2: f"{TERCILE_NAMES[2]} ({cut_low:.1f}–{cut_high:.1f})",
-        3: f"{TERCILE_NAMES[3]} (> {cut_high:.1f})",
-    }
+    # labels never carry a client's early SRS: cut points rounded to whole points, and only
+    # between two thirds of at least k clients each (privacy.cut_point_labels)
+    cut_low, cut_high = float(df["label_low"].iloc[0]), float(df["label_high"].iloc[0])
+    third_clients = df.groupby("tercile")["tercile_clients"].max()
+    names = dict(
+        zip(
+            (1, 2, 3),
+            privacy.cut_point_labels(
+                [f"{TERCILE_NAMES[1]} of early SRS", TERCILE_NAMES[2], TERCILE_NAMES[3]],
+                [cut_low, cut_high],
+                [int(third_clients.get(t, 0)) for t in (1, 2, 3)],
+                policy=ctx.policy,
+            ),
+            strict=True,
+        )
+    )
     df = df.assign(
         group=df["tercile"].map(names),
         session=df["session_number"].map(lambda s: f"{s}+" if s >= MAX_SESSION else str(s)),
@@ -733,7 +743,7 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
         ticktext=[str(i) if i < MAX_SESSION else f"{i}+" for i in range(1, MAX_SESSION + 1)],
     )
     direction = "rise" if m.higher_is_better else "fall"
-    table = safe.drop(columns=["group", "cut_low", "cut_high"]).assign(
+    table = safe.drop(columns=["group", "label_low", "label_high", "tercile_clients"]).assign(
         early_srs_third=safe["tercile"].map(names)
     )
     return Panel(
@@ -761,7 +771,15 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
             ]
         ],
         withheld=any_withheld(safe),
-        stats={"cut_low": cut_low, "cut_high": cut_high},
+        # the cut points as the labels show them (rounded), only where they are shown
+        stats={
+            k: v
+            for k, v, shown in (
+                ("cut_low", cut_low, "≈" in names[1]),
+                ("cut_high", cut_high, "≈" in names[3]),
+            )
+            if shown
+        },
     )
 
 
@@ -792,7 +810,7 @@ def _alliance_bins(ctx: Context, now: dict) -> Panel:
             n >= 2, tq * df["sd_improvement"].to_numpy(dtype=float) / np.sqrt(n), np.nan
         )
     df = df.assign(
-        group=[_bin_label(lo, hi) for lo, hi in zip(df["bin_low"], df["bin_high"], strict=True)],
+        group=df["bin"].astype(str),  # labelled once the groups are judged, below
         low=df["mean_improvement"] - half,
         high=df["mean_improvement"] + half,
     )
@@ -809,6 +827,7 @@ def _alliance_bins(ctx: Context, now: dict) -> Panel:
             "high",
         ],
     )
+    safe = safe.assign(group=_bin_labels(ctx, safe, bins))
     r = now["alliance_outcome_r"]
     ci = now["alliance_outcome_r_ci"]
     r_withheld = now["r_clients"] < ctx.policy.k
@@ -895,15 +914,50 @@ def _alliance_bins(ctx: Context, now: dict) -> Panel:
     )
 
 
-def _bin_label(low: object, high: object) -> str:
-    lo, hi = _num(low), _num(high)
-    if lo is None and hi is None:
-        return "all"
-    if lo is None:
-        return f"≤ {hi:.1f}"
-    if hi is None:
-        return f"> {lo:.1f}"
-    return f"{lo:.1f}–{hi:.1f}"
+PART_NAMES = {
+    2: "half",
+    3: "third",
+    4: "quarter",
+    5: "fifth",
+    6: "sixth",
+    7: "seventh",
+    8: "eighth",
+    9: "ninth",
+    10: "tenth",
+}
+
+
+def _bin_labels(ctx: Context, safe: pd.DataFrame, bins: int) -> list[str]:
+    """The early-SRS groups' labels ("lowest tenth (up to ≈ 30)", "2nd tenth (≈ 30 to ≈ 32)",
+    ...): cut points rounded to whole SRS points, named only between two groups that are shown
+    with at least k clients each (privacy.cut_point_labels); never a client's value."""
+    part = PART_NAMES.get(bins, "group")
+    ordinal = {2: "2nd", 3: "3rd"}
+    names = [
+        f"lowest {part}"
+        if i == 1
+        else f"highest {part}"
+        if i == bins
+        else f"{ordinal.get(i, f'{i}th')} {part}"
+        for i in range(1, bins + 1)
+    ]
+    if bins == 2:
+        names = ["lower half", "upper half"]
+    by_bin = safe.set_index("bin")
+    cuts: list[float | None] = []
+    for j in range(1, bins):
+        hi, lo = by_bin["label_high"].get(j), by_bin["label_low"].get(j + 1)
+        value = hi if hi is not None and not pd.isna(hi) else lo
+        cuts.append(None if value is None or pd.isna(value) else float(value))
+    clients = [by_bin["n_clients"].get(i) for i in range(1, bins + 1)]
+    labels = privacy.cut_point_labels(
+        names,
+        cuts,
+        [0 if c is None or pd.isna(c) else int(c) for c in clients],
+        policy=ctx.policy,
+        withheld=[bool(by_bin["suppressed"].get(i, False)) for i in range(1, bins + 1)],
+    )
+    return [labels[int(b) - 1] for b in safe["bin"]]
 
 
 # --------------------------------------------------------------------------- the view

@@ -13,13 +13,13 @@ of the period. All counting is done in SQL (queries/rupture_*.sql).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from alliance import charts, figure_edit, queries
+from alliance import charts, figure_edit, privacy, queries
 from alliance.filters import Filters, add_months
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
@@ -287,7 +287,53 @@ def _baseline(months: pd.Series, ctx: Context) -> np.ndarray:
     return (m < end).to_numpy()
 
 
-def _monthly(ctx: Context, monthly: pd.DataFrame, which: str, now: dict) -> Panel:
+class MonthClients:
+    """The distinct clients behind each month of the monthly charts (client ids, never shown),
+    fetched once and only when a month is withheld: the complementary rule judges the withheld
+    months by the distinct clients of their union (a client is seen in several months), not by
+    the sum of their counts (queries/rupture_month_clients.sql)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._table: pd.DataFrame | None = None
+
+    def table(self) -> pd.DataFrame:
+        if self._table is None:
+            df = queries.run(
+                self._ctx.con,
+                "rupture_month_clients",
+                **self._ctx.params(),
+                **rupture_params(self._ctx),
+            )
+            self._table = df.set_index("month")
+        return self._table
+
+    def ids(self, which: str) -> Callable[[pd.DataFrame], list[object]]:
+        """For privacy.suppress(clients_col=...): the ids of each row's month ("unit")."""
+        col = "previous_clients" if which == "rupture" else "fate_clients"
+
+        def of(frame: pd.DataFrame) -> list[object]:
+            by_month = self.table()[col]
+            return [by_month.get(u, []) for u in frame["unit"]]
+
+        return of
+
+
+def _monthly(
+    ctx: Context,
+    monthly: pd.DataFrame,
+    which: str,
+    now: dict,
+    clients: MonthClients | None = None,
+) -> Panel:
+    """A p-chart of the rupture or repair rate by month.
+
+    The privacy step comes first: the months to withhold (primary, and complementary judged by
+    the distinct clients of the withheld months together). The chart's centre line, limits and
+    run-chart rules are then formed from the shown months only: a withheld month has no centre,
+    no limits (they would solve back to its denominator) and no flags, and is not part of the
+    baseline (whose centre line would otherwise carry its counts).
+    """
     rupture = which == "rupture"
     key = "rupture_monthly" if rupture else "repair_monthly"
     title = "Rupture rate by month" if rupture else "Repair rate by month"
@@ -303,33 +349,50 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, which: str, now: dict) -> Pane
         )
         return empty_panel(key, title, f"No {what} in this selection.")
     df = df.assign(month=pd.to_datetime(df["unit"]))
-    base = _baseline(df["month"], ctx)
-    chart = p_chart(df[events].to_numpy(), df[n].to_numpy(), baseline=base)
-    rules = run_rules(chart["p"], chart["centre"], chart["lcl"], chart["ucl"])
-    scale = 100.0 if rupture else 1.0
-    frame = pd.DataFrame(
+    counts = pd.DataFrame(
         {
             "month": df["month"].to_numpy(),
+            "unit": df["unit"].to_numpy(),
             "n_clients": df[n_clients].to_numpy(),
             events: df[events].to_numpy(),
             n: df[n].to_numpy(),
-            "value": chart["p"].to_numpy() * scale,
-            "centre": chart["centre"].to_numpy() * scale,
-            "lcl": chart["lcl"].to_numpy() * scale,
-            "ucl": chart["ucl"].to_numpy() * scale,
-            "shift": rules["shift"].to_numpy(),
-            "trend": rules["trend"].to_numpy(),
-            "astronomical": rules["astronomical"].to_numpy(),
         }
     )
-    safe = protect(
-        ctx,
-        frame,
-        value_cols=[events, n, "value", "shift", "trend", "astronomical"],
+    # months add up to the period's total: one partition, whose withheld months must together
+    # describe k distinct clients
+    clients = clients or MonthClients(ctx)
+    safe = privacy.suppress(
+        counts,
+        policy=ctx.policy,
+        value_cols=[events, n],
+        clients_col=clients.ids(which),
+    ).drop(columns="unit")
+    withheld = safe["suppressed"].to_numpy(dtype=bool)
+    calendar_base = _baseline(df["month"], ctx)
+    base = calendar_base & ~withheld
+    chart = p_chart(
+        safe[events].to_numpy(dtype=float, na_value=np.nan),
+        safe[n].to_numpy(dtype=float, na_value=np.nan),
+        baseline=base,
+    )
+    rules = run_rules(chart["p"], chart["centre"], chart["lcl"], chart["ucl"])
+    scale = 100.0 if rupture else 1.0
+
+    def flag(col: str) -> pd.Series:
+        return pd.Series(rules[col].to_numpy(), index=safe.index, dtype="boolean").mask(withheld)
+
+    safe = safe.assign(
+        value=chart["p"].to_numpy() * scale,
+        centre=chart["centre"].to_numpy() * scale,
+        lcl=chart["lcl"].to_numpy() * scale,
+        ucl=chart["ucl"].to_numpy() * scale,
+        shift=flag("shift"),
+        trend=flag("trend"),
+        astronomical=flag("astronomical"),
     )
     baseline_end = None
-    if base.any() and not base.all():
-        baseline_end = pd.Timestamp(df["month"][base].max()) + pd.offsets.MonthEnd(1)
+    if calendar_base.any() and not calendar_base.all():
+        baseline_end = pd.Timestamp(df["month"][calendar_base].max()) + pd.offsets.MonthEnd(1)
     what = (
         "Ruptures per 100 SRS administrations with a previous SRS"
         if rupture
@@ -342,7 +405,8 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, which: str, now: dict) -> Pane
         subtitle=subtitle(
             ctx,
             f"{what}; p-chart, 3-sigma limits from the first "
-            f"{int(ctx.settings.spc_baseline_months)} months",
+            f"{int(ctx.settings.spc_baseline_months)} months"
+            + (" (withheld months left out)" if (calendar_base & withheld).any() else ""),
             definition_text(ctx),
             n_text=(
                 n_text(ctx, total, "SRS with a previous SRS", now["n_clients"])
@@ -366,7 +430,15 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, which: str, now: dict) -> Pane
             "Ruptures of the last weeks are partly still open, so recent months rest on fewer "
             "ruptures. "
         )
-    reading += f"{flagged} month(s) flagged." + withheld_note(ctx, safe)
+    reading += f"{flagged} month(s) flagged."
+    if withheld.any():
+        reading += (
+            " A withheld month has no centre line, limits or flags, and is left out of the "
+            "baseline: its limits would give its count away."
+        )
+        if not base.any() and not withheld.all():
+            reading += " Every baseline month is withheld, so no limits are drawn."
+    reading += withheld_note(ctx, safe)
     table = safe.assign(month=safe["month"].dt.strftime("%Y-%m"))[
         ["month", "n_clients", events, n, "value", "centre", "lcl", "ucl", "suppressed"]
     ].rename(columns={"value": "rate_per_100" if rupture else "repair_rate"})
@@ -847,8 +919,13 @@ def build(ctx: Context, section: str | None = None) -> View:
     panels: list[Panel] = []
     if "time" in chosen:
         monthly = rupture_counts(ctx, "month", table=table)
+        month_clients = MonthClients(ctx)  # one query for both charts, only if a month is withheld
         panels += _in(
-            "time", [_monthly(ctx, monthly, "rupture", now), _monthly(ctx, monthly, "repair", now)]
+            "time",
+            [
+                _monthly(ctx, monthly, "rupture", now, month_clients),
+                _monthly(ctx, monthly, "repair", now, month_clients),
+            ],
         )
     if "units" in chosen:
         clinic = rupture_counts(ctx, "clinic", table=table).iloc[0].to_dict()
