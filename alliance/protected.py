@@ -117,6 +117,7 @@ def protect_table(
     complementary: bool = True,
     n_col: str = "n_clients",
     n_key_from: str | None = None,
+    overlapping: bool = False,
 ) -> pd.DataFrame:
     """Threshold, numerator rule, complementary suppression and perturbation of one table.
 
@@ -131,6 +132,8 @@ def protect_table(
         n_key_from: the count of the same cell whose records the clients are counted from
             (e.g. ``"n"`` for sessions): the client count's key is derived from its key
             (:func:`alliance.noise.derived_key`), so no query sums distinct keys.
+        overlapping: the cells may share clients (months of one period): a withheld set is
+            judged by its largest cell, not by the sum of their counts.
 
     Returns:
         The table as :func:`alliance.privacy.suppress` returns it (``suppressed``,
@@ -167,6 +170,7 @@ def protect_table(
         value_cols=[c for c in value_cols if c not in keys],
         partition_cols=partition_cols,
         complementary=complementary,
+        overlapping=overlapping,
     )
     withheld = safe[privacy.SUPPRESSED_COL].to_numpy(dtype=bool)
     safe[n_col] = pd.Series(shown_n, index=df.index).round().astype("Int64").mask(withheld)

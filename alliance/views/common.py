@@ -81,6 +81,7 @@ def protect_counts(
     partition_cols: Sequence[str] = (),
     complementary: bool = True,
     n_key_from: str | None = None,
+    overlapping: bool = False,
 ) -> pd.DataFrame:
     """The protected-statistics step for a table whose counts come with their cell keys:
     threshold, numerator rule, complementary suppression and cell-key noise
@@ -96,6 +97,7 @@ def protect_counts(
         partition_cols=partition_cols,
         complementary=complementary,
         n_key_from=n_key_from,
+        overlapping=overlapping,
     )
 
 

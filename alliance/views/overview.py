@@ -384,6 +384,7 @@ def _alliance_trend(ctx: Context, now: dict) -> Panel:
         means=[protected.Mean("mean_score", "n", SRS_RANGE)],
         value_cols=["n", "mean_score", "sd_score"],
         n_key_from="n",
+        overlapping=True,  # a client is rated in many months
     )
     low, high = protected.mean_interval(
         safe["mean_score"], safe["sd_score"], safe["n"], SRS_RANGE, ctx.noise
@@ -439,6 +440,7 @@ def _dropout_trend(ctx: Context, now: dict) -> Panel:
         rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
         value_cols=["ended", "dropouts", "dropout_rate"],
         n_key_from="ended",
+        overlapping=True,  # a client may end two episodes in the period
     )
     low, high = protected.wilson(safe["dropouts"], safe["ended"], ctx.noise)
     safe = safe.assign(low=low, high=high)
