@@ -140,7 +140,8 @@ if preview is not None:
         st.error(
             f"{preview.problem_count:,} problem(s) found: nothing can be imported until they "
             "are fixed in the export. Rows are numbered as in a spreadsheet (the header is "
-            "row 1); identifying values are shown as (hidden)."
+            "row 1); identifying values are shown as (hidden), and cells that may hold anything "
+            "a person typed (a name, a date, a number, an address) as (withheld)."
             + (f" The first {len(preview.problems):,} are listed." if more > 0 else ""),
             icon=":material/error:",
         )
@@ -163,7 +164,7 @@ if preview is not None:
             icon=":material/download:",
             on_click="ignore",
         )
-    elif preview.ok:
+    elif preview.ok_once_confirmed:
         st.success(
             f"All {preview.rows_read:,} rows pass every rule: ready to import.",
             icon=":material/task_alt:",
@@ -171,18 +172,45 @@ if preview is not None:
     else:
         st.error("The file holds no data rows.", icon=":material/error:")
 
+    # site and program names: the clinic's own list (alliance/ingest/names.py)
+    for col, found in preview.first_list.items():
+        st.text(  # names from the data: plain text
+            f"This import starts the clinic's list of {col}s: {', '.join(found)}. Later imports "
+            "are checked against it."
+        )
+    accept_names = False
+    if preview.new_names:
+        st.warning(
+            f"{len(preview.new_names):,} site or program name(s) in the file are not on the "
+            "clinic's list. A person's name, a note or a typo typed into these columns would "
+            "become a filter option and a chart label, so new names are added only when you "
+            "confirm them. Otherwise correct the file at the rows shown.",
+            icon=":material/warning:",
+        )
+        st.dataframe(
+            ingest.problems_frame(preview.new_names),
+            hide_index=True,
+            width="stretch",
+            column_config={"problem": st.column_config.TextColumn(width="large")},
+        )
+        accept_names = st.checkbox(
+            "Add the new names to the clinic's list (they are real sites or programs)",
+            key="data_accept_names",
+        )
+
     confirmed = True
-    if kind == "demo" and preview.ok:
+    if kind == "demo" and preview.ok_once_confirmed:
         confirmed = st.checkbox(
             "Replace the demo clinic with this data (the demo is removed; build it again any "
             "time with `python -m alliance demo`)",
             key="data_replace_demo",
         )
+    importable = preview.ok_once_confirmed and (accept_names or not preview.needs_confirmation)
     if st.button(
         "Import",
         type="primary",
         icon=":material/upload:",
-        disabled=not (preview.ok and confirmed),
+        disabled=not (importable and confirmed),
         key="data_import",
     ):
         bar = st.progress(0.0, text="Starting")
@@ -195,6 +223,7 @@ if preview is not None:
                         date_format=options.date_format,
                         sheet=options.sheet,
                         replace_demo=kind == "demo" and confirmed,
+                        accept_new_names=accept_names,
                     ),
                     progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
                 )
@@ -219,6 +248,7 @@ if preview is not None:
                     k: v for k, v in result.counts.items() if k.startswith(("sessions", "episodes"))
                 },
                 "replaced_demo": result.replaced_demo,
+                "names_added": sum(len(v) for v in result.names_added().values()),
             },
         )
         st.session_state["data_flash"] = (

@@ -25,9 +25,29 @@ from tests.test_import_helpers import SAMPLE, _no_env_key, file_hash, import_  #
 def big_export(
     tmp_path_factory: pytest.TempPathFactory, demo_con: duckdb.DuckDBPyConnection
 ) -> Path:
-    """The 30k-session demo clinic written out as a contract export."""
-    path = tmp_path_factory.mktemp("atomic") / "export.csv"
-    assert export_contract_csv(demo_con, path) > 20_000
+    """The 30k-session demo clinic written out as a contract export, its sites and programs
+    renamed to those of the sample (the clinic's lists in `clinic_db`), so that the import goes
+    through without confirming new names."""
+    folder = tmp_path_factory.mktemp("atomic")
+    demo = folder / "demo.csv"
+    assert export_contract_csv(demo_con, demo) > 20_000
+    path = folder / "export.csv"
+    con = duckdb.connect()
+    con.execute(
+        f"""
+        copy (
+            select * replace (
+                case when site in ('Northside', 'Riverside', 'Eastgate') then 'North'
+                     else 'South' end as site,
+                case when program in ('Adult outpatient', 'Intensive outpatient')
+                     then 'Adult outpatient' when program is not null then 'Couples' end
+                     as program
+            )
+            from read_csv('{demo}', all_varchar = true)
+        ) to '{path}' (header)
+        """  # noqa: S608 (test paths)
+    )
+    con.close()
     return path
 
 

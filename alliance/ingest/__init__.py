@@ -14,7 +14,10 @@ Pipeline (``run.run_import``; ``python -m alliance import`` and the Data page bo
                         keyed pseudonym (alliance.pseudonym) and a small number, and the second
                         scan joins those numbers in place of the raw values while it types every
                         cell and evaluates every row rule (rules.py). Raw identifiers exist only in
-                        memory, never in any file, not even the temporary one.
+                        memory, never in any file, not even the temporary one. Text cells go onto
+                        their controlled lists, and cells that look like identifiers are refused
+                        (controlled.py)
+    names               site and program names against the clinic's own list (names.py)
     stage.validate      episode rules as set-based SQL; every problem keeps its spreadsheet row
     stage.prepare       typed sessions and episodes (age band at the first session; exact
                         duplicate rows collapsed)
@@ -27,11 +30,17 @@ Decisions worth knowing:
   valid rows; a row that breaks a rule is left out alone, but a disagreement *between* rows of
   an episode (gender, program, end reason, age, date of birth) or two different versions of one
   session leave out the whole episode, since there is no telling which row is right.
-* **The rejects file carries no identifiers.** It lists file, spreadsheet row, the reasons, and
-  the row's non-identifying values. The clinic fixes its export at those rows and imports the
-  whole export again: rows already imported are recognised and change nothing. (Writing the
-  raw rows back out would put client ids in a second file the clinic must then protect.)
-  Problem reports show identifying values as "(hidden)"; nothing logs a raw value.
+* **The rejects file carries no identifiers and no text** (rejects.py). It lists file,
+  spreadsheet row, the reasons, and the row's numbers and dates; every text cell reads
+  "(text withheld)". The clinic fixes its export at those rows and imports the whole export
+  again: rows already imported are recognised and change nothing. (Writing the raw rows back
+  out would put client ids, or whatever was typed into a text field, in a second file the
+  clinic must then protect.) Problem reports show identifying values as "(hidden)" and cells
+  that may hold anything a person typed as "(withheld)"; nothing logs a raw value.
+* **Controlled values** (controlled.py, names.py): gender and race/ethnicity onto their lists;
+  site and program names against the clinic's list, a new name confirmed with
+  ``accept_new_names`` (``--accept-new-names``, the Data page's checkbox) or the import stops,
+  nothing written, even with ``--skip-invalid``.
 * **Episodes change only by what an export states**: a non-blank program, gender or
   race/ethnicity, an end reason (never cleared by a later export that leaves it blank), and the
   age band when the export holds the episode's first session.

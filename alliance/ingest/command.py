@@ -1,6 +1,11 @@
 """``python -m alliance import``: run an import and report it. Exit 0 imported, 1 invalid data
 (nothing written), 2 usage error. No traceback for any data problem; raw identifiers are never
-printed (values of identifying columns show as "(hidden)")."""
+printed (values of identifying columns show as "(hidden)", cells that may hold anything a person
+typed as "(withheld)").
+
+``--accept-new-names`` confirms site and program names that are not yet on the clinic's list
+(names.py); without it such a name stops the import. The parser is alliance/cli.py's; a parser
+without the flag reads as "not confirmed"."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ def run_command(args: argparse.Namespace) -> int:
         rejects=args.rejects,
         dry_run=args.dry_run,
         replace_demo=args.replace_demo,
+        accept_new_names=bool(getattr(args, "accept_new_names", False)),
     )
     inputs = [(Path(f), str(f)) for f in args.files]
     try:
@@ -54,8 +60,19 @@ def report(result: ImportResult, db_path: Path, options: ImportOptions) -> int:
             file=sys.stderr,
         )
         print(format_report(result.problems, result.problem_count), file=sys.stderr)
+    if result.needs_confirmation:
+        print(
+            f"{len(result.new_names):,} name(s) not on the clinic's list of sites and programs:",
+            file=sys.stderr,
+        )
+        print(format_report(result.new_names), file=sys.stderr)
+        print(
+            "If they are right, import again with --accept-new-names to add them to the list; "
+            "otherwise correct the file.",
+            file=sys.stderr,
+        )
     if not result.ok:
-        if result.problem_count == 0 and result.valid_rows == 0:
+        if result.problem_count == 0 and result.valid_rows == 0 and not result.needs_confirmation:
             print("error: no data rows to import.", file=sys.stderr)
         print("Nothing was imported; the database is unchanged.", file=sys.stderr)
         return 1

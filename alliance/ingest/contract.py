@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-MAX_TEXT = 100  # site, program, gender, race/ethnicity: longer values are shifted columns or notes
+MAX_TEXT = 100  # text columns: longer values are shifted columns or notes
 FIRST_YEAR = 1990  # sessions before this date are refused
 END_REASONS = ("planned", "dropout", "other")
 OPEN_END_REASONS = ("ongoing",)  # and blank
@@ -93,7 +93,13 @@ COLUMNS: tuple[Column, ...] = (
         f"Not in the future, not before {FIRST_YEAR}.",
         required=True,
     ),
-    Column("site", "text", "identity", "Clinic location.", required=True),
+    Column(
+        "site",
+        "text",
+        "identity",
+        "Clinic location, from the clinic's list (names new to the list are confirmed at import).",
+        required=True,
+    ),
     # episode
     Column(
         "episode_id",
@@ -103,7 +109,13 @@ COLUMNS: tuple[Column, ...] = (
         "episode per client). Pseudonymized.",
         hidden=True,
     ),
-    Column("program", "text", "episode", "Service line, e.g. Adult outpatient, IOP, Couples."),
+    Column(
+        "program",
+        "text",
+        "episode",
+        "Service line, e.g. Adult outpatient, IOP, Couples; from the clinic's list (names new "
+        "to the list are confirmed at import).",
+    ),
     _int(
         "age",
         "episode",
@@ -134,9 +146,17 @@ COLUMNS: tuple[Column, ...] = (
         "gender",
         "text",
         "episode",
-        "Stored as given after trimming and lower-casing; blank = unknown.",
+        "female, male, non-binary, another gender or unknown (also f/woman, m/man, nonbinary/"
+        "non binary/enby, other; blank/declined/not recorded = unknown). Case and spaces do "
+        "not matter.",
     ),
-    Column("race_ethnicity", "text", "episode", "Stored as given after trimming; blank = unknown."),
+    Column(
+        "race_ethnicity",
+        "text",
+        "episode",
+        "One of the clinic's race/ethnicity categories (by default the US OMB 2024 ones, with "
+        "the 1997 labels accepted); blank/declined/not recorded = unknown.",
+    ),
     Column(
         "end_reason",
         "enum",
@@ -184,7 +204,7 @@ BY_NAME = {c.name: c for c in COLUMNS}
 NUMERIC = tuple(c for c in COLUMNS if c.kind in ("int", "score"))
 ALIASES = {"dob": "date_of_birth"}
 REQUIRED = tuple(c.name for c in COLUMNS if c.required)
-TEXT_COLUMNS = ("site", "program", "gender", "race_ethnicity")
+TEXT_COLUMNS = ("site", "program", "gender", "race_ethnicity", "end_reason")  # see controlled.py
 EPISODE_AGREE = ("program", "gender", "race_ethnicity", "end_reason", "birth_year", "date_of_birth")
 
 # Column names that hold direct identifiers or free text: dropped before anything is read.

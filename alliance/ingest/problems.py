@@ -14,6 +14,9 @@ import pandas as pd
 from alliance.ingest.contract import FIRST_YEAR
 
 HIDDEN_VALUE = "(hidden)"  # shown instead of the value of an identifying column
+WITHHELD_VALUE = "(withheld)"  # shown instead of a cell that may hold anything a person typed
+# rules whose cell is never shown: it looks like an identifier, or is free text off its list
+WITHHELD_RULES = frozenset({"identifying", "text_long", "gender", "race_ethnicity", "end_reason"})
 REPORT_LIMIT = 50
 
 # rule id -> message; formatted with lo, hi, dates (the expected date form), ref (another row)
@@ -45,8 +48,17 @@ RULES: dict[str, str] = {
     "range": "outside the range {lo:g}–{hi:g}",
     "decimals": "more than one decimal place",
     "integer": "not a whole number",
-    "text_long": "longer than 100 characters or spans several lines (a shifted column or a note?)",
-    "end_reason": "must be planned, dropout, other, ongoing or blank",
+    "text_long": "longer than 100 characters or spans several lines (a shifted column or a "
+    "note?); the value is not shown",
+    "end_reason": "must be planned, dropout, other, ongoing or blank; the value is not shown",
+    "identifying": "looks like {detail}: identifiers must never be typed into this column; "
+    "the value is not shown",
+    "gender": "must be one of {detail} (or a listed synonym such as f, m, nonbinary, declined); "
+    "the value is not shown",
+    "race_ethnicity": "must be one of the clinic's race/ethnicity categories ({detail}); "
+    "the value is not shown",
+    "new_name": "not on the clinic's list of {detail} ({n:,} row(s)): correct the file, or "
+    "confirm the new name (--accept-new-names; on the Data page, tick 'Add the new names')",
     "items_partial": "{detail} items are incomplete and no total is given: give all four items "
     "or the total",
     "items_total": "differs from the sum of the four items by more than 0.1",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alliance.ingest import contract as C
+from alliance.ingest.controlled import list_position_sql
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,44 @@ class RowRule:
     column_sql: str | None = None  # SQL giving the column name, when it depends on the row
     detail: str = "null::varchar"  # SQL: extra text for the message
     numeric: bool = False  # the range/precision rule of a numeric column
+    text: bool = False  # the rule of a text column (identifiers, length, controlled list)
 
 
 def blank(col: str) -> str:
     return f"coalesce(trim(r_{col}), '') = ''"
+
+
+def unless_identifying(col: str, allowed_kind: str | None = None) -> str:
+    """SQL: the raw cell, or NULL when it looks like an identifier (then it is never shown)."""
+    kind = f"identifying_kind(r_{col})"
+    if allowed_kind is None:
+        return f"case when {kind} is null then r_{col} end"
+    return f"case when coalesce({kind}, '{allowed_kind}') = '{allowed_kind}' then r_{col} end"
+
+
+# text columns with a controlled list: SQL testing that a (non-blank) cell is off the list
+_OFF_LIST = {
+    "gender": list_position_sql("r_gender", "$gender_keys") + " is null",
+    "race_ethnicity": list_position_sql("r_race_ethnicity", "$race_keys") + " is null",
+    "end_reason": "lower(trim(r_end_reason)) not in ("
+    + ", ".join(f"'{v}'" for v in (*C.END_REASONS, *C.OPEN_END_REASONS))
+    + ")",
+}
+
+
+def text_rule(col: str) -> RowRule:
+    """One rule per text column: a cell that looks like an identifier, a long or multi-line
+    cell (a note or a shifted column), a value off its controlled list. The value is never
+    shown (NULL): it may be anything a person typed."""
+    checks = [
+        f"when identifying_kind(r_{col}) is not null then 'identifying'",
+        f"when length(r_{col}) > {C.MAX_TEXT} or contains(r_{col}, chr(10)) "
+        f"or contains(r_{col}, chr(13)) then 'text_long'",
+    ]
+    if col in _OFF_LIST:
+        checks.append(f"when {_OFF_LIST[col]} then '{col}'")
+    rule = f"case when {blank(col)} then null " + " ".join(checks) + " end"
+    return RowRule(col, rule, "null", detail=f"identifying_kind(r_{col})", text=True)
 
 
 def _numeric_rule(c: C.Column) -> RowRule:
@@ -39,13 +74,15 @@ def _numeric_rule(c: C.Column) -> RowRule:
     r = f"r_{c.name}"
     rule = (
         f"case when {r} is null then null "
-        f"when {n} is null then case when trim({r}) = '' then null else 'number' end "
+        f"when {n} is null then case when trim({r}) = '' then null "
+        f"when identifying_kind({r}) is not null then 'identifying' else 'number' end "
         f"when not isfinite({n}) or contains({r}, '_') or contains({r}, 'e') "
         f"or contains({r}, 'E') then 'number' "
         f"when {n} < {c.lo} or {n} > {c.hi} then 'range' "
         f"when {precision} then '{precision_rule}' end"
     )
-    return RowRule(c.name, rule, "null" if c.hidden else f"r_{c.name}", numeric=True)
+    value = "null" if c.hidden else unless_identifying(c.name)
+    return RowRule(c.name, rule, value, detail=f"identifying_kind({r})", numeric=True)
 
 
 def row_rules() -> list[RowRule]:
@@ -56,16 +93,13 @@ def row_rules() -> list[RowRule]:
         RowRule("site", f"case when {blank('site')} then 'required' end"),
         RowRule(
             "session_date",
-            f"case when {blank('session_date')} then 'required' when sdate is null then 'date' "
+            f"case when {blank('session_date')} then 'required' when sdate is null then "
+            "case when coalesce(identifying_kind(r_session_date), 'date') <> 'date' "
+            "then 'identifying' else 'date' end "
             "when sdate > $today then 'date_future' "
             f"when sdate < date '{C.FIRST_YEAR}-01-01' then 'date_old' end",
-            "r_session_date",
-        ),
-        RowRule(
-            "end_reason",
-            f"case when not {blank('end_reason')} and lower(trim(r_end_reason)) not in "
-            "('planned', 'dropout', 'other', 'ongoing') then 'end_reason' end",
-            "r_end_reason",
+            unless_identifying("session_date", "date"),
+            detail="identifying_kind(r_session_date)",
         ),
         RowRule(
             "date_of_birth",
@@ -78,15 +112,7 @@ def row_rules() -> list[RowRule]:
             "and n_birth_year > year(sdate) then 'birth_year_after' end",
         ),
     ]
-    for col in C.TEXT_COLUMNS:
-        rules.append(
-            RowRule(
-                col,
-                f"case when length(r_{col}) > {C.MAX_TEXT} or contains(r_{col}, chr(10)) "
-                f"or contains(r_{col}, chr(13)) then 'text_long' end",
-                f"r_{col}",
-            )
-        )
+    rules.extend(text_rule(col) for col in C.TEXT_COLUMNS)
     rules.extend(_numeric_rule(c) for c in C.NUMERIC)
     for label, total, items in (
         ("SRS", "srs_total", C.SRS_ITEMS),

@@ -11,16 +11,17 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from alliance import db
 from alliance.ingest import contract as C
-from alliance.ingest import merge
-from alliance.ingest.problems import REPORT_LIMIT, Problem
+from alliance.ingest import controlled, merge, names
+from alliance.ingest.problems import REPORT_LIMIT
 from alliance.ingest.read import Source, UsageError, open_source
+from alliance.ingest.result import FileSummary, ImportResult
 from alliance.ingest.stage import DEFAULT_MEMORY_LIMIT, Stage
 from alliance.pseudonym import SecretKey, SecretKeyError, load_key
 
@@ -40,84 +41,10 @@ class ImportOptions:
     rejects: Path | None = None
     dry_run: bool = False  # validate and plan; write nothing (not even a key file)
     replace_demo: bool = False  # allowed to remove the demo clinic (same transaction)
+    accept_new_names: bool = False  # site/program names not on the clinic's list are added
+    # the race/ethnicity list: None = the clinic settings file's, else US OMB 2024 (controlled.py)
+    race_categories: object = None
     memory_limit: str = DEFAULT_MEMORY_LIMIT
-
-
-@dataclass
-class FileSummary:
-    name: str
-    fmt: str
-    fingerprint: str
-    rows: int = 0
-    blank_rows: int = 0
-    recognized: dict[str, str] = field(default_factory=dict)  # header text -> contract column
-    identifiers: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ImportResult:
-    files: list[FileSummary]
-    problems: list[Problem]  # the first `problem_limit`, in file/row order
-    problem_count: int = 0
-    rows_read: int = 0
-    rows_rejected: int = 0
-    valid_rows: int = 0
-    sessions: int = 0  # distinct sessions in the valid rows
-    episodes: int = 0
-    clients: int = 0
-    therapists: int = 0
-    counts: dict[str, int] = field(default_factory=dict)  # plan: added/updated/unchanged ...
-    dry_run: bool = False
-    written: bool = False
-    dataset_kind_before: str = "none"
-    replaced_demo: bool = False
-    rejects_written: int = 0
-    seconds: float = 0.0
-
-    skip_invalid: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Imported (or, for a dry run, importable)."""
-        return self.valid_rows > 0 and (self.problem_count == 0 or self.skip_invalid)
-
-    @property
-    def file_problems(self) -> list[Problem]:
-        return [p for p in self.problems if p.row is None]
-
-    @property
-    def needs_replace_demo(self) -> bool:
-        return self.dataset_kind_before == "demo"
-
-    @property
-    def identifiers(self) -> list[str]:
-        return sorted({h for f in self.files for h in f.identifiers})
-
-    @property
-    def ignored(self) -> list[str]:
-        return sorted({h for f in self.files for h in f.ignored})
-
-    def summary_lines(self) -> list[str]:
-        c = self.counts
-        rate = self.rows_read / self.seconds if self.seconds else 0
-        would = "would be " if self.dry_run else ""
-        lines = [
-            f"rows read            {self.rows_read:,}",
-            f"sessions added       {c.get('sessions_added', 0):,}",
-            f"sessions updated     {c.get('sessions_updated', 0):,}",
-            f"sessions unchanged   {c.get('sessions_unchanged', 0):,}",
-            f"episodes             {c.get('episodes_added', 0):,} {would}added, "
-            f"{c.get('episodes_updated', 0):,} {would}updated",
-            f"identifiers dropped  {', '.join(self.identifiers) or 'none'}",
-            f"columns ignored      {', '.join(self.ignored) or 'none'}",
-        ]
-        if self.rows_rejected:
-            lines.append(f"rows rejected        {self.rows_rejected:,}")
-        if self.replaced_demo:
-            lines.append("demo clinic          removed")
-        lines.append(f"time                 {self.seconds:.1f} s ({rate:,.0f} rows/s)")
-        return lines
 
 
 def check_date_format(date_format: str | None) -> str:
@@ -248,6 +175,11 @@ def run_import(
             "(on the Data page: tick 'Replace the demo clinic')."
         )
     key = _key_for(db_path, meta, dry_run=options.dry_run)
+    lists = names.read_lists(db_path, kind)
+    race_spec = options.race_categories
+    if race_spec is None:
+        race_spec = controlled.race_setting(controlled.settings_file_of(db_path))
+    race = controlled.race_vocabulary(race_spec)
 
     say(0.02, "Reading the files")
     sources = [
@@ -260,6 +192,7 @@ def run_import(
         dry_run=options.dry_run,
         dataset_kind_before=kind,
         skip_invalid=options.skip_invalid,
+        accept_new_names=options.accept_new_names,
     )
     for src, summary in zip(sources, result.files, strict=True):
         if src.headers:
@@ -270,6 +203,7 @@ def run_import(
 
     with Stage(memory_limit=options.memory_limit) as stage:
         stage.date_form = "YYYY-MM-DD" if options.date_format is None else options.date_format
+        stage.race = race
         for file_no, (src, summary) in enumerate(zip(sources, result.files, strict=True)):
             stage.sources.append(src)
             if not src.readable:
@@ -289,6 +223,7 @@ def run_import(
             return result
 
         say(0.4, "Checking every rule")
+        stage.canonicalize_names(lists)
         count = stage.validate()
         result.problem_count = count + len(structural)
         if result.problem_count:
@@ -297,8 +232,17 @@ def run_import(
             rows.sort(key=lambda p: (order.get(p.file, 0), p.row or 0))
             result.problems = rows[:problem_limit]
         result.rows_rejected = stage.rejected_rows() + len(structural)
+        for found, problem in stage.new_names(valid_rows_only=options.skip_invalid):
+            if lists[found.column]:
+                result.new_names.append(problem)
+                result.unlisted.setdefault(found.column, []).append(found.name)
+            else:
+                result.first_list.setdefault(found.column, []).append(found.name)
         if result.problem_count and not options.skip_invalid:
             result.seconds = time.perf_counter() - started
+            return result
+        if result.needs_confirmation and not options.dry_run:
+            result.seconds = time.perf_counter() - started  # nothing written, not even rejects
             return result
         if options.skip_invalid and options.rejects is not None and not options.dry_run:
             result.rejects_written = stage.write_rejects(Path(options.rejects))
@@ -333,6 +277,7 @@ def run_import(
                     raise DemoDataError(f"{db_path} holds the demo clinic: add --replace-demo")
                 merge.remove_demo(con)
                 result.replaced_demo = True
+            names.check_unchanged(con, lists)  # the lists this import was checked against
             stored = db.get_meta(con).get(KEY_CHECK)
             if stored and stored != key.check:
                 raise SecretKeyError("the secret key differs from this database's")

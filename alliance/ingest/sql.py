@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from alliance.ingest import contract as C
 from alliance.ingest import rules
+from alliance.ingest.controlled import list_position_sql, macros_sql
 
 RAW_FIELDS = tuple(c.name for c in C.COLUMNS)  # every contract column, read as text
 ID_COLUMNS = ("client_id", "episode_id", "therapist_id", "date_of_birth")
@@ -32,7 +33,7 @@ create table episode_keys (
     episode_no integer primary key, client_no integer not null, episode_key varchar not null
 );
 create table therapist_keys (therapist_no integer primary key, therapist_key varchar not null);
-"""
+""" + macros_sql()
 
 
 def rows_table() -> str:
@@ -47,11 +48,12 @@ def rows_table() -> str:
             therapist_no integer,
             dob_no integer,                -- number of the date of birth (agreement only)
             sdate date,                    -- below: valid values only (invalid -> null + issue)
-            site varchar,
-            program varchar,
+            site varchar,                  -- text: valid values only, gender and race as
+            program varchar,               -- their list's label (null = blank or unknown)
             gender varchar,
             race_ethnicity varchar,
             end_reason varchar,            -- planned | dropout | other | null (open)
+            given_text utinyint,           -- bit i set: TEXT_COLUMNS[i] was not blank
             age smallint,                  -- the age column
             birth_year smallint,
             age_years smallint,            -- age at this session from age, dob or birth year
@@ -74,6 +76,10 @@ def load_sql(
     nums = ",\n".join(f"num(r_{c.name}) as n_{c.name}" for c in C.NUMERIC)
     checks = ",\n".join(f"{r.rule} as k{i}" for i, r in enumerate(row_rules))
     numeric_rule = {r.column: i for i, r in enumerate(row_rules) if r.numeric}
+    text_rule = {r.column: i for i, r in enumerate(row_rules) if r.text}
+    given_text = " + ".join(
+        f"(not blank(r_{col}))::int * {1 << i}" for i, col in enumerate(C.TEXT_COLUMNS)
+    )
     typed = ",\n".join(
         f"case when k{numeric_rule[c.name]} is null then n_{c.name}::{TYPES[c.name]} end as {c.name}"
         for c in C.NUMERIC
@@ -136,12 +142,17 @@ def load_sql(
             client_no, episode_no, therapist_no,
             case when dob_date is not null then dob_no end,
             sdate,
-            nullif(trim(r_site), '') as site,
-            nullif(trim(r_program), '') as program,
-            nullif(lower(trim(r_gender)), '') as gender,
-            nullif(trim(r_race_ethnicity), '') as race_ethnicity,
+            case when k{text_rule["site"]} is null then nullif(trim(r_site), '') end as site,
+            case when k{text_rule["program"]} is null
+                 then nullif(trim(r_program), '') end as program,
+            case when k{text_rule["gender"]} is null then nullif(list_extract($gender_values,
+                 {list_position_sql("r_gender", "$gender_keys")}), '') end as gender,
+            case when k{text_rule["race_ethnicity"]} is null then nullif(list_extract(
+                 $race_values, {list_position_sql("r_race_ethnicity", "$race_keys")}), '')
+                 end as race_ethnicity,
             case when lower(trim(r_end_reason)) in ('planned', 'dropout', 'other')
                  then lower(trim(r_end_reason)) end as end_reason,
+            ({given_text})::utinyint as given_text,
             age_ok as age,
             birth_year_ok as birth_year,
             coalesce(

@@ -12,7 +12,6 @@ cell and evaluates every row rule (rules.py). Episode rules then run as set-base
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import re
 import shutil
@@ -24,8 +23,10 @@ import duckdb
 import pyarrow as pa
 
 from alliance.ingest import contract as C
+from alliance.ingest import names as name_lists
 from alliance.ingest import rules, sql
-from alliance.ingest.problems import HIDDEN_VALUE, Problem, message
+from alliance.ingest.controlled import GENDER_VOCABULARY, KIND_TEXT, Vocabulary, race_vocabulary
+from alliance.ingest.problems import HIDDEN_VALUE, WITHHELD_RULES, WITHHELD_VALUE, Problem, message
 from alliance.ingest.read import Source
 from alliance.pseudonym import SecretKey, episode_message
 
@@ -72,6 +73,8 @@ class Stage:
     """A private staging database for one import."""
 
     date_form = "YYYY-MM-DD"  # how dates are described in problems
+    gender: Vocabulary = GENDER_VOCABULARY
+    race: Vocabulary = race_vocabulary()  # the clinic's list may replace it (run.py)
 
     def __init__(self, *, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None):
         cleanup_stale_stages()
@@ -227,7 +230,9 @@ class Stage:
             has_episode="episode_id" in src.columns,
         )
         try:
-            self.con.execute(query, {**params, "fmt": date_format, "today": today})
+            self.con.execute(
+                query, {**params, "fmt": date_format, "today": today, **self._list_params()}
+            )
         except duckdb.Error as exc:
             src.problems.append(_unreadable(src, exc))
             return LoadStats()
@@ -247,6 +252,15 @@ class Stage:
             {"f": file_no},
         ).fetchall()[0]
         return LoadStats(rows=int(counts[0]), blank_rows=int(counts[1]))
+
+    def _list_params(self) -> dict[str, list[str]]:
+        """The controlled lists as query parameters (never as SQL text)."""
+        return {
+            "gender_keys": list(self.gender.keys),
+            "gender_values": list(self.gender.values),
+            "race_keys": list(self.race.keys),
+            "race_values": list(self.race.values),
+        }
 
     def _number_ids(self, distinct: list[tuple[str, str, str, str]], key: SecretKey) -> pa.Table:
         """Map each distinct (client, episode, therapist, dob) to numbers; new clients, episodes
@@ -368,6 +382,12 @@ class Stage:
         column = src.header_of(col) if col else ""
         hidden = col in C.BY_NAME and C.BY_NAME[col].hidden
         shown = HIDDEN_VALUE if hidden and rule != "required" else ("" if value is None else value)
+        if rule in WITHHELD_RULES and not hidden:
+            shown = WITHHELD_VALUE
+        if rule == "identifying":
+            detail = KIND_TEXT.get(detail or "", "an identifier")
+        elif rule in ("gender", "race_ethnicity"):
+            detail = (self.gender if rule == "gender" else self.race).describe()
         ref = ""
         if ref_row is not None:
             ref = str(ref_row)
@@ -388,59 +408,24 @@ class Stage:
         return int(self.con.execute("select count(*) from rejected").fetchall()[0][0])
 
     def write_rejects(self, path: Path) -> int:
-        """The rejected rows with their reasons, WITHOUT identifying columns.
+        """The rejected rows and their reasons, without identifiers or text (rejects.py)."""
+        from alliance.ingest.rejects import write_rejects
 
-        Columns: file, row, problems, then the row's non-identifying contract values (as
-        understood; a cell that broke a rule is blank here and quoted in `problems`). A clinic
-        fixes its export at those rows and imports the whole export again: rows already
-        imported are recognised and change nothing.
-        """
-        shown = ["session_date", "site", "program", "age", "gender", "race_ethnicity"]
-        shown += ["end_reason", "session_number", *rules.SESSION_VALUES]
-        exprs = ["strftime(l.sdate, '%Y-%m-%d')"] + [f"l.{c}" for c in shown[1:]]
-        reasons: dict[tuple[int, int], list[str]] = {}
-        for r in self.con.execute(
-            "select file_no, row_no, col, rule, value, ref_file, ref_row, detail from problems"
-        ).fetchall():
-            p = self._problem(*r)
-            reasons.setdefault((r[0], r[1]), []).append(
-                f"{p.column}: {p.message}" + (f" ({p.value})" if p.value else "")
-                if p.column
-                else p.message
-            )
-        found = self.con.execute(
-            f"select r.file_no, r.row_no, {', '.join(exprs)} "  # noqa: S608 (constant columns)
-            "from rejected as r join live as l using (file_no, row_no) order by 1, 2"
-        ).fetchall()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        count = 0
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["file", "row", "problems", *shown])
-            for file_no, row_no, *values in found:
-                why = reasons.get((file_no, row_no)) or self._episode_reason(file_no, row_no)
-                writer.writerow([self.sources[file_no].display, row_no, "; ".join(why), *values])
-                count += 1
-            for p in self.structural:  # rows the CSV reader could not return at all
-                writer.writerow([p.file, p.row, p.message, *([""] * len(shown))])
-                count += 1
-        return count
+        return write_rejects(self, path)
 
-    def _episode_reason(self, file_no: int, row_no: int) -> list[str]:
-        first = self.con.execute(
-            """
-            select p.file_no, p.row_no
-            from live as l join problems as p using (episode_no)
-            where l.file_no = $f and l.row_no = $r
-            order by p.file_no, p.row_no limit 1
-            """,
-            {"f": file_no, "r": row_no},
-        ).fetchall()
-        first = first[0] if first else None
-        ref = "" if first is None else str(first[1])
-        if first is not None and first[0] != file_no:
-            ref += f" of {self.sources[first[0]].display}"
-        return [message("episode_rejected", ref=ref)]
+    # --- the clinic's lists of sites and programs (names.py) ----------------------------------
+    def canonicalize_names(self, lists: dict[str, list[str]]) -> None:
+        name_lists.canonicalize(self.con, lists)
+
+    def new_names(self, *, valid_rows_only: bool) -> list[tuple[name_lists.NewName, Problem]]:
+        """Names off the clinic's list, each with its problem located at its first row."""
+        found = []
+        for n in name_lists.new_names(self.con, valid_rows_only=valid_rows_only):
+            src = self.sources[n.file_no]
+            text = message("new_name", detail=name_lists.PLURAL[n.column], n=n.rows)
+            column = src.header_of(n.column)
+            found.append((n, Problem(src.display, n.row_no, column, n.name, "new_name", text)))
+        return found
 
     # --- preparing ----------------------------------------------------------------------------
     def prepare(self) -> dict[str, int]:
