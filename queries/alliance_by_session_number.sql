@@ -29,6 +29,7 @@
 --   n: integer, rated sessions
 --   mean_score: double, mean alliance score (SRS points or WAI-SR mean item)
 --   sd_score: double, SD of the score
+--   n_cellkey: integer, cell key of n (alliance/noise.py)
 with
 multi_clients as (
     -- clients with several episodes (derive.sql: multi_episode_client), a few percent
@@ -41,6 +42,7 @@ s as (
     select
         episode_id,
         client_id,
+        ckey,
         session_index,
         case when $alliance = 'wai' then wai else srs end as score
     from sessions_in_view(
@@ -63,6 +65,7 @@ rows_all as (
         episode_id,
         client_id,
         client_id in (select client_id from multi_clients) as multi,
+        ckey,
         score
     from s
     where score is not null
@@ -74,6 +77,7 @@ rows_fixed as (
         episode_id,
         client_id,
         client_id in (select client_id from multi_clients) as multi,
+        ckey,
         score
     from s
     semi join fixed_episodes using (episode_id)
@@ -87,7 +91,8 @@ grouped as (
         count(*) filter (where not multi) as single_rows,
         count(*) as n,
         avg(score) as mean_score,
-        stddev_samp(score) as sd_score
+        stddev_samp(score) as sd_score,
+        sum(ckey)::bigint as n_cellkey
     from (select * from rows_all union all select * from rows_fixed)
     group by cohort, session_number
 ),
@@ -126,7 +131,8 @@ final as (
         end + coalesce(m.clients, 0) as n_clients,
         g.n,
         g.mean_score,
-        g.sd_score
+        g.sd_score,
+        g.n_cellkey
     from grouped as g
     left join multi_counts as m using (cohort, session_number)
 )

@@ -24,10 +24,12 @@
 --   n_clients: integer, distinct clients with a rating in the bin
 --   n: integer, ratings in the bin
 --   share: double, n / all ratings in view (0-1)
+--   n_cellkey: integer, cell key of n (alliance/noise.py)
 with
 s as (
     select
         client_id,
+        ckey,
         case when $alliance = 'wai' then wai else srs end as score
     from sessions_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
@@ -39,6 +41,7 @@ binned as (
     -- the last regular bin = the top score
     select
         client_id,
+        ckey,
         case
             when score < $bin_floor then -1
             when score >= $scale_max then ceil(($scale_max - $bin_floor) / $bin_width)
@@ -53,7 +56,8 @@ per_client as (
     select
         bin,
         client_id,
-        count(*) as n
+        count(*) as n,
+        sum(ckey) as n_cellkey
     from binned
     group by bin, client_id
 ),
@@ -61,7 +65,8 @@ per_bin as (
     select
         bin,
         count(*) as n_clients,
-        sum(n)::bigint as n
+        sum(n)::bigint as n,
+        sum(n_cellkey)::bigint as n_cellkey
     from per_client
     group by all
 ),
@@ -79,7 +84,8 @@ final as (
         end as bin_high,
         n_clients,
         n,
-        n / sum(n) over () as share
+        n / sum(n) over () as share,
+        n_cellkey
     from per_bin
 )
 select * from final

@@ -19,10 +19,13 @@
 --   with_previous: integer, SRS administrations with a previous SRS in the same episode
 --   drops: integer, of those, at least rupture_threshold points below the previous SRS
 --   drop_rate: double, drops / with_previous (0-1)
+--   with_previous_cellkey: integer, cell key of with_previous (alliance/noise.py)
+--   drops_cellkey: integer, cell key of drops (alliance/noise.py)
 with
 s as (
     select
         client_id,
+        ckey,
         srs,
         prev_srs
     from sessions_in_view(
@@ -38,7 +41,10 @@ final as (
         count(*) as with_previous,
         count(*) filter (where round(prev_srs - srs, 1) >= $rupture_threshold) as drops,
         count(*) filter (where round(prev_srs - srs, 1) >= $rupture_threshold)
-            / nullif(count(*), 0) as drop_rate
+            / nullif(count(*), 0) as drop_rate,
+        coalesce(sum(ckey), 0)::bigint as with_previous_cellkey,
+        coalesce(sum(ckey) filter (where round(prev_srs - srs, 1) >= $rupture_threshold), 0)::bigint
+            as drops_cellkey
     from s
 )
 select * from final;

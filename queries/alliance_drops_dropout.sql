@@ -22,11 +22,14 @@
 --   episodes: integer, ended episodes with >= 2 SRS administrations
 --   dropouts: integer, of those, ended by dropout
 --   dropout_rate: double, dropouts / episodes (0-1)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
+--   dropouts_cellkey: integer, cell key of dropouts (alliance/noise.py)
 with
 ended as (
     select
         episode_id,
         client_id,
+        ekey,
         dropout,
         max_srs_drop
     from ended_episodes_in_view(
@@ -80,7 +83,9 @@ final as (
         count(distinct e.client_id) as n_clients,
         count(*) as episodes,
         count(*) filter (where e.dropout) as dropouts,
-        count(*) filter (where e.dropout) / count(*) as dropout_rate
+        count(*) filter (where e.dropout) / count(*) as dropout_rate,
+        sum(e.ekey)::bigint as episodes_cellkey,
+        coalesce(sum(e.ekey) filter (where e.dropout), 0)::bigint as dropouts_cellkey
     from ended as e
     left join drops as d using (episode_id)
     group by all

@@ -24,12 +24,17 @@
 --   wai_clients: integer, distinct clients with a WAI-SR score
 --   mean_wai: double, mean WAI-SR mean item score (1-5)
 --   sd_wai: double, SD of WAI-SR mean item scores
+--   sessions_cellkey: integer, cell key of sessions (alliance/noise.py)
+--   srs_n_cellkey: integer, cell key of srs_n (alliance/noise.py)
+--   srs_below_cellkey: integer, cell key of srs_below (alliance/noise.py)
+--   wai_n_cellkey: integer, cell key of wai_n (alliance/noise.py)
 with
 s as not materialized (
     -- read twice below (the ratings and the clients): scanning the sessions twice is cheaper
     -- than copying millions of them once
     select
         client_id,
+        ckey,
         srs,
         wai
     from sessions_in_view(
@@ -46,7 +51,11 @@ ratings as (
         count(*) filter (where srs < $srs_cutoff) as srs_below,
         count(wai) as wai_n,
         avg(wai) as mean_wai,
-        stddev_samp(wai) as sd_wai
+        stddev_samp(wai) as sd_wai,
+        coalesce(sum(ckey), 0)::bigint as sessions_cellkey,
+        coalesce(sum(ckey) filter (where srs is not null), 0)::bigint as srs_n_cellkey,
+        coalesce(sum(ckey) filter (where srs < $srs_cutoff), 0)::bigint as srs_below_cellkey,
+        coalesce(sum(ckey) filter (where wai is not null), 0)::bigint as wai_n_cellkey
     from s
 ),
 per_client as (
@@ -78,7 +87,11 @@ final as (
         r.wai_n,
         c.wai_clients,
         r.mean_wai,
-        r.sd_wai
+        r.sd_wai,
+        r.sessions_cellkey,
+        r.srs_n_cellkey,
+        r.srs_below_cellkey,
+        r.wai_n_cellkey
     from ratings as r
     cross join clients as c
 )

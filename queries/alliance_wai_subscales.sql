@@ -20,11 +20,15 @@
 --   administrations: integer, WAI-SR administrations
 --   mean_score: double, mean over episodes of the episode's mean score (1-5)
 --   sd_score: double, SD of the episode means
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
+--   administrations_cellkey: integer, cell key of administrations (alliance/noise.py)
 with
 s as (
     select
         episode_id,
         client_id,
+        ckey,
+        ekey,
         wai,
         wai_task_mean,
         wai_bond_mean,
@@ -39,7 +43,9 @@ per_episode as (
     select
         episode_id,
         any_value(client_id) as client_id,
+        any_value(ekey) as ekey,
         count(*) as administrations,
+        sum(ckey) as administrations_key,
         avg(wai) as total,
         avg(wai_task_mean) as task,
         avg(wai_bond_mean) as bond,
@@ -59,7 +65,9 @@ final as (
         count(*) as episodes,
         sum(administrations) as administrations,
         avg(score) as mean_score,
-        stddev_samp(score) as sd_score
+        stddev_samp(score) as sd_score,
+        sum(ekey)::bigint as episodes_cellkey,
+        sum(administrations_key)::bigint as administrations_cellkey
     from long
     group by subscale
 )

@@ -19,10 +19,13 @@
 --   dropouts: integer, of those, ended by dropout
 --   dropout_rate: double, dropouts / episodes (0-1)
 --   mean_early_srs: double, mean early SRS of the band (points)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
+--   dropouts_cellkey: integer, cell key of dropouts (alliance/noise.py)
 with
 e as (
     select
         client_id,
+        ekey,
         dropout,
         early_srs,
         case when early_srs < $srs_cutoff then 'below' else 'at_or_above' end as band
@@ -39,7 +42,9 @@ final as (
         count(*) as episodes,
         count(*) filter (where dropout) as dropouts,
         count(*) filter (where dropout) / count(*) as dropout_rate,
-        avg(early_srs) as mean_early_srs
+        avg(early_srs) as mean_early_srs,
+        sum(ekey)::bigint as episodes_cellkey,
+        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey
     from e
     group by band
 )

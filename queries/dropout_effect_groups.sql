@@ -18,11 +18,13 @@
 --   dropout: boolean, ended by dropout
 --   n_clients: integer, distinct clients
 --   episodes: integer, ended episodes with an early SRS
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
 with
 e as (
     select
         site,
         client_id,
+        ekey,
         dropout
     from ended_episodes_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
@@ -35,7 +37,8 @@ final as (
         site,
         dropout,
         count(distinct client_id) as n_clients,
-        count(*) as episodes
+        count(*) as episodes,
+        sum(ekey)::bigint as episodes_cellkey
     from e
     group by grouping sets ((site, dropout), (dropout))
 )

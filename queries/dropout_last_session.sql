@@ -21,10 +21,12 @@
 --   n_clients: integer, distinct clients of the episodes
 --   episodes: integer, episodes of that ending whose last session is in the bin
 --   share: double, episodes / all episodes of that ending (0-1)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
 with
 e as (
     select
         client_id,
+        ekey,
         end_reason as ending,
         n_sessions
     from ended_episodes_in_view(
@@ -36,6 +38,7 @@ e as (
 binned as (
     select
         client_id,
+        ekey,
         ending,
         least(n_sessions, $last_number) as bin_order
     from e
@@ -48,7 +51,8 @@ final as (
              else bin_order::varchar end as last_session,
         count(distinct client_id) as n_clients,
         count(*) as episodes,
-        count(*) / sum(count(*)) over (partition by ending) as share
+        count(*) / sum(count(*)) over (partition by ending) as share,
+        sum(ekey)::bigint as episodes_cellkey
     from binned
     group by ending, bin_order
 )

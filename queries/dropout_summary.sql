@@ -28,10 +28,16 @@
 --   dropout_clients: integer, distinct clients of the dropout episodes
 --   median_last_dropout: double, median number of attended sessions of dropout episodes
 --   median_last_planned: double, median number of attended sessions of planned endings
+--   ended_cellkey: integer, cell key of ended (alliance/noise.py)
+--   dropouts_cellkey: integer, cell key of dropouts (alliance/noise.py)
+--   with_early_srs_cellkey: integer, cell key of with_early_srs (alliance/noise.py)
+--   early_dropouts_cellkey: integer, cell key of early_dropouts (alliance/noise.py)
+--   planned_cellkey: integer, cell key of planned (alliance/noise.py)
 with
 e as (
     select
         client_id,
+        ekey,
         dropout,
         end_reason,
         early_srs,
@@ -60,7 +66,13 @@ final as (
         count(distinct client_id) filter (where end_reason = 'planned') as planned_clients,
         count(distinct client_id) filter (where dropout) as dropout_clients,
         median(n_sessions) filter (where dropout) as median_last_dropout,
-        median(n_sessions) filter (where end_reason = 'planned') as median_last_planned
+        median(n_sessions) filter (where end_reason = 'planned') as median_last_planned,
+        coalesce(sum(ekey), 0)::bigint as ended_cellkey,
+        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey,
+        coalesce(sum(ekey) filter (where early_srs is not null), 0)::bigint as with_early_srs_cellkey,
+        coalesce(sum(ekey) filter (where early_srs is not null and dropout), 0)::bigint
+            as early_dropouts_cellkey,
+        coalesce(sum(ekey) filter (where end_reason = 'planned'), 0)::bigint as planned_cellkey
     from e
 )
 select * from final;
