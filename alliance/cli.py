@@ -205,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--rejects", type=Path, metavar="PATH", help="where rejected rows go")
     imp.add_argument("--dry-run", action="store_true", help="validate and report; write nothing")
     imp.add_argument("--replace-demo", action="store_true", help="allow removing the demo clinic")
+    imp.add_argument(
+        "--accept-new-names",
+        action="store_true",
+        help="add site and program names that are not yet on the clinic's list",
+    )
     imp.add_argument("--quiet", action="store_true", help="no progress lines")
     imp.set_defaults(func=cmd_import)
 

@@ -55,6 +55,9 @@ class Settings:
     rupture_threshold: float = 2.0  # SRS drop (points) from the previous SRS
     repair_window: int = 2  # SRS administrations in which a rupture can be repaired
     clinic_name: str = "Demo Clinic"
+    # the clinic's own race/ethnicity list for imports (alliance/ingest/controlled.py): None =
+    # US OMB 2024; a list name ("ONS 2021"), a list of categories, or categories -> synonyms
+    race_ethnicity_categories: object = dataclasses.field(default=None, compare=False, hash=False)
 
     def clinical_cutoff(self, measure: str) -> float:
         return float(getattr(self, f"{measure}_clinical"))

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from alliance import ui
+from alliance.noise import NoiseParams
 from alliance.settings import Settings
 from alliance.views.common import markdown_safe
 
@@ -103,6 +104,24 @@ with st.form("settings"):
         "Digital 5–8. Lower values disclose more.",
     )
     clinic = c2.text_input("Clinic name (report footers)", current.clinic_name, max_chars=80)
+    noise_max = c1.number_input(
+        "Largest adjustment to a count",
+        1,
+        5,
+        current.noise_max,
+        1,
+        help="Each shown count carries a small fixed adjustment so that subtracting two outputs "
+        "never gives a small group's exact figure (cell-key perturbation; README, Privacy).",
+    )
+    noise_variance = c2.number_input(
+        "Variance of that adjustment",
+        0.1,
+        15.0,
+        float(current.noise_variance),
+        0.1,
+        help="At most (largest + 1)(2 x largest + 1) / 6: 2.5 for a largest adjustment of 2. "
+        "The default 2 makes -2, -1, 0, +1 and +2 equally likely.",
+    )
     saved = st.form_submit_button("Save settings", type="primary", disabled=not can_edit)
 
 if saved and can_edit:
@@ -120,7 +139,16 @@ if saved and can_edit:
         spc_baseline_months=int(baseline),
         privacy_k=int(k),
         clinic_name=clinic.strip() or defaults.clinic_name,
+        noise_max=int(noise_max),
+        noise_variance=float(noise_variance),
     )
+    try:
+        NoiseParams(
+            max_noise=new.noise_max, variance=new.noise_variance, sum_share=new.noise_sum_share
+        )
+    except ValueError as exc:
+        st.error(f"Not saved: {exc}.", icon=":material/error:")
+        st.stop()
     ui.save_settings(new)
     ui.audit("settings_changed", {"settings": new.to_json()})
     st.success("Saved. Every page now uses these settings.", icon=":material/check:")
