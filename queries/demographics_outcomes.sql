@@ -26,10 +26,15 @@
 --   clinical_clients: integer, distinct clients of the episodes starting in the clinical range
 --   clinical_n: integer, episodes starting in the clinical range
 --   recovered: integer, of clinical_n, out of the clinical range at the last administration
+--   outcome_n_cellkey: integer, cell key of outcome_n (alliance/noise.py)
+--   reliable_improvement_cellkey: integer, cell key of reliable_improvement (alliance/noise.py)
+--   clinical_n_cellkey: integer, cell key of clinical_n (alliance/noise.py)
+--   recovered_cellkey: integer, cell key of recovered (alliance/noise.py)
 with
 outcomes as (
     select
         client_id,
+        ekey,
         improvement,
         case when $higher_is_better then first_score < $clinical_cutoff
              else first_score >= $clinical_cutoff end as clinical_at_start,
@@ -55,7 +60,11 @@ final as (
         count(*) filter (where improvement >= $reliable_change) as reliable_improvement,
         count(distinct client_id) filter (where clinical_at_start) as clinical_clients,
         count(*) filter (where clinical_at_start) as clinical_n,
-        count(*) filter (where clinical_at_start and not clinical_at_end) as recovered
+        count(*) filter (where clinical_at_start and not clinical_at_end) as recovered,
+        coalesce(sum(ekey), 0)::bigint as outcome_n_cellkey,
+        coalesce(sum(ekey) filter (where improvement >= $reliable_change), 0)::bigint as reliable_improvement_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start), 0)::bigint as clinical_n_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start and not clinical_at_end), 0)::bigint as recovered_cellkey
     from outcomes
     group by grouping sets ((client_group), ())
 )

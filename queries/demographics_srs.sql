@@ -28,10 +28,13 @@
 --   sum_m2: double, sum over clusters of (client's ratings)^2
 --   sum_b2: double, sum over clusters of (client's ratings below cutoff)^2
 --   sum_bm: double, sum over clusters of client's below-cutoff ratings x client's ratings
+--   srs_n_cellkey: integer, cell key of srs_n (alliance/noise.py)
+--   below_cellkey: integer, cell key of below (alliance/noise.py)
 with
 rated as (
     select
         client_id,
+        ckey,
         srs,
         case $dimension
             when 'age_band' then age_band
@@ -50,7 +53,9 @@ per_client as (
         client_id,
         count(*)::double as m,
         sum(srs)::double as y,
-        count(*) filter (where srs < $srs_cutoff)::double as b
+        count(*) filter (where srs < $srs_cutoff)::double as b,
+        sum(ckey) as mk,
+        coalesce(sum(ckey) filter (where srs < $srs_cutoff), 0) as bk
     from rated
     group by client_group, client_id
 ),
@@ -67,7 +72,9 @@ final as (
         sum(y * m) as sum_ym,
         sum(m * m) as sum_m2,
         sum(b * b) as sum_b2,
-        sum(b * m) as sum_bm
+        sum(b * m) as sum_bm,
+        coalesce(sum(mk), 0)::bigint as srs_n_cellkey,
+        coalesce(sum(bk), 0)::bigint as below_cellkey
     from per_client
     group by grouping sets ((client_group), ())
 )

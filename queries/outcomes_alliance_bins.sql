@@ -30,10 +30,12 @@
 --   mean_early_srs: double, SRS points (0-40), mean early SRS of the group
 --   mean_improvement: double, points, mean improvement (positive = better)
 --   sd_improvement: double, points, SD of improvement (n - 1)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
 with
 outcomes as (
     select
         client_id,
+        ekey,
         early_srs,
         round(improvement, 6) as improvement
     from outcomes_in_view(
@@ -66,7 +68,8 @@ final as (
         count(*) as episodes,
         avg(early_srs) as mean_early_srs,
         avg(improvement) as mean_improvement,
-        stddev_samp(improvement) as sd_improvement
+        stddev_samp(improvement) as sd_improvement,
+        coalesce(sum(ekey), 0)::bigint as episodes_cellkey
     from binned
     group by bin
 )

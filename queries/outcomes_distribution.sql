@@ -26,10 +26,12 @@
 --   band_order: integer, 1 deterioration, 2 no reliable change, 3 improvement
 --   n_clients: integer, distinct clients in the cell
 --   episodes: integer, episodes in the cell
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
 with
 outcomes as (
     select
         client_id,
+        ekey,
         round(improvement, 6) as improvement
     from outcomes_in_view(
         $measure, $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
@@ -40,6 +42,7 @@ outcomes as (
 binned as (
     select
         client_id,
+        ekey,
         least(
             greatest(round(improvement / $bin_width) * $bin_width, $lowest_bin),
             $highest_bin
@@ -61,7 +64,8 @@ final as (
         end as band,
         band_order,
         count(distinct client_id) as n_clients,
-        count(*) as episodes
+        count(*) as episodes,
+        coalesce(sum(ekey), 0)::bigint as episodes_cellkey
     from binned
     group by bin, band_order
 )

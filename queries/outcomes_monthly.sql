@@ -26,11 +26,18 @@
 --   clinical_n: integer, of outcome_n, in the clinical range at the first administration
 --   recovered: integer, of clinical_n, out of the clinical range at the last administration
 --   reliably_recovered: integer, of clinical_n, recovered and reliably improved
+--   outcome_n_cellkey: integer, cell key of outcome_n (alliance/noise.py)
+--   reliable_improvement_cellkey: integer, cell key of reliable_improvement (alliance/noise.py)
+--   reliable_deterioration_cellkey: integer, cell key of reliable_deterioration (alliance/noise.py)
+--   clinical_n_cellkey: integer, cell key of clinical_n (alliance/noise.py)
+--   recovered_cellkey: integer, cell key of recovered (alliance/noise.py)
+--   reliably_recovered_cellkey: integer, cell key of reliably_recovered (alliance/noise.py)
 with
 outcomes as (
     select
         end_month,
         client_id,
+        ekey,
         round(first_score, 6) as first_score,
         round(last_score, 6) as last_score,
         round(improvement, 6) as improvement
@@ -67,7 +74,13 @@ final as (
         count(*) filter (where clinical_at_start and not clinical_at_end) as recovered,
         count(*) filter (
             where clinical_at_start and not clinical_at_end and reliably_improved
-        ) as reliably_recovered
+        ) as reliably_recovered,
+        coalesce(sum(ekey), 0)::bigint as outcome_n_cellkey,
+        coalesce(sum(ekey) filter (where reliably_improved), 0)::bigint as reliable_improvement_cellkey,
+        coalesce(sum(ekey) filter (where reliably_deteriorated), 0)::bigint as reliable_deterioration_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start), 0)::bigint as clinical_n_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start and not clinical_at_end), 0)::bigint as recovered_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start and not clinical_at_end and reliably_improved), 0)::bigint as reliably_recovered_cellkey
     from classified
     group by end_month
 )

@@ -35,9 +35,17 @@
 --   r_n: integer, episodes with both an early SRS and an improvement
 --   r_clients: integer, distinct clients of the r_n episodes
 --   r: double, Pearson r between early SRS and improvement (null when undefined)
+--   ended_cellkey: integer, cell key of ended (alliance/noise.py)
+--   outcome_n_cellkey: integer, cell key of outcome_n (alliance/noise.py)
+--   reliable_improvement_cellkey: integer, cell key of reliable_improvement (alliance/noise.py)
+--   reliable_deterioration_cellkey: integer, cell key of reliable_deterioration (alliance/noise.py)
+--   clinical_n_cellkey: integer, cell key of clinical_n (alliance/noise.py)
+--   recovered_cellkey: integer, cell key of recovered (alliance/noise.py)
+--   reliably_recovered_cellkey: integer, cell key of reliably_recovered (alliance/noise.py)
+--   r_n_cellkey: integer, cell key of r_n (alliance/noise.py)
 with
 ended as (
-    select episode_id
+    select episode_id, ekey
     from ended_episodes_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
@@ -47,6 +55,7 @@ outcomes as (
     select
         episode_id,
         client_id,
+        ekey,
         early_srs,
         round(first_score, 6) as first_score,
         round(last_score, 6) as last_score,
@@ -73,7 +82,9 @@ classified as (
     from outcomes
 ),
 ended_stats as (
-    select count(*) as ended
+    select
+        count(*) as ended,
+        coalesce(sum(ekey), 0)::bigint as ended_cellkey
     from ended
 ),
 outcome_stats as (
@@ -93,7 +104,14 @@ outcome_stats as (
         stddev_samp(first_score) as sd_first,
         count(*) filter (where early_srs is not null) as r_n,
         count(distinct client_id) filter (where early_srs is not null) as r_clients,
-        corr(early_srs, improvement) as r
+        corr(early_srs, improvement) as r,
+        coalesce(sum(ekey), 0)::bigint as outcome_n_cellkey,
+        coalesce(sum(ekey) filter (where reliably_improved), 0)::bigint as reliable_improvement_cellkey,
+        coalesce(sum(ekey) filter (where reliably_deteriorated), 0)::bigint as reliable_deterioration_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start), 0)::bigint as clinical_n_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start and not clinical_at_end), 0)::bigint as recovered_cellkey,
+        coalesce(sum(ekey) filter (where clinical_at_start and not clinical_at_end and reliably_improved), 0)::bigint as reliably_recovered_cellkey,
+        coalesce(sum(ekey) filter (where early_srs is not null), 0)::bigint as r_n_cellkey
     from classified
 ),
 final as (
@@ -112,7 +130,15 @@ final as (
         o.sd_first,
         o.r_n,
         o.r_clients,
-        case when isfinite(o.r) then o.r end as r
+        case when isfinite(o.r) then o.r end as r,
+        e.ended_cellkey,
+        o.outcome_n_cellkey,
+        o.reliable_improvement_cellkey,
+        o.reliable_deterioration_cellkey,
+        o.clinical_n_cellkey,
+        o.recovered_cellkey,
+        o.reliably_recovered_cellkey,
+        o.r_n_cellkey
     from ended_stats as e
     cross join outcome_stats as o
 )

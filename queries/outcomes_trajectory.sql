@@ -32,11 +32,13 @@
 --   episodes: integer, episodes with a score at that session number
 --   mean_score: double, points, mean score of the measure (raw direction of the measure)
 --   sd_score: double, points, SD of the score (n - 1)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
 with
 episodes as (
     select
         episode_id,
         client_id,
+        ekey,
         multi_episode_client as multi,
         early_srs
     from outcomes_in_view(
@@ -56,6 +58,7 @@ banded as (
     select
         e.episode_id,
         e.client_id,
+        e.ekey,
         e.multi,
         c.shown[1] as label_low,
         c.shown[2] as label_high,
@@ -78,6 +81,7 @@ sessions as not materialized (
         b.label_low,
         b.label_high,
         b.client_id,
+        b.ekey,
         b.multi,
         s.episode_id,
         least(s.session_index, $max_session) as session_number,
@@ -96,7 +100,8 @@ per_episode as (
     -- each episode's mean score per session number: a session number below $max_session is one
     -- session (session_index numbers an episode's sessions 1, 2, ...: derive.sql), so only the
     -- pooled last number needs grouping by episode
-    select tercile, session_number, episode_id, client_id, multi, label_low, label_high, score
+    select
+        tercile, session_number, episode_id, client_id, ekey, multi, label_low, label_high, score
     from sessions
     where score is not null
       and session_number < $max_session
@@ -106,6 +111,7 @@ per_episode as (
         session_number,
         episode_id,
         any_value(client_id) as client_id,
+        any_value(ekey) as ekey,
         any_value(multi) as multi,
         any_value(label_low) as label_low,
         any_value(label_high) as label_high,
@@ -124,7 +130,8 @@ per_unit as (
         count(*) filter (where not multi) as single_clients,
         count(*) as episodes,
         avg(score) as mean_score,
-        stddev_samp(score) as sd_score
+        stddev_samp(score) as sd_score,
+        coalesce(sum(ekey), 0)::bigint as episodes_cellkey
     from per_episode
     group by tercile, session_number
 ),
@@ -149,7 +156,8 @@ final as (
         single_clients + coalesce(multi_clients, 0) as n_clients,
         episodes,
         mean_score,
-        sd_score
+        sd_score,
+        episodes_cellkey
     from per_unit
     left join multi_clients using (tercile, session_number)
     join tercile_clients using (tercile)

@@ -18,7 +18,7 @@ import pytest
 from scipy import stats as sps
 from streamlit.testing.v1 import AppTest
 
-from alliance import db, queries
+from alliance import db, noise, protected, queries
 from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.privacy import PrivacyPolicy, assert_no_small_cells, display_table
@@ -209,19 +209,42 @@ def test_clustered_rate_difference_follows_risk_difference_vs_overall():
 
 
 def test_dropout_by_group_with_wilson_and_risk_difference(small_con):
-    view = demographics.build(small_ctx(small_con), "race_ethnicity")
+    """The shown figures are the protected ones (issue 19): White's 1 dropout of 4 endings and
+    the clinic's 3 of 8, each count with its cell's noise (k = 1 here, so nothing is withheld);
+    rate, Wilson interval and the gap from the clinic are formed from those, the gap's interval
+    being the exact Newcombe interval's half-widths widened for the noise."""
+    ctx = small_ctx(small_con)
+    view = demographics.build(ctx, "race_ethnicity")
     panel = next(p for p in view.panels if p.key == "demo_dropout")
     data = panel.data.set_index("Race/ethnicity")
     white = data.loc["White"]
-    assert white["dropout rate %"] == pytest.approx(25.0)
-    lo, hi = wilson_interval(1, 4)
+    raw = queries.run(
+        small_con, "demographics_dropout", **YEAR.sql_params(), dimension="race_ethnicity"
+    )
+    row = raw[(raw["level"] == "group") & (raw["client_group"] == "White")].iloc[0]
+    clinic = raw[raw["level"] == "clinic"].iloc[0]
+    assert (row["dropouts"], row["ended"], clinic["dropouts"], clinic["ended"]) == (1, 4, 3, 8)
+
+    def shown(r, col):
+        return noise.perturb_counts(
+            np.array([float(r[col])]), np.array([float(r[f"{col}_cellkey"])]), ctx.noise, 1
+        )[0]
+
+    x, n = shown(row, "dropouts"), shown(row, "ended")
+    cx, cn = shown(clinic, "dropouts"), shown(clinic, "ended")
+    assert white["ended episodes"] == n
+    assert white["dropout rate %"] == pytest.approx(100 * x / n)
+    lo, hi = protected.wilson(pd.Series([x]), pd.Series([n]), ctx.noise)
     assert (white["95% CI low %"], white["95% CI high %"]) == pytest.approx(
         (lo[0] * 100, hi[0] * 100)
     )
+    assert panel.stats["clinic"] == pytest.approx(cx / cn)
+    assert white["difference from clinic-wide (pct points)"] == pytest.approx(
+        100 * (x / n - cx / cn)
+    )
     rd = risk_difference_vs_overall(1, 4, 3, 8)
-    assert white["difference from clinic-wide (pct points)"] == pytest.approx(rd.value * 100)
-    assert white["difference 95% CI low"] == pytest.approx(rd.low * 100)
-    assert panel.stats["clinic"] == pytest.approx(3 / 8)
+    width = white["difference 95% CI high"] - white["difference 95% CI low"]
+    assert width >= (rd.high - rd.low) * 100 - 1e-9  # widened for the noise, never narrower
     # groups in a neutral order (alphabetical, 'unknown' last), never by value
     assert list(data.index) == ["Asian", "Black or African American", "White"]
 

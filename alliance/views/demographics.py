@@ -32,11 +32,19 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import stats as sps
 
-from alliance import charts, figure_edit, privacy, queries
+from alliance import charts, figure_edit, noise, privacy, protected, queries
 from alliance.panel import Context, Panel, View, empty_panel
+from alliance.protected import Z95
 from alliance.settings import MEASURES
 from alliance.stats import risk_difference, risk_difference_vs_overall, wilson_interval
-from alliance.views.common import chart_text, n_text, protect, srs_cutoff_text, subtitle
+from alliance.views.common import (
+    chart_text,
+    n_text,
+    noise_note,
+    protect_counts,
+    srs_cutoff_text,
+    subtitle,
+)
 from alliance.views.therapists import fit_header
 
 TITLE = "Client demographics (equity)"
@@ -54,6 +62,7 @@ AGE_ORDER = ["<18", "18-25", "26-44", "45-64", "65+"]
 UNKNOWN = "unknown"
 UNKNOWN_LABEL = "Not recorded"
 ALL_SITES = "All sites"
+SRS_RANGE = 40.0  # one SRS total's range (0-40): the scale of a mean's sum noise
 EQUITY_NOTE = (
     "Differences between groups are associations that may reflect referral, case mix or "
     "measurement, not the clients themselves; small groups have wide intervals."
@@ -242,6 +251,137 @@ def _srs_sums(df: pd.DataFrame, numerator: str) -> ClusterSums:
     )
 
 
+# --------------------------------------------------------------------------- protection
+# Every shown figure comes from protected counts (cell-key noise, alliance/noise.py): a group's
+# value is its protected mean or rate, its interval is formed around that and widened for the
+# noise, and its gap from the clinic is protected group minus protected clinic, the exact
+# interval's half-widths widened for the noise of both. Exact counts only judge.
+
+
+def _protect_groups(
+    ctx: Context,
+    groups: pd.DataFrame,
+    count: str,
+    *,
+    events: str | None = None,
+    mean: protected.Mean | None = None,
+) -> pd.DataFrame:
+    """The groups of a dimension (one partition: they split the clinic) through the protect
+    step: `count` (with its key) and the distinct clients from it, a rate events / count with
+    the numerator rule, or a mean over count."""
+    counts = ["n_clients", count] + ([events] if events else [])
+    rates = [protected.Rate("value", events, count)] if events else []
+    cols = ["client_group", *counts, *(f"{c}_cellkey" for c in counts[1:])]
+    frame = groups[cols].reset_index(drop=True)
+    if mean is not None:
+        frame = frame.assign(**{mean.col: groups[mean.col].to_numpy()})
+    safe = protect_counts(
+        ctx,
+        frame,
+        counts=counts,
+        means=[mean] if mean is not None else [],
+        rates=rates,
+        value_cols=[*counts[1:], *([mean.col] if mean is not None else ["value"])],
+        n_key_from=count,
+    )
+    return safe
+
+
+def _clinic_shown(
+    ctx: Context, clinic: pd.Series, count: str, *, events: str | None = None, mean=None
+) -> tuple[float, float | None]:
+    """The clinic-wide row as shown: (protected count, protected rate or mean); the value is
+    None where the numerator rule withholds it (1 .. k-1 events or non-events)."""
+    k = ctx.policy.k
+    n = float(
+        noise.perturb_counts(
+            np.array([float(clinic[count])]),
+            np.array([float(clinic[f"{count}_cellkey"])]),
+            ctx.noise,
+            k,
+        )[0]
+    )
+    if events is not None:
+        x_exact, n_exact = int(clinic[events]), int(clinic[count])
+        if 0 < x_exact < k or 0 < n_exact - x_exact < k or n <= 0:
+            return n, None
+        x = float(
+            noise.perturb_counts(
+                np.array([float(x_exact)]),
+                np.array([float(clinic[f"{events}_cellkey"])]),
+                ctx.noise,
+                k,
+            )[0]
+        )
+        return n, x / n
+    if mean is None:
+        return n, None
+    value = noise.perturb_means(
+        np.array([float(mean)]),
+        np.array([n]),
+        np.array([float(clinic[f"{count}_cellkey"])]),
+        SRS_RANGE,
+        ctx.noise,
+    )[0]
+    return n, None if np.isnan(value) else float(value)
+
+
+def _recentred(
+    exact: np.ndarray, low: np.ndarray, high: np.ndarray, shown: np.ndarray, extra: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """An exact interval's half-widths around the protected value, widened for the noise
+    (`extra`: the variance the noise adds)."""
+    exact, low, high, shown = (np.asarray(a, dtype=float) for a in (exact, low, high, shown))
+    return noise.widen(shown, shown - (exact - low), shown + (high - exact), extra, Z95)
+
+
+def _rate_gap(
+    ctx: Context,
+    safe: pd.DataFrame,
+    x_exact: np.ndarray,
+    n_exact: np.ndarray,
+    clinic_x: float,
+    clinic_n: float,
+    overall: float,
+    clinic_shown_n: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Protected group rate minus protected clinic rate, with the exact Newcombe interval of
+    `risk_difference_vs_overall` around it, widened for the noise of both rates."""
+    rd = [
+        risk_difference_vs_overall(xi, ni, clinic_x, clinic_n)
+        for xi, ni in zip(x_exact, n_exact, strict=True)
+    ]
+    value = safe["value"].to_numpy(dtype=float, na_value=np.nan)
+    shown_n = safe["n"].to_numpy(dtype=float, na_value=np.nan)
+    diff = value - overall
+    extra = noise.rate_noise_variance(value, shown_n, ctx.noise) + noise.rate_noise_variance(
+        np.array([overall]), np.array([clinic_shown_n]), ctx.noise
+    )
+    low, high = _recentred(
+        np.array([r.value for r in rd]),
+        np.array([r.low for r in rd]),
+        np.array([r.high for r in rd]),
+        diff,
+        extra,
+    )
+    hide = ~np.isfinite(value)
+    return tuple(np.where(hide, np.nan, a) for a in (diff, low, high))  # type: ignore[return-value]
+
+
+def _withheld_clinic(ctx: Context, metric: _Metric, dimension: str) -> Panel:
+    return empty_panel(
+        f"demo_{metric.key}",
+        metric.title,
+        f"The clinic-wide {_x_label(metric, ctx).lower()} rests on fewer than {ctx.policy.k} "
+        "events or non-events in this selection, so this comparison is withheld. Widen the "
+        "period or clear a filter.",
+        section=DIMENSIONS[dimension],
+    )
+
+
+# --------------------------------------------------------------------------- panels
+
+
 def _srs_mean_panel(ctx: Context, df: pd.DataFrame, dimension: str) -> Panel:
     metric = _Metric(
         "mean_srs",
@@ -255,13 +395,25 @@ def _srs_mean_panel(ctx: Context, df: pd.DataFrame, dimension: str) -> Panel:
     groups, clinic = df[~df["is_clinic"]], df[df["is_clinic"]]
     if groups.empty or clinic.empty:
         return empty_panel(metric.key, metric.title, "No SRS ratings in this selection.")
+    groups = groups.assign(mean_srs=groups["srs_sum"] / groups["srs_n"])
+    safe = _protect_groups(
+        ctx, groups, "srs_n", mean=protected.Mean("mean_srs", "srs_n", SRS_RANGE)
+    )
     g, c = _srs_sums(groups, "srs"), _srs_sums(clinic, "srs")
-    value, low, high = clustered_mean_ci(g)
-    cb = _broadcast(c, len(groups))
-    diff, dlow, dhigh = clustered_mean_diff_vs_overall(g, cb)
-    table = _metric_table(groups, "srs_n", value, low, high, diff, dlow, dhigh)
-    overall = float(clinic["srs_sum"].iloc[0] / clinic["srs_n"].iloc[0])
-    return _dots_panel(ctx, metric, table, overall, _clinic_total(clinic, "srs_n"), dimension)
+    exact, low, high = clustered_mean_ci(g)
+    diff_exact, dlow, dhigh = clustered_mean_diff_vs_overall(g, _broadcast(c, len(groups)))
+    row = clinic.iloc[0]
+    clinic_n, overall = _clinic_shown(ctx, row, "srs_n", mean=float(row["srs_sum"] / row["srs_n"]))
+    value = safe["mean_srs"].to_numpy(dtype=float, na_value=np.nan)
+    shown_n = safe["srs_n"].to_numpy(dtype=float, na_value=np.nan)
+    var_g = noise.mean_noise_variance(shown_n, SRS_RANGE, ctx.noise)
+    var_c = noise.mean_noise_variance(np.array([clinic_n]), SRS_RANGE, ctx.noise)
+    low, high = _recentred(exact, low, high, value, var_g)
+    diff = value - overall
+    dlow, dhigh = _recentred(diff_exact, dlow, dhigh, diff, var_g + var_c)
+    table = _metric_table(safe, "srs_n", value, low, high, diff, dlow, dhigh)
+    total = (clinic_n, int(row["n_clients"]))
+    return _dots_panel(ctx, metric, table, overall, total, dimension)
 
 
 def _srs_below_panel(ctx: Context, df: pd.DataFrame, dimension: str) -> Panel:
@@ -277,12 +429,28 @@ def _srs_below_panel(ctx: Context, df: pd.DataFrame, dimension: str) -> Panel:
     groups, clinic = df[~df["is_clinic"]], df[df["is_clinic"]]
     if groups.empty or clinic.empty:
         return empty_panel(metric.key, metric.title, "No SRS ratings in this selection.")
+    safe = _protect_groups(ctx, groups, "srs_n", events="below")
     g, c = _srs_sums(groups, "below"), _srs_sums(clinic, "below")
-    value, low, high, _ = clustered_rate_ci(g)
-    diff, dlow, dhigh = clustered_rate_diff_vs_overall(g, _broadcast(c, len(groups)))
-    table = _metric_table(groups, "srs_n", value, low, high, diff, dlow, dhigh)
-    overall = float(clinic["below"].iloc[0] / clinic["srs_n"].iloc[0])
-    return _dots_panel(ctx, metric, table, overall, _clinic_total(clinic, "srs_n"), dimension)
+    row = clinic.iloc[0]
+    clinic_n, overall = _clinic_shown(ctx, row, "srs_n", events="below")
+    if overall is None:
+        return _withheld_clinic(ctx, metric, dimension)
+    value = safe["value"].to_numpy(dtype=float, na_value=np.nan)
+    shown_n = safe["srs_n"].to_numpy(dtype=float, na_value=np.nan)
+    # Wilson on the effective number of ratings (design effect from the exact sums), around
+    # the protected rate, widened for the noise of its two counts
+    n_eff = effective_n(g)
+    low, high = wilson_interval(value * n_eff, n_eff)
+    var_g = noise.rate_noise_variance(value, shown_n, ctx.noise)
+    low, high = noise.widen(value, low, high, var_g, Z95)
+    low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
+    diff_exact, dlow, dhigh = clustered_rate_diff_vs_overall(g, _broadcast(c, len(groups)))
+    diff = value - overall
+    var_c = noise.rate_noise_variance(np.array([overall]), np.array([clinic_n]), ctx.noise)
+    dlow, dhigh = _recentred(diff_exact, dlow, dhigh, diff, var_g + var_c)
+    table = _metric_table(safe, "srs_n", value, low, high, diff, dlow, dhigh)
+    total = (clinic_n, int(row["n_clients"]))
+    return _dots_panel(ctx, metric, table, overall, total, dimension)
 
 
 def _dropout_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: str) -> Panel:
@@ -298,7 +466,9 @@ def _dropout_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimensio
     totals = grid[grid["site"] == ALL_SITES]
     if totals.empty or clinic.empty:
         return empty_panel(metric.key, metric.title, "No episodes ended in this selection.")
-    overall = float(clinic["dropout_rate"].iloc[0])
+    clinic_n, overall = _clinic_shown(ctx, clinic.iloc[0], "ended", events="dropouts")
+    if overall is None:
+        return _withheld_clinic(ctx, metric, dimension)
     table = pd.DataFrame(
         {
             "client_group": totals["client_group"].to_numpy(),
@@ -314,8 +484,8 @@ def _dropout_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimensio
             "suppression": totals["suppression"].to_numpy(),
         }
     )
-    total = _clinic_total(clinic, "ended")
-    return _dots_panel(ctx, metric, table, overall, total, dimension, protected=True)
+    total = (clinic_n, int(clinic["n_clients"].iloc[0]))
+    return _dots_panel(ctx, metric, table, overall, total, dimension)
 
 
 def _outcome_panels(ctx: Context, df: pd.DataFrame, dimension: str) -> list[Panel]:
@@ -360,41 +530,47 @@ def _outcome_panels(ctx: Context, df: pd.DataFrame, dimension: str) -> list[Pane
                 empty_panel(metric.key, metric.title, f"No {metric.unit} in this selection.")
             )
             continue
-        x, nn = part[events].to_numpy(dtype=float), part[n].to_numpy(dtype=float)
-        low, high = wilson_interval(x, nn)
-        rd = [
-            risk_difference_vs_overall(xi, ni, float(c[events]), float(c[n]))
-            for xi, ni in zip(x, nn, strict=True)
-        ]
-        table = _metric_table(
-            part.assign(n_clients=part[clients]),
-            n,
-            x / nn,
-            low,
-            high,
-            np.array([r.value for r in rd]),
-            np.array([r.low for r in rd]),
-            np.array([r.high for r in rd]),
+        clinic_n, overall = _clinic_shown(ctx, c, n, events=events)
+        if overall is None:
+            panels.append(_withheld_clinic(ctx, metric, dimension))
+            continue
+        part = part.assign(n_clients=part[clients])
+        safe = _protect_groups(ctx, part, n, events=events)
+        low, high = protected.wilson(safe[events], safe[n], ctx.noise)
+        diff, dlow, dhigh = _rate_gap(
+            ctx,
+            safe.rename(columns={n: "n"}),
+            part[events].to_numpy(dtype=float),
+            part[n].to_numpy(dtype=float),
+            float(c[events]),
+            float(c[n]),
+            overall,
+            clinic_n,
         )
-        total = (int(c[n]), int(c[clients]))
-        panels.append(_dots_panel(ctx, metric, table, float(c[events] / c[n]), total, dimension))
+        value = safe["value"].to_numpy(dtype=float, na_value=np.nan)
+        table = _metric_table(safe, n, value, low, high, diff, dlow, dhigh)
+        total = (clinic_n, int(c[clients]))
+        panels.append(_dots_panel(ctx, metric, table, overall, total, dimension))
     return panels
 
 
 def _metric_table(
-    groups: pd.DataFrame, n_col: str, value, low, high, diff, dlow, dhigh
+    safe: pd.DataFrame, n_col: str, value, low, high, diff, dlow, dhigh
 ) -> pd.DataFrame:
+    """The protected groups (`_protect_groups`) with their values, intervals and gaps."""
     return pd.DataFrame(
         {
-            "client_group": groups["client_group"].to_numpy(),
-            "n_clients": groups["n_clients"].to_numpy(),
-            "n": groups[n_col].to_numpy(),
+            "client_group": safe["client_group"].to_numpy(),
+            "n_clients": safe["n_clients"].to_numpy(),
+            "n": safe[n_col].to_numpy(),
             "value": value,
             "low": low,
             "high": high,
             "diff": diff,
             "diff_low": dlow,
             "diff_high": dhigh,
+            "suppressed": safe["suppressed"].to_numpy(),
+            "suppression": safe["suppression"].to_numpy(),
         }
     )
 
@@ -409,8 +585,6 @@ def _dots_panel(
     overall: float,
     total: tuple[int, int],
     dimension: str,
-    *,
-    protected: bool = False,
 ) -> Panel:
     """Group estimates with intervals against the clinic-wide value; the groups of the
     dimension are one partition of the privacy step (they split the clinic).
@@ -428,7 +602,7 @@ def _dots_panel(
             section=DIMENSIONS[dimension],
         )
     table = table[table["n_clients"].fillna(1) > 0]
-    safe = table if protected else protect(ctx, table, value_cols=VALUE_COLS)
+    safe = table  # protected by the caller (`_protect_groups`, `_protect_grid`)
     safe = _ordered(safe, dimension)
     safe = safe.assign(group=_display_groups(safe["client_group"]))
     fmt = "pct" if metric.rate else "num1"
@@ -460,7 +634,7 @@ def _dots_panel(
         key=f"demo_{metric.key}",
         title=metric.title,
         subtitle="",
-        reading=_reading(ctx, metric, visible, safe, dimension),
+        reading=_reading(ctx, metric, visible, safe, dimension) + noise_note(ctx),
         figure=fig,
         data=_data_table(safe, metric, dimension),
         withheld=bool(safe["suppressed"].any()),
@@ -476,7 +650,7 @@ def _site_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: 
     if cells.empty:
         return empty_panel("demo_site", title, "No episodes ended in this selection.")
     clinic = raw[raw["level"] == "clinic"]
-    total_ended, clinic_clients = _clinic_total(clinic, "ended")
+    _, clinic_clients = _clinic_total(clinic, "ended")  # exact: only to judge
     if 0 < clinic_clients < ctx.policy.k:
         return empty_panel(
             "demo_site",
@@ -512,7 +686,7 @@ def _site_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: 
             "Dropouts / ended episodes (finished in the period) by the site of the first session",
             f'"{ctx.policy.label}": fewer than {ctx.policy.k} clients (or withheld with such a '
             'cell); "–": no ended episodes',
-            n_text=n_text(ctx, total_ended, "ended episodes", clinic_clients),
+            n_text=n_text(ctx, _clinic_shown_n(ctx, clinic), "ended episodes", clinic_clients),
         ),
     )
     shown = grid[grid["site"] != ALL_SITES].copy()
@@ -537,7 +711,9 @@ def _site_panel(ctx: Context, grid: pd.DataFrame, raw: pd.DataFrame, dimension: 
         reading="Each cell is one group's dropout rate at one site; the last column is the "
         f"group across all sites. {withheld} of {len(shown)} cells are withheld "
         f'("{ctx.policy.label}") because they describe fewer than {ctx.policy.k} clients, or '
-        "so that such a cell cannot be worked out from the row or column totals. " + EQUITY_NOTE,
+        "so that such a cell cannot be worked out from the row or column totals. "
+        + EQUITY_NOTE
+        + noise_note(ctx),
         figure=fig,
         data=data,
         withheld=withheld > 0,
@@ -552,35 +728,60 @@ def _protect_grid(ctx: Context, raw: pd.DataFrame, dimension: str) -> pd.DataFra
     """Group x site dropout cells and each group's all-site figure, protected together.
 
     Partitions: the cells of one group (its sites and its all-site figure) and the cells of one
-    site (its groups; for the all-site column, the groups that split the clinic).
-    ``alliance.views.common.protect`` has no second partitioning yet, so this calls the same
-    ``alliance.privacy.suppress`` with the same policy and count column.
+    site (its groups; for the all-site column, the groups that split the clinic). The steps of
+    ``protected.protect_table`` (threshold judged on the true clients, numerator rule, cell-key
+    noise, keys dropped), with the second partitioning that ``protect_counts`` does not take
+    yet (/tmp/req_outcomes_demographics.md). Rates, Wilson intervals and each group's gap from
+    the clinic come from the protected counts.
     """
     rows = raw[raw["level"] != "clinic"].copy()
     rows["site"] = rows["site"].where(rows["level"] == "cell", ALL_SITES)
     clinic = raw[raw["level"] == "clinic"]
     if rows.empty or clinic.empty:
-        return rows.assign(
+        return rows.drop(columns=protected.key_columns(rows)).assign(
             low=[], high=[], diff=[], diff_low=[], diff_high=[], suppressed=[], suppression=[]
         )
-    c = clinic.iloc[0]
-    x, n = rows["dropouts"].to_numpy(dtype=float), rows["ended"].to_numpy(dtype=float)
-    low, high = wilson_interval(x, n)
-    totals = (rows["site"] == ALL_SITES).to_numpy()
-    diff = np.full((3, len(rows)), np.nan)
-    for i in np.flatnonzero(totals):
-        rd = risk_difference_vs_overall(x[i], n[i], float(c["dropouts"]), float(c["ended"]))
-        diff[:, i] = (rd.value, rd.low, rd.high)
-    rows = rows.assign(low=low, high=high, diff=diff[0], diff_low=diff[1], diff_high=diff[2])
+    k = ctx.policy.k
     rows = rows.drop(columns=["level"]).reset_index(drop=True)
-    return privacy.suppress(
-        rows,
+    rows["n_clients_cellkey"] = noise.derived_key(
+        rows["ended_cellkey"].to_numpy(dtype="float64"), "n_clients"
+    )
+    rate = protected.Rate("dropout_rate", "dropouts", "ended")
+    counts = ["n_clients", "ended", "dropouts"]
+    true_n = rows["n_clients"].to_numpy(dtype="int64")
+    judged = np.where(
+        protected.numerator_rule(rows, [rate], k) & (true_n > 0), np.minimum(true_n, k - 1), true_n
+    )
+    shown = protected.perturb(rows, params=ctx.noise, counts=counts, rates=[rate], floor=k)
+    shown_n = shown["n_clients"].to_numpy(dtype=float)
+    safe = privacy.suppress(
+        shown.drop(columns=protected.key_columns(shown)).assign(n_clients=judged),
         policy=ctx.policy,
         n_col="n_clients",
-        value_cols=["ended", "dropouts", "dropout_rate", *VALUE_COLS[2:]],
+        value_cols=["ended", "dropouts", "dropout_rate"],
         partition_cols=["client_group"],
         also_partition_by=[["site"]],
     )
+    hide = safe["suppressed"].to_numpy(dtype=bool)
+    safe["n_clients"] = pd.Series(shown_n, index=safe.index).round().astype("Int64").mask(hide)
+    low, high = protected.wilson(safe["dropouts"], safe["ended"], ctx.noise)
+    c = clinic.iloc[0]
+    clinic_n, overall = _clinic_shown(ctx, c, "ended", events="dropouts")
+    diff = np.full((3, len(safe)), np.nan)
+    totals = (safe["site"] == ALL_SITES).to_numpy() & ~hide
+    if overall is not None and totals.any():
+        gap = _rate_gap(
+            ctx,
+            safe.loc[totals, ["dropout_rate", "ended"]].set_axis(["value", "n"], axis=1),
+            rows.loc[totals, "dropouts"].to_numpy(dtype=float),
+            rows.loc[totals, "ended"].to_numpy(dtype=float),
+            float(c["dropouts"]),
+            float(c["ended"]),
+            overall,
+            clinic_n,
+        )
+        diff[:, totals] = np.vstack(gap)
+    return safe.assign(low=low, high=high, diff=diff[0], diff_low=diff[1], diff_high=diff[2])
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -601,6 +802,13 @@ def _clinic_total(clinic: pd.DataFrame, count: str) -> tuple[int, int]:
         return 0, 0
     row = clinic.iloc[0]
     return int(row[count]), int(row["n_clients"])
+
+
+def _clinic_shown_n(ctx: Context, clinic: pd.DataFrame) -> float:
+    """The clinic's ended episodes as shown (protected); 0 without a clinic row."""
+    if clinic.empty:
+        return 0.0
+    return _clinic_shown(ctx, clinic.iloc[0], "ended")[0]
 
 
 def _clinic_clients(df: pd.DataFrame) -> int:

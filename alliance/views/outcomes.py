@@ -14,9 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from scipy import stats as sps
 
-from alliance import charts, figure_edit, privacy, queries
+from alliance import charts, figure_edit, noise, privacy, protected, queries
 from alliance.filters import Filters
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
@@ -27,7 +26,9 @@ from alliance.views.common import (
     any_withheld,
     gather,
     n_text,
+    noise_note,
     protect,
+    protect_counts,
     subtitle,
     withheld_note,
 )
@@ -64,6 +65,17 @@ BAND_COLOURS = {
     "reliable improvement": charts.BLUE,
 }
 TERCILE_NAMES = {1: "Lowest third", 2: "Middle third", 3: "Highest third"}
+SRS_RANGE = 40.0  # one SRS total's range (0-40; an early SRS is a mean of them): sum noise scale
+
+
+def _score_range(measure: str) -> float:
+    """One score's range (ORS 40, PHQ-9 27, GAD-7 21): the scale of a mean score's sum noise."""
+    return float(MEASURES[measure].max_score)
+
+
+def _change_range(measure: str) -> float:
+    """One change score's range: twice the measure's (-40..+40 on the ORS)."""
+    return 2.0 * _score_range(measure)
 
 
 # --------------------------------------------------------------------------- headline figures
@@ -91,14 +103,23 @@ def _mean_interval(mean: float | None, sd: float | None, n: int) -> list[float] 
     return [float(low[0]), float(high[0])]
 
 
-def _summary_raw(ctx: Context, measure: str, filters: Filters | None = None) -> dict:
-    """The outcome headline figures for `measure`, unsuppressed (see `outcome_summary`)."""
-    row = queries.run(
+def _summary_row(ctx: Context, measure: str, filters: Filters | None = None) -> pd.Series:
+    """The one row of ``outcomes_summary`` (exact aggregates and the counts' cell keys)."""
+    return queries.run(
         ctx.con,
         "outcomes_summary",
         **ctx.params(filters),
         **ctx.settings.outcome_params(measure),
     ).iloc[0]
+
+
+def _summary_raw(ctx: Context, measure: str, filters: Filters | None = None) -> dict:
+    """The outcome headline figures for `measure`, unsuppressed (see `outcome_summary`)."""
+    return _summary_from_row(_summary_row(ctx, measure, filters), measure)
+
+
+def _summary_from_row(row: pd.Series, measure: str) -> dict:
+    """The exact headline figures of one ``outcomes_summary`` row (`outcome_summary`'s own)."""
     n = int(row["outcome_n"])
     clinical_n = int(row["clinical_n"])
     r_n = int(row["r_n"])
@@ -183,16 +204,119 @@ def outcome_summary(
     return out
 
 
+# --------------------------------------------------------------------------- protected figures
+# What the page shows: every count with its cell's noise (alliance/noise.py), rates and means
+# formed from protected counts, intervals from the protected values widened for the noise. The
+# exact figures above only judge (threshold, numerator rule); `outcome_summary` stays exact.
+
+_COUNTS = [
+    "ended",
+    "outcome_n",
+    "reliable_improvement",
+    "reliable_deterioration",
+    "clinical_n",
+    "recovered",
+    "reliably_recovered",
+    "r_n",
+]
+# distinct clients of a count's records: their key derives from that count's key, as in
+# protected.protect_table (n_key_from), so the same cell shows the same value on every page
+_CLIENTS = {"outcome_clients": "outcome_n", "clinical_clients": "clinical_n", "r_clients": "r_n"}
+_CLIENT_COLS = {"outcome_clients": "n_clients"}  # the query's name where it differs
+_RATES = {
+    "reliable_improvement_rate": ("reliable_improvement", "outcome_n"),
+    "reliable_deterioration_rate": ("reliable_deterioration", "outcome_n"),
+    "recovery_rate": ("recovered", "clinical_n"),
+    "reliable_recovery_rate": ("reliably_recovered", "clinical_n"),
+}
+
+
+def _protected_summary(ctx: Context, row: pd.Series, measure: str) -> dict:
+    """The headline as the page may show it (same keys as `outcome_summary`).
+
+    Counts carry their cell's noise; the four rates are protected events / protected total
+    with a Wilson interval widened for the noise; the mean improvement is the exact mean plus
+    the sum's bounded noise over the protected count (interval widened likewise); the effect
+    size is that mean over the SD of the first scores; r is exact (a statistic, released when
+    its episodes describe >= k clients) with its interval at the protected n. ``withheld``:
+    the figures whose population has 1 .. k-1 clients or whose rate has 1 .. k-1 events or
+    non-events (numerator rule); ``outcome_share`` (episodes with change scores / ended) and
+    its withholding likewise.
+    """
+    k = ctx.policy.k
+    raw = _summary_from_row(row, measure)
+    counts = np.array([float(row[c]) for c in _COUNTS])
+    keys = np.array([float(row[f"{c}_cellkey"]) for c in _COUNTS])
+    shown = dict(zip(_COUNTS, noise.perturb_counts(counts, keys, ctx.noise, k), strict=True))
+    for col, base in _CLIENTS.items():
+        key = noise.derived_key(np.array([float(row[f"{base}_cellkey"])]), "n_clients")
+        exact = float(row[_CLIENT_COLS.get(col, col)])
+        shown[col] = float(noise.perturb_counts(np.array([exact]), key, ctx.noise, k)[0])
+    out: dict = {"measure": measure}
+    out.update({c: int(v) for c, v in shown.items()})
+    withheld = set(_withheld_keys(ctx, raw))
+    for key, (events, total) in _RATES.items():
+        x, t = shown[events], shown[total]
+        out[key] = x / t if t > 0 else None
+        low, high = protected.wilson(pd.Series([x]), pd.Series([t]), ctx.noise)
+        out[f"{key}_ci"] = None if t <= 0 else [float(low[0]), float(high[0])]
+        ex, et = int(row[events]), int(row[total])
+        if 0 < ex < k or 0 < et - ex < k:
+            withheld.add(key)
+    n, shown_n = raw["outcome_n"], shown["outcome_n"]
+    mean = raw["mean_improvement"]
+    if mean is not None and shown_n > 0:
+        mean = float(
+            noise.perturb_means(
+                np.array([mean]),
+                np.array([shown_n]),
+                np.array([float(row["outcome_n_cellkey"])]),
+                _change_range(measure),
+                ctx.noise,
+            )[0]
+        )
+    out["mean_improvement"] = mean
+    sd = _num(row["sd_improvement"])
+    if mean is not None and sd is not None and n >= 2:
+        low, high = protected.mean_interval(
+            pd.Series([mean]),
+            pd.Series([sd]),
+            pd.Series([shown_n]),
+            _change_range(measure),
+            ctx.noise,
+        )
+        out["mean_improvement_ci"] = [float(low[0]), float(high[0])]
+    else:
+        out["mean_improvement_ci"] = None
+    sd_first = _num(row["sd_first"])
+    out["pre_post_effect_size"] = mean / sd_first if mean is not None and sd_first else None
+    r = raw["alliance_outcome_r"]
+    out["alliance_outcome_r"] = r
+    ci = fisher_z_ci(r, int(shown["r_n"])) if r is not None else (float("nan"),) * 2
+    out["alliance_outcome_r_ci"] = None if math.isnan(ci[0]) else [ci[0], ci[1]]
+    ended, x = shown["ended"], shown["outcome_n"]
+    out["outcome_share"] = x / ended if ended > 0 else None
+    rest = int(row["ended"]) - int(row["outcome_n"])
+    out["outcome_share_withheld"] = 0 < n < k or 0 < rest < k
+    for key in withheld:
+        out[key] = None
+        if f"{key}_ci" in out:
+            out[f"{key}_ci"] = None
+    out["withheld"] = sorted(withheld)
+    return out
+
+
 # --------------------------------------------------------------------------- tiles
 
 
 def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
+    """The tiles from the protected headlines (`_protected_summary`) of this and last period."""
     measure = ctx.filters.outcome_measure
     m = MEASURES[measure]
     rc = ctx.settings.reliable_change(measure)
     definition = ctx.settings.outcome_definition(measure)
-    withheld = _withheld_keys(ctx, now)
-    before_withheld = _withheld_keys(ctx, before) if before["outcome_clients"] else set(_POPULATION)
+    withheld = set(now["withheld"])
+    before_withheld = set(before["withheld"]) if before["outcome_n"] else set(_POPULATION)
     episodes = f"ended episodes with ≥ 2 {m.label} scores"
     clinical = f"of them starting in the clinical range ({_clinical_text(ctx, measure)})"
     specs = [
@@ -265,7 +389,7 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
         elif key == "alliance_outcome_r":
             shown_n = f"n = {now['r_n']:,} episodes · published ≈ .28"
         elif key == "outcome_n":
-            share = now["outcome_n"] / now["ended"] if now["ended"] else None
+            share = None if now["outcome_share_withheld"] else now["outcome_share"]
             shown_n = f"{share:.0%} of {now['ended']:,} ended episodes" if share is not None else ""
         else:
             shown_n = f"n = {now['outcome_n']:,} episodes"
@@ -349,7 +473,7 @@ def _fit_layout(fig: go.Figure, *, legend_below: bool = False) -> go.Figure:
 # --------------------------------------------------------------------------- panels
 
 
-def _distribution(ctx: Context, now: dict) -> Panel:
+def _distribution(ctx: Context, now: dict, shown: dict) -> Panel:
     measure = ctx.filters.outcome_measure
     m = MEASURES[measure]
     rc = ctx.settings.reliable_change(measure)
@@ -369,8 +493,17 @@ def _distribution(ctx: Context, now: dict) -> Panel:
         return empty_panel("distribution", title, f"No episodes with ≥ 2 {m.label} scores.")
     # Each band's cells add up to a headline count (and all cells to the total): partitioning
     # by band keeps >= 2 withheld cells of >= k clients in any band with a withheld cell,
-    # which also protects the grand total.
-    safe = protect(ctx, df, value_cols=["episodes"], partition_cols=["band"])
+    # which also protects the grand total. Counts carry their cell's noise; shares are of the
+    # protected total.
+    safe = protect_counts(
+        ctx,
+        df,
+        counts=["n_clients", "episodes"],
+        value_cols=["episodes"],
+        partition_cols=["band"],
+        n_key_from="episodes",
+    )
+    total = shown["outcome_n"]
     fig = _improvement_histogram(
         safe,
         rc=rc,
@@ -378,14 +511,14 @@ def _distribution(ctx: Context, now: dict) -> Panel:
         highest=highest,
         bin_width=BIN_WIDTH,
         label=m.label,
-        total=now["outcome_n"],
+        total=total,
         title=title,
         subtitle=subtitle(
             ctx,
             _measure_text(ctx, measure),
             f"reliable change ≥ {rc:g} points (dashed lines)",
             _cohort_text(measure),
-            n_text=n_text(ctx, now["outcome_n"], "episodes", now["outcome_clients"]),
+            n_text=n_text(ctx, total, "episodes", now["outcome_clients"]),
         ),
         suppressed_label=ctx.policy.label,
     )
@@ -399,17 +532,17 @@ def _distribution(ctx: Context, now: dict) -> Panel:
             f"(right = better). Blue bars improved by at least {rc:g} points, more than "
             "measurement error; red bars worsened that much. Change from first to last score "
             "includes natural recovery and regression to the mean, so it is not all the "
-            "therapy's doing." + withheld_note(ctx, safe)
+            "therapy's doing." + withheld_note(ctx, safe) + noise_note(ctx)
         ),
         figure=fig,
-        data=_distribution_table(safe, lowest, highest, now["outcome_n"]),
+        data=_distribution_table(safe, lowest, highest, total),
         withheld=any_withheld(safe),
         stats={"reliable_change": rc},
     )
 
 
 def _distribution_table(
-    safe: pd.DataFrame, lowest: float, highest: float, total: int
+    safe: pd.DataFrame, lowest: float, highest: float, total: float
 ) -> pd.DataFrame:
     """The suppressed cells as shown under the chart: bin label, band, counts and share."""
     labels = [
@@ -435,7 +568,7 @@ def _improvement_histogram(
     highest: float,
     bin_width: float,
     label: str,
-    total: int,
+    total: float,
     title: str,
     subtitle: str,
     suppressed_label: str,
@@ -508,7 +641,7 @@ def _improvement_histogram(
     return charts.themed(fig, title=title, subtitle=subtitle)
 
 
-def _monthly(ctx: Context, now: dict) -> list[Panel]:
+def _monthly(ctx: Context, now: dict, shown: dict) -> list[Panel]:
     measure = ctx.filters.outcome_measure
     m = MEASURES[measure]
     rc = ctx.settings.reliable_change(measure)
@@ -525,15 +658,20 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
             empty_panel("monthly_change", titles[0], msg),
             empty_panel("monthly_recovery", titles[1], msg),
         ]
+    events = ["reliable_improvement", "reliable_deterioration", "recovered", "reliably_recovered"]
+    keys = [f"{c}_cellkey" for c in events]
     # improvement / deterioration over all outcome episodes of the month
-    a = df.rename(columns={"outcome_n": "n"})[
-        ["month", "n_clients", "n", "reliable_improvement", "reliable_deterioration"]
+    a = df.rename(columns={"outcome_n": "n", "outcome_n_cellkey": "n_cellkey"})[
+        ["month", "n_clients", "n", "n_cellkey", *events[:2], *keys[:2]]
     ]
     # recovery over the month's episodes that started in the clinical range
-    b = df.rename(columns={"clinical_n": "n"}).drop(columns="n_clients")
-    b = b.rename(columns={"clinical_clients": "n_clients"})[
-        ["month", "n_clients", "n", "recovered", "reliably_recovered"]
-    ]
+    b = df.drop(columns="n_clients").rename(
+        columns={
+            "clinical_n": "n",
+            "clinical_n_cellkey": "n_cellkey",
+            "clinical_clients": "n_clients",
+        }
+    )[["month", "n_clients", "n", "n_cellkey", *events[2:], *keys[2:]]]
     panels = []
     specs = (
         (
@@ -545,7 +683,7 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
                 "reliable_deterioration": "Reliable deterioration",
             },
             f"Share of ended episodes with ≥ 2 {m.label} scores that changed by ≥ {rc:g} points",
-            (now["outcome_n"], now["outcome_clients"]),
+            (shown["outcome_n"], now["outcome_clients"]),
             "episodes",
             (
                 f"Lines are the month's shares; bands are 95% Wilson intervals. Improvement by at "
@@ -561,7 +699,7 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
             f"Of ended episodes with ≥ 2 {m.label} scores starting in the clinical range "
             f"({_clinical_text(ctx, measure)})",
             f"share ending out of it (reliable recovery: and improved by ≥ {rc:g})",
-            (now["clinical_n"], now["clinical_clients"]),
+            (shown["clinical_n"], now["clinical_clients"]),
             "episodes in clinical range",
             (
                 "Recovery counts only episodes that started in the clinical range. Reliable "
@@ -571,24 +709,39 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
         ),
     )
     for key, title, frame, rates, *definition, n_total, n_unit, reading in specs:
-        value_cols = ["n", *rates]
-        safe = protect(ctx, frame, value_cols=value_cols)
-        long_parts = []
+        # the months' client threshold (a client may end two episodes: judged as overlapping);
+        # then each line on its own: its numerator rule withholds only that line's month (a
+        # rare deterioration does not take the month's improvement with it)
+        safe = protect_counts(
+            ctx,
+            frame[["month", "n_clients", "n", "n_cellkey"]],
+            counts=["n_clients", "n"],
+            value_cols=["n"],
+            n_key_from="n",
+            overlapping=True,
+        )
+        months = pd.to_datetime(frame["month"])
+        long_parts, lines = [], {}
         for col, name in rates.items():
-            x = frame[col].to_numpy(dtype=float)
-            n = frame["n"].to_numpy(dtype=float)
-            low, high = wilson_interval(x, n)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rate = np.where(n > 0, x / n, np.nan)
-            hide = safe["suppressed"].to_numpy(dtype=bool)
+            line = protect_counts(
+                ctx,
+                frame[["month", "n_clients", "n", col, "n_cellkey", f"{col}_cellkey"]],
+                counts=["n_clients", "n", col],
+                rates=[protected.Rate("rate", col, "n")],
+                value_cols=["n", col, "rate"],
+                n_key_from="n",
+                overlapping=True,
+            )
+            low, high = protected.wilson(line[col], line["n"], ctx.noise)
+            lines[col] = line[col]
             long_parts.append(
                 pd.DataFrame(
                     {
-                        "month": pd.to_datetime(frame["month"]),
+                        "month": months,
                         "rate_name": name,
-                        "rate": np.where(hide, np.nan, rate),
-                        "low": np.where(hide, np.nan, low),
-                        "high": np.where(hide, np.nan, high),
+                        "rate": line["rate"].to_numpy(dtype=float),
+                        "low": low,
+                        "high": high,
                     }
                 )
             )
@@ -598,7 +751,8 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
                 empty_panel(
                     key,
                     title,
-                    f"Every month describes fewer than {ctx.policy.k} clients here, so no monthly "
+                    f"Every month describes fewer than {ctx.policy.k} clients here, or fewer "
+                    "than that stand behind its rates' events or non-events, so no monthly "
                     "rates are shown. Widen the period or clear a filter.",
                 )
             )
@@ -623,23 +777,25 @@ def _monthly(ctx: Context, now: dict) -> list[Panel]:
         )
         figure_edit.update_yaxes(fig, rangemode="tozero")
         _fit_layout(fig, legend_below=True)
-        data = _monthly_table(safe, long)
+        data = _monthly_table(safe.assign(**lines), long)
+        withheld = any_withheld(safe) or bool(long["rate"].isna().any())
         panels.append(
             Panel(
                 key=key,
                 title=title,
                 subtitle="",
-                reading=reading + withheld_note(ctx, safe),
+                reading=reading + withheld_note(ctx, safe) + noise_note(ctx),
                 figure=fig,
                 data=data,
-                withheld=any_withheld(safe),
+                withheld=withheld,
             )
         )
     return panels
 
 
 def _monthly_table(safe: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
-    """The suppressed monthly counts beside their rates and intervals (one row per month)."""
+    """The protected monthly counts beside their rates and intervals (one row per month); a
+    line's count, rate and interval are empty where its numerator rule withholds them."""
     out = safe.copy()
     out["month"] = pd.to_datetime(out["month"])
     for name, part in long.groupby("rate_name", sort=False):
@@ -652,7 +808,7 @@ def _monthly_table(safe: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _trajectory(ctx: Context, now: dict) -> Panel:
+def _trajectory(ctx: Context, now: dict, shown: dict) -> Panel:
     measure = ctx.filters.outcome_measure
     m = MEASURES[measure]
     title = f"{m.label} session by session, by early alliance"
@@ -687,18 +843,23 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
         group=df["tercile"].map(names),
         session=df["session_number"].map(lambda s: f"{s}+" if s >= MAX_SESSION else str(s)),
     )
-    n = df["episodes"].to_numpy(dtype=float)
-    tq = sps.t.ppf(0.975, np.maximum(n - 1, 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = np.where(n >= 2, tq * df["sd_score"].to_numpy(dtype=float) / np.sqrt(n), np.nan)
-    df = df.assign(low=df["mean_score"] - half, high=df["mean_score"] + half)
-    # the terciles split the episodes seen at one session number
-    safe = protect(
+    # the terciles split the episodes seen at one session number; counts carry their cell's
+    # noise, means are formed from the protected sum and count, bands from those
+    score_range = _score_range(measure)
+    safe = protect_counts(
         ctx,
         df,
-        value_cols=["episodes", "mean_score", "sd_score", "low", "high"],
+        counts=["n_clients", "episodes"],
+        means=[protected.Mean("mean_score", "episodes", score_range)],
+        value_cols=["episodes", "mean_score", "sd_score"],
         partition_cols=["session_number"],
+        n_key_from="episodes",
     )
+    low, high = protected.mean_interval(
+        safe["mean_score"], safe["sd_score"], safe["episodes"], score_range, ctx.noise
+    )
+    one = pd.to_numeric(safe["episodes"]).to_numpy(dtype=float) < 2
+    safe = safe.assign(low=np.where(one, np.nan, low), high=np.where(one, np.nan, high))
     if safe["mean_score"].notna().sum() == 0:
         return empty_panel(
             "trajectory",
@@ -706,7 +867,7 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
             f"Each early-alliance third describes fewer than {ctx.policy.k} clients here, so no "
             "trajectories are shown. Widen the period or clear a filter.",
         )
-    r_n = now["r_n"]  # the same episodes: >= 2 scores and an early SRS
+    r_n = shown["r_n"]  # the same episodes: >= 2 scores and an early SRS
     fig = charts.lines(
         safe.sort_values(["tercile", "session_number"]),
         x="session_number",
@@ -756,6 +917,7 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
             "that long, so a line's shape mixes change within clients with who stays. "
             + CORRELATION_NOTE
             + withheld_note(ctx, safe)
+            + noise_note(ctx)
         ),
         figure=fig,
         data=table[
@@ -783,17 +945,17 @@ def _trajectory(ctx: Context, now: dict) -> Panel:
     )
 
 
-def _alliance_bins(ctx: Context, now: dict) -> Panel:
+def _alliance_bins(ctx: Context, now: dict, shown: dict) -> Panel:
     measure = ctx.filters.outcome_measure
     m = MEASURES[measure]
     title = f"Early alliance and {m.label} improvement"
-    r_n = now["r_n"]
-    if r_n < 4:
+    if now["r_n"] < 4:
         return empty_panel(
             "alliance_outcome",
             title,
             f"Too few episodes with both an early SRS and ≥ 2 {m.label} scores to relate them.",
         )
+    r_n = int(shown["r_n"])  # the protected count: neither the text nor the groups give the exact
     bins = int(np.clip(r_n // EPISODES_PER_ALLIANCE_BIN, 2, MAX_ALLIANCE_BINS))
     fractions = [i / bins for i in range(1, bins)]
     df = queries.run(
@@ -803,33 +965,28 @@ def _alliance_bins(ctx: Context, now: dict) -> Panel:
         measure=measure,
         fractions=fractions,
     )
-    n = df["episodes"].to_numpy(dtype=float)
-    tq = sps.t.ppf(0.975, np.maximum(n - 1, 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = np.where(
-            n >= 2, tq * df["sd_improvement"].to_numpy(dtype=float) / np.sqrt(n), np.nan
-        )
-    df = df.assign(
-        group=df["bin"].astype(str),  # labelled once the groups are judged, below
-        low=df["mean_improvement"] - half,
-        high=df["mean_improvement"] + half,
-    )
-    # the groups partition the episodes of the correlation
-    safe = protect(
+    # the groups partition the episodes of the correlation; counts carry their cell's noise,
+    # means are formed from the protected sums and counts, whiskers from those
+    change_range = _change_range(measure)
+    safe = protect_counts(
         ctx,
         df,
-        value_cols=[
-            "episodes",
-            "mean_early_srs",
-            "mean_improvement",
-            "sd_improvement",
-            "low",
-            "high",
+        counts=["n_clients", "episodes"],
+        means=[
+            protected.Mean("mean_early_srs", "episodes", SRS_RANGE),
+            protected.Mean("mean_improvement", "episodes", change_range),
         ],
+        value_cols=["episodes", "mean_early_srs", "mean_improvement", "sd_improvement"],
+        n_key_from="episodes",
     )
+    low, high = protected.mean_interval(
+        safe["mean_improvement"], safe["sd_improvement"], safe["episodes"], change_range, ctx.noise
+    )
+    one = pd.to_numeric(safe["episodes"]).to_numpy(dtype=float) < 2
+    safe = safe.assign(low=np.where(one, np.nan, low), high=np.where(one, np.nan, high))
     safe = safe.assign(group=_bin_labels(ctx, safe, bins))
-    r = now["alliance_outcome_r"]
-    ci = now["alliance_outcome_r_ci"]
+    r = shown["alliance_outcome_r"]
+    ci = shown["alliance_outcome_r_ci"]
     r_withheld = now["r_clients"] < ctx.policy.k
     if r is None or r_withheld:
         r_text = "r not computable" if not r_withheld else f"r withheld ({ctx.policy.label})"
@@ -888,7 +1045,9 @@ def _alliance_bins(ctx: Context, now: dict) -> Panel:
             "are 95% intervals. A rising pattern means a stronger early alliance goes with more "
             f"improvement. {CORRELATION_NOTE} Change scores also carry regression to the mean: "
             "clients who start worse tend to improve more whatever happens, and intake "
-            "severity can colour how they rate the alliance." + withheld_note(ctx, safe)
+            "severity can colour how they rate the alliance."
+            + withheld_note(ctx, safe)
+            + noise_note(ctx)
         ),
         figure=fig,
         data=safe[
@@ -979,7 +1138,8 @@ def _empty_notice(ctx: Context, now: dict) -> str:
 
 def build(ctx: Context) -> View:
     measure = ctx.filters.outcome_measure
-    now = _summary_raw(ctx, measure)
+    row = _summary_row(ctx, measure)
+    now = _summary_from_row(row, measure)  # exact: only to judge (threshold, numerator rule)
     n_clients = now["outcome_clients"]
     if n_clients == 0:
         return View(TITLE, QUESTION, notice=_empty_notice(ctx, now), n_clients=0)
@@ -994,18 +1154,21 @@ def build(ctx: Context) -> View:
             ),
             n_clients=n_clients,
         )
+    shown = _protected_summary(ctx, row, measure)  # what the page shows
     trajectory, before, distribution, monthly, alliance_bins = gather(
-        lambda: _trajectory(ctx, now),
-        lambda: _summary_raw(ctx, measure, ctx.filters.previous_period()),
-        lambda: _distribution(ctx, now),
-        lambda: _monthly(ctx, now),
-        lambda: _alliance_bins(ctx, now),
+        lambda: _trajectory(ctx, now, shown),
+        lambda: _protected_summary(
+            ctx, _summary_row(ctx, measure, ctx.filters.previous_period()), measure
+        ),
+        lambda: _distribution(ctx, now, shown),
+        lambda: _monthly(ctx, now, shown),
+        lambda: _alliance_bins(ctx, now, shown),
     )
     panels = [distribution, *monthly, trajectory, alliance_bins]
     return View(
         TITLE,
         QUESTION,
-        tiles=_tiles(ctx, now, before),
+        tiles=_tiles(ctx, shown, before),
         panels=panels,
         n_clients=n_clients,
     )
