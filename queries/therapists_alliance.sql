@@ -21,6 +21,7 @@
 --   episodes: integer, ended episodes with an early alliance score
 --   mean_early: double, mean early alliance (SRS points 0-40 or WAI-SR item mean 1-5)
 --   sd_early: double, SD of early alliance over the episodes (same unit; null when 1 episode)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
 with
 ended as (
     select
@@ -41,7 +42,8 @@ final as (
         count(distinct client_id) as n_clients,
         count(*) as episodes,
         avg(early_alliance) as mean_early,
-        stddev_samp(early_alliance) as sd_early
+        stddev_samp(early_alliance) as sd_early,
+        coalesce(sum(ekey), 0)::bigint as episodes_cellkey
     from scored
     group by grouping sets ((therapist), ())
 )

@@ -19,6 +19,8 @@
 --   ended: integer, ended episodes finished in the period
 --   dropouts: integer, of those, ended by dropout
 --   dropout_rate: double, dropouts / ended (0-1)
+--   ended_cellkey: integer, cell key of ended (alliance/noise.py)
+--   dropouts_cellkey: integer, cell key of dropouts (alliance/noise.py)
 with
 ended as (
     select *
@@ -34,7 +36,9 @@ final as (
         count(distinct client_id) as n_clients,
         count(*) as ended,
         count(*) filter (where dropout) as dropouts,
-        count(*) filter (where dropout) / count(*) as dropout_rate
+        count(*) filter (where dropout) / count(*) as dropout_rate,
+        coalesce(sum(ekey), 0)::bigint as ended_cellkey,
+        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey
     from ended
     group by grouping sets ((therapist), ())
 )

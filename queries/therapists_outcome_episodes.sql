@@ -23,6 +23,8 @@
 --   intake: double, score at the first administration (points)
 --   age_band: varchar, client age band at the episode's first session
 --   program: varchar, program of the episode ('(missing)' when unknown)
+--   therapist_episodes_cellkey: integer, cell key of the therapist's episodes (its rows; alliance/noise.py)
+--   clinic_episodes_cellkey: integer, cell key of all episodes (all rows; alliance/noise.py)
 with
 outcomes as (
     select *
@@ -38,14 +40,16 @@ clients as (
     select
         therapist,
         count(*) filter (where not multi_episode_client)
-            + count(distinct client_id) filter (where multi_episode_client) as therapist_clients
+            + count(distinct client_id) filter (where multi_episode_client) as therapist_clients,
+        coalesce(sum(ekey), 0)::bigint as therapist_episodes_cellkey
     from outcomes
     group by therapist
 ),
 clinic as (
     select
         count(*) filter (where not multi_episode_client)
-            + count(distinct client_id) filter (where multi_episode_client) as clinic_clients
+            + count(distinct client_id) filter (where multi_episode_client) as clinic_clients,
+        coalesce(sum(ekey), 0)::bigint as clinic_episodes_cellkey
     from outcomes
 ),
 final as (
@@ -56,7 +60,9 @@ final as (
         o.improvement::double as improvement,
         o.first_score::double as intake,
         o.age_band,
-        coalesce(o.program, '(missing)') as program
+        coalesce(o.program, '(missing)') as program,
+        c.therapist_episodes_cellkey,
+        k.clinic_episodes_cellkey
     from outcomes as o
     join clients as c on o.therapist is not distinct from c.therapist
     cross join clinic as k

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alliance import db, queries, stats
+from alliance import db, noise, protected, queries, stats
 from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.privacy import PrivacyPolicy, assert_no_small_cells
@@ -149,19 +149,39 @@ def test_outcome_rows_by_hand(small_con):
 # --------------------------------------------------------------------------- the view, small clinic
 
 
+def _shown_dropout(ctx: Context) -> pd.DataFrame:
+    """The dropout query's counts as the protected step shows them (cell-key noise; the rate
+    from the protected counts), by therapist ('clinic' for the clinic row)."""
+    df = queries.run(ctx.con, "therapists_dropout", **ctx.params())
+    shown = protected.perturb(
+        df,
+        params=ctx.noise,
+        counts=["ended", "dropouts"],
+        rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
+        floor=ctx.policy.k,
+    )
+    return shown.set_index(shown["therapist"].fillna("clinic"))
+
+
 def test_funnel_points_and_target_on_the_small_clinic(small_con):
-    view = therapists.build(small_ctx(small_con))
+    ctx = small_ctx(small_con)
+    view = therapists.build(ctx)
     dropout = next(p for p in view.panels if p.key == "funnel_dropout")
     data = dropout.data.set_index("therapist")
     assert list(dropout.data["therapist"]) == ["T-AAAA", "T-BBBB", "T-CCCC"]  # by code
+    # the protected figures: counts with their cell's noise, rates from protected counts
+    shown = _shown_dropout(ctx)
     assert data["dropout rate (%)"].to_dict() == pytest.approx(
-        {"T-AAAA": 200 / 3, "T-BBBB": 0.0, "T-CCCC": 50.0}
+        (100 * shown["dropout_rate"]).drop("clinic").to_dict()
     )
-    assert dropout.stats["target"] == pytest.approx(3 / 8)
-    assert data.loc["T-AAAA", "ended episodes"] == 3 and data.loc["T-AAAA", "dropouts"] == 2
+    assert dropout.stats["target"] == pytest.approx(shown.loc["clinic", "dropout_rate"])
+    assert data.loc["T-AAAA", "ended episodes"] == shown.loc["T-AAAA", "ended"]
+    assert data.loc["T-AAAA", "dropouts"] == shown.loc["T-AAAA", "dropouts"]
     spec = dropout.figure.to_plotly_json()
     target_line = [s for s in spec["layout"]["shapes"] if s.get("y0") == s.get("y1")]
-    assert target_line and target_line[0]["y0"] == pytest.approx(3 / 8)
+    assert target_line and target_line[0]["y0"] == pytest.approx(
+        shown.loc["clinic", "dropout_rate"]
+    )
 
 
 def test_casemix_funnel_uses_the_stats_function(small_con):
@@ -175,13 +195,25 @@ def test_casemix_funnel_uses_the_stats_function(small_con):
         categorical=["age_band", "program"],
         group="therapist",
     ).set_index("group")
-    got = outcome.data.set_index("therapist")["adjusted improvement (points)"]
-    assert got.to_dict() == pytest.approx(expected["adjusted_mean"].to_dict())
-    assert outcome.stats["target"] == pytest.approx(rows["improvement"].mean())
+    # each therapist's mean as protected: the exact adjusted mean plus its cell's sum noise
+    # (a change score's range, 2 x 40 ORS points) over the protected number of episodes
+    ctx = small_ctx(small_con)
+    keys = rows.groupby("therapist")["therapist_episodes_cellkey"].first().reindex(expected.index)
+    shown_n = noise.perturb_counts(expected["n"].to_numpy(float), keys.to_numpy(float), ctx.noise)
+    want = noise.perturb_means(
+        expected["adjusted_mean"].to_numpy(float), shown_n, keys.to_numpy(float), 80.0, ctx.noise
+    )
+    got = outcome.data.set_index("therapist")
+    assert got["adjusted improvement (points)"].tolist() == pytest.approx(list(want))
+    assert got["episodes"].tolist() == list(shown_n)
+    assert got["adjusted improvement (points)"].tolist() != pytest.approx(
+        expected["adjusted_mean"].tolist()
+    )
+    assert np.isfinite(outcome.stats["target"])
 
 
 def test_small_therapists_are_withheld_counted_and_marked(small_con):
-    # k = 3: T-CCCC (2 clients) is withheld, and one more so it cannot be recovered
+    # k = 3: T-CCCC (2 clients) is withheld, and T-AAAA by the numerator rule (below)
     ctx = small_ctx(small_con, k=3)
     dropout = next(p for p in therapists.build(ctx).panels if p.key == "funnel_dropout")
     data = dropout.data
@@ -190,7 +222,9 @@ def test_small_therapists_are_withheld_counted_and_marked(small_con):
     row = data.set_index("therapist").loc["T-CCCC"]
     assert row["suppression"] == "primary" and row["position"] == "n < 3"
     assert pd.isna(row["dropout rate (%)"]) and pd.isna(row["n_clients"])
-    assert "1 therapist with fewer than 3 clients not shown" in dropout.reading
+    # T-AAAA (3 clients) has 2 dropouts and 1 other ending: withheld by the numerator rule
+    assert data.set_index("therapist").loc["T-AAAA", "suppression"] == "primary"
+    assert "2 therapists with fewer than 3 clients (or, for a rate" in dropout.reading
     plotted = [c[0] for t in dropout.figure.data if t.customdata is not None for c in t.customdata]
     assert "T-CCCC" not in plotted and len(plotted) == 1
     assert_no_small_cells(data, policy=ctx.policy)
@@ -208,7 +242,9 @@ def test_therapist_filter_keeps_the_comparison_and_adds_tiles(small_con):
     dropout = next(p for p in view.panels if p.key == "funnel_dropout")
     assert len(dropout.data) == 3  # every therapist is still compared
     tiles = {t.key: t for t in view.tiles}
-    assert tiles["selected_dropout"].value == pytest.approx(2 / 3)
+    assert tiles["selected_dropout"].value == pytest.approx(
+        _shown_dropout(ctx).loc["T-AAAA", "dropout_rate"]
+    )
     assert tiles["selected_dropout"].label.startswith("T-AAAA")
     assert any("selected: T-AAAA" in (t.name or "") for t in dropout.figure.data)
 
@@ -281,18 +317,20 @@ def test_demo_funnels_most_therapists_inside_the_998_limits(demo_view):
     # small-caseload therapists are withheld and counted in the caption
     dropout = funnels[0]
     assert dropout.stats["withheld"] >= 1
-    assert "with fewer than 11 clients not shown" in dropout.reading
+    assert "with fewer than 11 clients (or, for a rate" in dropout.reading
     withheld = dropout.data[dropout.data["suppressed"]]
     assert (withheld["position"] == "n < 11").all() and withheld["n_clients"].isna().all()
 
 
 def test_demo_alliance_funnel_sigma_is_the_pooled_within_therapist_sd(demo_con, demo_ctx):
     df = queries.run(demo_con, "therapists_alliance", **demo_ctx.params(), alliance="srs")
-    ther = df[~df["is_clinic"]]
-    sd, n = ther["sd_early"].to_numpy(), ther["episodes"].to_numpy()
+    panel = next(p for p in therapists.build(demo_ctx).panels if p.key == "funnel_alliance")
+    # σ pools the therapists shown, each weighted by their protected number of episodes
+    shown = panel.data[~panel.data["suppressed"]].set_index("therapist")
+    ther = df[~df["is_clinic"]].set_index("therapist").loc[shown.index]
+    sd, n = ther["sd_early"].to_numpy(), shown["episodes"].to_numpy(dtype=float)
     ok = n >= 2
     expected = np.sqrt(np.sum((n[ok] - 1) * sd[ok] ** 2) / np.sum(n[ok] - 1))
-    panel = next(p for p in therapists.build(demo_ctx).panels if p.key == "funnel_alliance")
     assert f"pooled within-therapist SD {expected:.2f}" in panel.figure.layout.title.subtitle.text
 
 
@@ -365,9 +403,10 @@ def test_page_renders_funnels_and_the_therapist_filter_changes_numbers(app_env):
     assert not at.exception
     after = {m.label: m.value for m in at.metric}
     assert after != before and f"{code}: dropout rate" in after
-    # the selected therapist is ringed in the funnel; clearing the filter removes the tiles
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert any(t.get("name") == f"selected: {code}" for t in spec["data"])
+    # the selected therapist is ringed in the funnels that show their dot (a dropout rate with
+    # 1 .. k-1 dropouts is withheld by the numerator rule); clearing the filter removes the tiles
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")[:3]]
+    assert any(t.get("name") == f"selected: {code}" for spec in specs for t in spec["data"])
     at.button[0].click().run()
     assert at.selectbox(key="f_therapist").value == "All"
     assert {m.label: m.value for m in at.metric} == before

@@ -10,10 +10,17 @@ Roles and privacy:
 
 * a role without therapist-level access (``ctx.therapist_level`` False) gets a notice and no
   therapist-level query is run;
-* every therapist point describes that therapist's clients, so it passes the privacy step with
-  all therapists of the funnel as one partition (their episodes add up to the clinic-wide value
-  shown as the target): therapists with fewer than k clients are withheld (plus, where needed, a
-  complementary one), removed from the plot, counted in the caption and marked in the data;
+* every therapist point describes that therapist's clients, so it passes the protected-
+  statistics step (alliance/protected.py) with all therapists of the funnel as one partition
+  (their episodes add up to the clinic-wide value shown as the target): therapists with fewer
+  than k clients, or a dropout rate with 1 .. k-1 dropouts or other endings (numerator rule), are
+  withheld (plus, where needed, a complementary one), removed from the plot, counted in the
+  caption and marked in the data; every count shown carries its cell's noise, every rate and
+  mean is formed from protected counts, and the funnels (points, target, limits) are drawn from
+  those protected values, so a site's figures minus its therapists' never give a small group's;
+* statistics resting on therapists (the ICC) are computed over the therapists with at least k
+  clients and released by `privacy.statistic_released`; `therapist_icc_outcome` (the exact
+  clinic-level figure that `summary` prints) is unchanged;
 * meeting mode replaces codes with labels A, B, C... in an order drawn from a hash of the code
   salted with the view's filters (not performance, not code order), everywhere, and turns the
   point selection off.
@@ -33,10 +40,18 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts, figure_edit, queries, spc, stats
+from alliance import charts, figure_edit, noise, privacy, protected, queries, spc, stats
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
-from alliance.views.common import SMALL_N_NOTE, gather, n_text, protect, subtitle
+from alliance.views.common import (
+    SMALL_N_NOTE,
+    gather,
+    n_text,
+    noise_note,
+    protect,
+    protect_counts,
+    subtitle,
+)
 
 TITLE = "Therapists"
 QUESTION = (
@@ -47,6 +62,8 @@ ROLE_NOTICE = (
     "Therapist-level data is not available for your role. Clinic-, site- and group-level views "
     "are on the other pages; ask a director or supervisor if you need therapist comparisons."
 )
+SRS_RANGE = 40.0  # one record's range (the scale of a sum's noise): SRS total 0-40
+WAI_RANGE = 4.0  # WAI-SR mean item 1-5
 PUBLISHED_ICC = 0.05  # Wampold & Brown 2005; Johns et al. 2019 (routine practice about 5%)
 SELECTION_HINT = "Select a therapist's dot to filter the whole dashboard to that therapist."
 POSITION_TEXT = {
@@ -126,6 +143,7 @@ def build(ctx: Context) -> View:
             ctx.con, "therapists_alliance", **cmp.params(), alliance=ctx.filters.alliance_measure
         ),
     )
+    dropout = _protected_dropout(ctx, dropout)
     codes = (
         set(dropout["therapist"].dropna().unique())
         | set(alliance["therapist"].dropna().unique())
@@ -133,9 +151,7 @@ def build(ctx: Context) -> View:
     )
     names = display_names(ctx, codes)
     icc, outcome, dropout_panel, alliance_panel = gather(
-        lambda: stats.therapist_icc(
-            outcome_rows["improvement"], outcome_rows["intake"], outcome_rows["therapist"]
-        ),
+        lambda: _released_icc(ctx, outcome_rows),
         lambda: _outcome_funnel(ctx, cmp, outcome_rows, names),
         lambda: _dropout_funnel(ctx, cmp, dropout, names),
         lambda: _alliance_funnel(ctx, cmp, alliance, names),
@@ -143,6 +159,44 @@ def build(ctx: Context) -> View:
     panels = [dropout_panel, alliance_panel, outcome, _icc_panel(ctx, cmp, icc, outcome_rows)]
     tiles = _tiles(ctx, dropout, icc, outcome_rows, panels, names)
     return View(TITLE, QUESTION, tiles=tiles, panels=panels, n_clients=n_clients)
+
+
+def _protected_dropout(ctx: Context, df: pd.DataFrame) -> pd.DataFrame:
+    """The dropout table as it may be shown: the therapists as one partition, the clinic row
+    on its own (its total is shown beside them); counts with their cell's noise, the rate from
+    protected counts, withheld rows (threshold, numerator rule, complements) with `suppressed`.
+    Exact client counts are kept in `true_clients` for the threshold of totals only."""
+    spec = {
+        "counts": ["n_clients", "ended", "dropouts"],
+        "rates": [protected.Rate("dropout_rate", "dropouts", "ended")],
+        "value_cols": ["ended", "dropouts", "dropout_rate"],
+        "n_key_from": "ended",
+    }
+    cols = ["is_clinic", "therapist", "n_clients", "ended", "dropouts", "dropout_rate"]
+    cols += ["ended_cellkey", "dropouts_cellkey"]
+    ther = df[~df["is_clinic"]][cols].reset_index(drop=True)
+    clinic = df[df["is_clinic"]][cols].reset_index(drop=True)
+    parts = []
+    if len(ther):
+        parts.append(protect_counts(ctx, ther, **spec).assign(true_clients=ther["n_clients"]))
+    parts.append(
+        protect_counts(ctx, clinic, complementary=False, **spec).assign(
+            true_clients=clinic["n_clients"]
+        )
+    )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _released_icc(ctx: Context, rows: pd.DataFrame) -> stats.ICC:
+    """The page's therapist ICC: over the therapists with at least k clients, so that every
+    group it rests on has k (privacy.statistic_released); NaN when fewer than two remain."""
+    big = rows[rows["therapist_clients"] >= ctx.policy.k]
+    groups = big.groupby("therapist")["therapist_clients"].first()
+    if len(groups) < 2 or not privacy.statistic_released(ctx.policy, *map(int, groups)):
+        return stats.therapist_icc(
+            big["improvement"].iloc[:0], big["intake"].iloc[:0], big["therapist"].iloc[:0]
+        )
+    return stats.therapist_icc(big["improvement"], big["intake"], big["therapist"])
 
 
 def comparison_context(ctx: Context) -> Context:
@@ -164,18 +218,24 @@ def display_names(ctx: Context, codes: Iterable[str]) -> dict[str, str]:
 
 
 def _dropout_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) -> Panel:
+    """`df`: the protected dropout table (`_protected_dropout`)."""
     title = "Dropout rate by therapist"
     ther = df[~df["is_clinic"]]
     clinic = df[df["is_clinic"]].iloc[0]
     units = pd.DataFrame(
         {
             "code": ther["therapist"].to_numpy(),
-            "n": ther["ended"].to_numpy(dtype=float),
-            "value": ther["dropout_rate"].to_numpy(dtype=float),
+            "n": ther["ended"].to_numpy(dtype="float64", na_value=np.nan),
+            "value": ther["dropout_rate"].to_numpy(dtype="float64", na_value=np.nan),
             "n_clients": ther["n_clients"].to_numpy(),
-            "dropouts": ther["dropouts"].to_numpy(),
+            "dropouts": ther["dropouts"].to_numpy(dtype="float64", na_value=np.nan),
+            "suppressed": ther["suppressed"].to_numpy(dtype=bool),
+            "suppression": ther["suppression"].to_numpy(),
         }
     )
+    # the clinic's rate and count as shown (protected); withheld by the numerator rule
+    # (1 .. k-1 dropouts or other endings in the whole selection) there is no target
+    target = np.nan if clinic["suppressed"] else float(clinic["dropout_rate"])
     return _funnel_panel(
         ctx,
         cmp,
@@ -184,10 +244,10 @@ def _dropout_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) -
         key="dropout",
         title=title,
         kind="proportion",
-        target=float(clinic["dropout_rate"]),
+        target=target,
         sigma=None,
         definition="Dropouts / ended episodes (finished in the period), by main therapist",
-        total=n_text(ctx, clinic["ended"], "ended episodes", int(clinic["n_clients"])),
+        total=_total_text(ctx, clinic, "ended", "ended episodes"),
         x_label="Ended episodes",
         y_label="Dropout rate",
         value_format="pct",
@@ -200,17 +260,38 @@ def _dropout_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) -
     )
 
 
+def _total_text(ctx: Context, row: pd.Series, count: str, unit: str) -> str:
+    """'n = 1,234 ended episodes' from a protected row (its exact clients only judge)."""
+    if row["suppressed"] and not 0 < int(row["true_clients"]) < ctx.policy.k:
+        return ""
+    shown = row[count]
+    return n_text(ctx, 0 if pd.isna(shown) else shown, unit, int(row["true_clients"]))
+
+
 def _alliance_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) -> Panel:
     wai = ctx.filters.alliance_measure == "wai"
     label = "WAI-SR" if wai else "SRS"
     title = f"Early alliance ({label}) by therapist"
-    ther = df[~df["is_clinic"]]
-    if ther.empty:
+    if df[~df["is_clinic"]].empty:
         return empty_panel(
             _key(ctx, "alliance"), title, f"No ended episodes with an early {label} here."
         )
-    clinic = df[df["is_clinic"]].iloc[0]
-    sigma = spc.pooled_sd(ther["sd_early"], ther["episodes"])
+    record_range = WAI_RANGE if wai else SRS_RANGE
+    cols = ["therapist", "n_clients", "episodes", "mean_early", "sd_early", "episodes_cellkey"]
+    spec = {
+        "counts": ["n_clients", "episodes"],
+        "means": [protected.Mean("mean_early", "episodes", record_range)],
+        "value_cols": ["episodes", "mean_early", "sd_early"],
+        "n_key_from": "episodes",
+    }
+    raw_ther = df[~df["is_clinic"]][cols].reset_index(drop=True)
+    raw_clinic = df[df["is_clinic"]][cols].reset_index(drop=True)
+    ther = protect_counts(ctx, raw_ther, **spec)
+    clinic = protect_counts(ctx, raw_clinic, complementary=False, **spec).iloc[0]
+    clinic["true_clients"] = raw_clinic["n_clients"].iloc[0]
+    # σ from the therapists shown: their SDs and protected numbers of episodes
+    shown = ther[~ther["suppressed"]]
+    sigma = spc.pooled_sd(shown["sd_early"].astype(float), shown["episodes"].astype(float))
     if not np.isfinite(sigma) or sigma <= 0:
         return empty_panel(
             _key(ctx, "alliance"),
@@ -220,9 +301,11 @@ def _alliance_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) 
     units = pd.DataFrame(
         {
             "code": ther["therapist"].to_numpy(),
-            "n": ther["episodes"].to_numpy(dtype=float),
-            "value": ther["mean_early"].to_numpy(dtype=float),
+            "n": ther["episodes"].to_numpy(dtype="float64", na_value=np.nan),
+            "value": ther["mean_early"].to_numpy(dtype="float64", na_value=np.nan),
             "n_clients": ther["n_clients"].to_numpy(),
+            "suppressed": ther["suppressed"].to_numpy(dtype=bool),
+            "suppression": ther["suppression"].to_numpy(),
         }
     )
     scale = "WAI-SR mean item score (1–5)" if wai else "SRS total (0–40)"
@@ -234,16 +317,11 @@ def _alliance_funnel(ctx: Context, cmp: Context, df: pd.DataFrame, names: dict) 
         key="alliance",
         title=title,
         kind="mean",
-        target=float(clinic["mean_early"]),
+        target=np.nan if clinic["suppressed"] else float(clinic["mean_early"]),
         sigma=sigma,
         definition=f"Mean of each ended episode's first three {label} scores ({scale}), by "
         f"main therapist · σ = pooled within-therapist SD {sigma:.2f}",
-        total=n_text(
-            ctx,
-            clinic["episodes"],
-            f"ended episodes with an early {label}",
-            int(clinic["n_clients"]),
-        ),
+        total=_total_text(ctx, clinic, "episodes", f"ended episodes with an early {label}"),
         x_label=f"Episodes with an early {label}",
         y_label=f"Mean early {label}",
         value_format="num2" if wai else "num1",
@@ -279,17 +357,48 @@ def _outcome_funnel(ctx: Context, cmp: Context, rows: pd.DataFrame, names: dict)
         return empty_panel(
             _key(ctx, "outcome"), title, "Too few episodes to estimate the spread of improvement."
         )
-    clients = rows.groupby("therapist", sort=True)["therapist_clients"].first()
-    units = pd.DataFrame(
+    record_range = 2 * float(m.max_score)  # a change score: twice the measure's range
+    per = rows.groupby("therapist", sort=True)[["therapist_clients", "therapist_episodes_cellkey"]]
+    per = per.first().reindex(adjusted["group"])
+    raw = pd.DataFrame(
         {
             "code": adjusted["group"].to_numpy(),
+            "n_clients": per["therapist_clients"].to_numpy(),
             "n": adjusted["n"].to_numpy(dtype=float),
             "value": adjusted["adjusted_mean"].to_numpy(dtype=float),
-            "n_clients": clients.reindex(adjusted["group"]).to_numpy(),
             "raw_mean": adjusted["raw_mean"].to_numpy(dtype=float),
+            "n_cellkey": per["therapist_episodes_cellkey"].to_numpy(),
         }
     )
-    target = float(rows["improvement"].mean())
+    units = protect_counts(
+        ctx,
+        raw,
+        counts=["n_clients", "n"],
+        means=[
+            protected.Mean("value", "n", record_range),
+            protected.Mean("raw_mean", "n", record_range),
+        ],
+        value_cols=["n", "value", "raw_mean"],
+        n_key_from="n",
+    )
+    first = rows.iloc[0]
+    clinic = protect_counts(
+        ctx,
+        pd.DataFrame(
+            {
+                "n_clients": [int(first["clinic_clients"])],
+                "n": [len(rows)],
+                "mean": [float(rows["improvement"].mean())],
+                "n_cellkey": [int(first["clinic_episodes_cellkey"])],
+            }
+        ),
+        counts=["n_clients", "n"],
+        means=[protected.Mean("mean", "n", record_range)],
+        value_cols=["n", "mean"],
+        complementary=False,
+        n_key_from="n",
+    ).iloc[0]
+    clinic["true_clients"] = int(first["clinic_clients"])
     return _funnel_panel(
         ctx,
         cmp,
@@ -298,16 +407,11 @@ def _outcome_funnel(ctx: Context, cmp: Context, rows: pd.DataFrame, names: dict)
         key="outcome",
         title=title,
         kind="mean",
-        target=target,
+        target=np.nan if clinic["suppressed"] else float(clinic["mean"]),
         sigma=sigma,
         definition=f"Clinic mean + therapist's mean residual of {m.label} improvement ~ intake "
         f"+ age band + program (positive = better) · σ = pooled residual SD {sigma:.2f}",
-        total=n_text(
-            ctx,
-            len(rows),
-            f"ended episodes with ≥ 2 {m.label} scores",
-            int(rows["clinic_clients"].iloc[0]),
-        ),
+        total=_total_text(ctx, clinic, "n", f"ended episodes with ≥ 2 {m.label} scores"),
         x_label=f"Ended episodes with ≥ 2 {m.label} scores",
         y_label=f"Adjusted {m.label} improvement (points)",
         value_format="num1",
@@ -342,7 +446,9 @@ def _funnel_panel(
     n_name: str,
     reading: str,
 ) -> Panel:
-    """One funnel: limits from every therapist, then the privacy step, then the plot."""
+    """One funnel from protected units (columns code, n, value, n_clients, extra columns,
+    suppressed, suppression: the output of the protected-statistics step): the points, the
+    target and the limits all from protected values; withheld units are not drawn."""
     panel_key = _key(ctx, key)
     if len(units) < 2:
         return empty_panel(
@@ -350,34 +456,33 @@ def _funnel_panel(
             title,
             "Fewer than two therapists have data here: a funnel plot needs several to compare.",
         )
+    safe = units.rename(columns={"code": "unit"})
+    visible_units = safe[~safe["suppressed"].to_numpy(dtype=bool)]
+    if visible_units.empty or not np.isfinite(target):
+        return empty_panel(
+            panel_key,
+            title,
+            f"No therapist can be shown here: each has fewer than {ctx.policy.k} clients (or "
+            f"fewer than {ctx.policy.k} events or non-events behind a rate), or showing them "
+            "would reveal one who has.",
+        )
     pts, grid, info = spc.funnel(
-        units.rename(columns={"code": "unit"})[["unit", "n", "value"]],
+        visible_units[["unit", "n", "value"]].astype({"n": float, "value": float}),
         kind=kind,  # type: ignore[arg-type]
         target=target,
         sigma=sigma,
         method=ctx.settings.overdispersion,
     )
-    extra = units.set_index("code")[["n_clients", *extra_cols]]
-    table = pts.join(extra, on="unit")
+    limits = pts.drop(columns=["n", "value", "se", "z_adj"]).set_index("unit")
+    table = safe.join(limits, on="unit")
     table.insert(0, "therapist", table["unit"].map(names))
-    table = table.drop(columns=["unit", "se", "z_adj"])
-    table["n"] = table["n"].round().astype("int64")
-    value_cols = [
-        "n",
-        "value",
-        "z",
-        "low_95",
-        "high_95",
-        "low_998",
-        "high_998",
-        "flag",
-        *extra_cols,
-    ]
-    safe = protect(ctx, table, value_cols=value_cols)
-    safe["flag"] = safe["flag"].where(~safe["suppressed"], ctx.policy.label)
+    table = table.drop(columns=["unit"])
+    table["n"] = pd.to_numeric(table["n"]).round().astype("Int64")
+    table["n_clients"] = pd.to_numeric(table["n_clients"]).round().astype("Int64")
+    table["flag"] = table["flag"].astype(object).where(~table["suppressed"], ctx.policy.label)
     order = _label_sort_key if ctx.meeting_mode else None
-    safe = safe.sort_values("therapist", key=order).reset_index(drop=True)
-    visible = safe[~safe["suppressed"]]
+    safe = table.sort_values("therapist", key=order).reset_index(drop=True)
+    visible = safe[~safe["suppressed"]].assign(n=lambda d: d["n"].astype(float))
     primary = int((safe["suppression"] == "primary").sum())
     complementary = int((safe["suppression"] == "complementary").sum())
     withheld_text = _withheld_caption(ctx, primary, complementary)
@@ -386,13 +491,6 @@ def _funnel_panel(
         if primary + complementary
         else ""
     )
-    if visible.empty:
-        return empty_panel(
-            panel_key,
-            title,
-            f"No therapist can be shown here: each has fewer than {ctx.policy.k} clients, or "
-            "showing them would reveal one who has.",
-        )
     # limits over the observed range of volumes (not from n = 1, where they span 0-100%)
     grid = grid[grid["n"] >= max(1.0, 0.6 * float(visible["n"].min()))]
     fig = charts.funnel_plot(
@@ -404,7 +502,7 @@ def _funnel_panel(
             cmp,
             definition,
             _limits_text(info),
-            n_text=f"{total} · {shown_text}",
+            n_text=f"{total} · {shown_text}" if total else shown_text,
         ),
         x_label=x_label,
         y_label=y_label,
@@ -460,6 +558,7 @@ def _funnel_panel(
         subtitle="",
         reading=f"{reading} {sentence}{FUNNEL_NOTE}"
         + (f" {withheld_text}." if withheld_text else "")
+        + noise_note(ctx)
         + hint,
         figure=fig,
         data=data,
@@ -488,11 +587,12 @@ def _icc_panel(ctx: Context, cmp: Context, icc: stats.ICC, rows: pd.DataFrame) -
             "Not enough therapists or episodes with two or more scores here to estimate the "
             "therapist share of outcome variance.",
         )
-    raw = pd.DataFrame(
+    episodes, clients = icc_counts_shown(ctx, rows)
+    safe = pd.DataFrame(
         {
             "estimate": [f"This clinic ({m.label} improvement)"],
-            "n_clients": [int(rows["clinic_clients"].iloc[0])],
-            "episodes": [icc.n],
+            "n_clients": [clients],
+            "episodes": [episodes],
             "therapists": [icc.n_groups],
             "icc": [icc.icc],
             "low": [icc.low],
@@ -500,18 +600,9 @@ def _icc_panel(ctx: Context, cmp: Context, icc: stats.ICC, rows: pd.DataFrame) -
             "tau2": [icc.tau2],
             "sigma2": [icc.sigma2],
             "method": [_method_text(icc.method)],
+            "suppressed": [False],
         }
     )
-    safe = protect(
-        ctx,
-        raw,
-        value_cols=["episodes", "therapists", "icc", "low", "high", "tau2", "sigma2"],
-        complementary=False,
-    )
-    if bool(safe["suppressed"].any()):
-        return empty_panel(
-            key, title, f"Fewer than {ctx.policy.k} clients have {m.label} change here."
-        )
     fig = charts.interval_dots(
         safe,
         category="estimate",
@@ -523,8 +614,8 @@ def _icc_panel(ctx: Context, cmp: Context, icc: stats.ICC, rows: pd.DataFrame) -
             cmp,
             f"ICC = τ² / (τ² + σ²) from {m.label} improvement ~ intake score + (1 | therapist)",
             f"{_method_text(icc.method)}; 95% interval from the one-way ANOVA F",
-            n_text=n_text(ctx, icc.n, "ended episodes", int(rows["clinic_clients"].iloc[0]))
-            + f" of {icc.n_groups} therapists",
+            f"therapists with ≥ {ctx.policy.k} clients",
+            n_text=f"n = {episodes:,} ended episodes of {icc.n_groups} therapists",
         ),
         x_label="Share of outcome variance between therapists",
         reference=PUBLISHED_ICC,
@@ -545,12 +636,29 @@ def _icc_panel(ctx: Context, cmp: Context, icc: stats.ICC, rows: pd.DataFrame) -
         f"scores, {icc.icc:.1%} (95% CI {icc.low:.1%} to {icc.high:.1%}) lies between "
         "therapists; the rest lies between clients and episodes of the same therapist. "
         "Published estimates for routine practice are about 5% (Wampold & Brown 2005; Johns "
-        "et al. 2019). " + SMALL_N_NOTE,
+        f"et al. 2019). It rests on the therapists with at least {ctx.policy.k} clients here, "
+        "so that no small caseload stands behind it. " + SMALL_N_NOTE + noise_note(ctx),
         figure=fig,
         data=safe,
         section="Therapist effect",
         stats={"icc": icc.icc, "low": icc.low, "high": icc.high},
     )
+
+
+def icc_counts_shown(ctx: Context, rows: pd.DataFrame) -> tuple[int, int]:
+    """The episodes and clients behind the page's ICC (`_released_icc`: therapists with >= k
+    clients) as shown: counts with their cell's noise (the key: the sum of those therapists'
+    episode keys; the clients' derived from it). Clients are summed over the therapists (a
+    client seen by two of them counts twice: the query returns no client identifiers)."""
+    big = rows[rows["therapist_clients"] >= ctx.policy.k]
+    if big.empty:
+        return 0, 0
+    per = big.groupby("therapist")[["therapist_clients", "therapist_episodes_cellkey"]].first()
+    key = np.array([float(per["therapist_episodes_cellkey"].sum())])
+    counts = np.array([len(big), per["therapist_clients"].sum()], dtype="float64")
+    keys = np.concatenate([key, noise.derived_key(key, "n_clients")])
+    shown = noise.perturb_counts(counts, keys, ctx.noise, ctx.policy.k)
+    return int(shown[0]), int(shown[1])
 
 
 # --------------------------------------------------------------------------- tiles
@@ -566,28 +674,26 @@ def _tiles(
 ) -> list[Tile]:
     m = MEASURES[ctx.filters.outcome_measure]
     ther = dropout[~dropout["is_clinic"]]
-    clinic_clients = int(dropout.loc[dropout["is_clinic"], "n_clients"].iloc[0])
+    clinic_clients = int(dropout.loc[dropout["is_clinic"], "true_clients"].iloc[0])
     shown = next((p for p in panels if p.stats and "shown" in p.stats), None)
     shown_text = (
         f"{int(shown.stats['shown'])} shown in the funnels, {int(shown.stats['withheld'])} "
-        f"withheld (fewer than {ctx.policy.k} clients)"
+        f"withheld (fewer than {ctx.policy.k} clients, events or non-events)"
         if shown and shown.stats.get("withheld")
         else "all shown in the funnels"
     )
-    outcome_clients = int(rows["clinic_clients"].iloc[0]) if len(rows) else 0
     raw = pd.DataFrame(
-        {
-            "key": ["therapists", "icc"],
-            "n_clients": [clinic_clients, outcome_clients],
-            "value": [float(len(ther)), icc.icc],
-        }
+        {"key": ["therapists"], "n_clients": [clinic_clients], "value": [float(len(ther))]}
     )
-    safe = protect(ctx, raw, value_cols=["value"], complementary=False)
-    icc_value = safe["value"].iloc[1]
+    protect(ctx, raw, value_cols=["value"], complementary=False)
+    # the ICC is released by `_released_icc` (every therapist it rests on has >= k clients)
+    released = bool(np.isfinite(icc.icc))
+    icc_value = icc.icc if released else np.nan
     icc_text = (
         f"95% CI {icc.low:.1%} to {icc.high:.1%} · {_method_text(icc.method)} · "
-        f"n = {icc.n:,} episodes, {icc.n_groups} therapists · published ≈ 5%"
-        if np.isfinite(icc.icc) and not safe["suppressed"].iloc[1]
+        f"n = {icc_counts_shown(ctx, rows)[0]:,} episodes, {icc.n_groups} therapists with "
+        f"≥ {ctx.policy.k} clients · published ≈ 5%"
+        if released
         else ""
     )
     tiles = [
@@ -611,7 +717,7 @@ def _tiles(
             "between therapists rather than between their clients. About 5% in published "
             "routine-practice studies.",
             higher_is_better=None,
-            withheld=bool(safe["suppressed"].iloc[1]),
+            withheld=not released,
         ),
     ]
     code = ctx.filters.therapist
@@ -735,7 +841,10 @@ def _withheld_caption(ctx: Context, primary: int, complementary: int) -> str:
     if not primary and not complementary:
         return ""
     k = ctx.policy.k
-    text = f"{primary} therapist{'s' if primary != 1 else ''} with fewer than {k} clients not shown"
+    text = (
+        f"{primary} therapist{'s' if primary != 1 else ''} with fewer than {k} clients (or, "
+        f"for a rate, fewer than {k} events or non-events) not shown"
+    )
     if complementary:
         text += (
             f"; {complementary} more withheld with {'them' if primary != 1 else 'it'} so "
