@@ -18,11 +18,11 @@ import pytest
 from scipy import stats as sps
 from streamlit.testing.v1 import AppTest
 
-from alliance import queries
+from alliance import noise, protected, queries
 from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
-from alliance.stats import mean_ci, wilson_interval
+from alliance.stats import mean_ci
 from alliance.views import alliance_page
 from tests.conftest import ROOT
 from tests.test_view_dropout import YEAR_2025, build_clinic
@@ -57,6 +57,12 @@ def hand_ctx(con: duckdb.DuckDBPyConnection, k: int = 1, **filters: object) -> C
 
 def run(ctx: Context, name: str, **extra: object) -> pd.DataFrame:
     return queries.run(ctx.con, name, **ctx.params(), **extra)
+
+
+def noisy(ctx: Context, count: float, key: float) -> float:
+    """A count as the page shows it: with its cell's noise (alliance/noise.py)."""
+    one = noise.perturb_counts(np.array([count], float), np.array([key], float), ctx.noise, 1)
+    return float(one[0])
 
 
 # --------------------------------------------------------------------------- SQL, by hand
@@ -214,18 +220,52 @@ def test_run_rules_use_the_frozen_baseline_median():
 
 
 def test_view_on_hand_data(hand_con):
-    v = alliance_page.build(hand_ctx(hand_con))
+    """The page shows the hand-computed figures as protected: each count with its cell's
+    noise, whose key is the sum of its records' keys (checked against the facts by hand)."""
+    ctx = hand_ctx(hand_con)
+    v = alliance_page.build(ctx)
     assert v.notice is None
+    s = alliance_page.summary(ctx)
+    assert (s["srs_n"], s["srs_below"], s["with_previous"], s["drops"]) == (16, 10, 9, 4)
+    keys = hand_con.execute(
+        """
+        select sum(ckey) filter (where srs is not null), sum(ckey) filter (where srs < 36)
+        from session_facts where session_date >= $date_from and session_date < $date_to
+        """,
+        {k: ctx.params()[k] for k in ("date_from", "date_to")},
+    ).fetchone()
+    assert (s["srs_n_cellkey"], s["srs_below_cellkey"]) == keys
+    srs_n = noisy(ctx, 16, s["srs_n_cellkey"])
+    below = noisy(ctx, 10, s["srs_below_cellkey"])
     tiles = {t.key: t for t in v.tiles}
-    assert tiles["mean_srs"].value == pytest.approx(statistics.mean(ALL_SRS))
-    assert tiles["srs_below_cutoff_rate"].value == pytest.approx(10 / 16)
-    lo, hi = wilson_interval(10, 16)
+    mean = noise.perturb_means(
+        np.array([statistics.mean(ALL_SRS)]),
+        np.array([srs_n]),
+        np.array([s["srs_n_cellkey"]], float),
+        40.0,
+        ctx.noise,
+    )[0]
+    assert tiles["mean_srs"].value == pytest.approx(mean)
+    assert f"n = {srs_n:,.0f} ratings" in tiles["mean_srs"].n_text
+    assert tiles["srs_below_cutoff_rate"].value == pytest.approx(below / srs_n)
+    lo, hi = protected.wilson(pd.Series([below]), pd.Series([srs_n]), ctx.noise)
     assert f"{lo[0]:.1%} to {hi[0]:.1%}" in tiles["srs_below_cutoff_rate"].n_text
-    assert tiles["drop_rate"].value == pytest.approx(4 / 9)
+    assert tiles["drop_rate"].value == pytest.approx(
+        noisy(ctx, 4, s["drops_cellkey"]) / noisy(ctx, 9, s["with_previous_cellkey"])
+    )
     panels = {p.key: p for p in v.panels}
     drops = panels["drops"].data.set_index("group")
-    assert drops.loc["With a drop of 2+ points", "dropout_rate"] == pytest.approx(0.25)
-    assert drops.loc["Without a drop", "dropout_rate"] == pytest.approx(0.5)
+    raw = run(ctx, "alliance_drops_dropout", rupture_threshold=2.0).set_index("had_drop")
+    for had, group, dropouts, episodes in (
+        (True, "With a drop of 2+ points", 1, 4),  # 1 of 4: 0.25 exact
+        (False, "Without a drop", 1, 2),  # 1 of 2: 0.5 exact
+    ):
+        row = raw.loc[had]
+        assert (row["dropouts"], row["episodes"]) == (dropouts, episodes)
+        want = noisy(ctx, dropouts, row["dropouts_cellkey"]) / noisy(
+            ctx, episodes, row["episodes_cellkey"]
+        )
+        assert drops.loc[group, "dropout_rate"] == pytest.approx(want)
     assert "association" in panels["drops"].reading
     assert "Ruptures & repair" in panels["drops"].reading
 
@@ -238,7 +278,11 @@ def test_distribution_shares_are_of_all_ratings_even_when_bins_are_withheld(hand
     assert panel.withheld
     assert sum(shown) < 1  # not rescaled to 1: a withheld bin does not inflate the others
     visible = panel.data.dropna(subset=["share"])
-    assert visible["share"].tolist() == pytest.approx((visible["n"] / 16).tolist())
+    # each shown bin's share is of all ratings, both counts protected (16 ratings by hand)
+    ctx = hand_ctx(hand_con, k=2)
+    total = alliance_page.protected_summary(ctx, alliance_page.summary(ctx))["srs_n"]
+    assert total == noisy(ctx, 16, alliance_page.summary(ctx)["srs_n_cellkey"])
+    assert visible["share"].tolist() == pytest.approx((visible["n"] / total).tolist())
 
 
 def test_too_small_selection_gets_a_notice(hand_con):
@@ -291,8 +335,11 @@ def test_wai_measure_adds_the_subscales(demo_ctx):
     assert len(sub) == 4
     bond, task = sub.filter(like="Bond", axis=0).iloc[0], sub.filter(like="Task", axis=0).iloc[0]
     assert bond["mean_score"] > task["mean_score"]  # the demo (and the literature): Bond highest
-    # the interval is a t interval over episodes
-    half = sps.t.ppf(0.975, bond["episodes"] - 1) * bond["sd_score"] / np.sqrt(bond["episodes"])
+    # the interval is a normal interval over the protected episodes, widened for the noise
+    z = sps.norm.ppf(0.975)
+    n = float(bond["episodes"])
+    extra = (ctx.noise.sum_share * 4.0) ** 2 / 3 / n**2
+    half = np.sqrt((z * bond["sd_score"]) ** 2 / n + z**2 * extra)
     assert bond["high"] - bond["mean_score"] == pytest.approx(half)
     assert "WAI-SR" in panels["distribution"].title
     assert {t.key for t in v.tiles} >= {"mean_wai", "srs_below_cutoff_rate"}

@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alliance import db, queries
+from alliance import db, noise, protected, queries
 from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
@@ -137,6 +137,12 @@ def hand_ctx(con: duckdb.DuckDBPyConnection, k: int = 1, **filters: object) -> C
 
 def run(ctx: Context, name: str, **extra: object):
     return queries.run(ctx.con, name, **ctx.params(), **extra)
+
+
+def noisy(ctx: Context, count: float, key: float) -> float:
+    """A count as the page shows it: with its cell's noise (alliance/noise.py)."""
+    one = noise.perturb_counts(np.array([count], float), np.array([key], float), ctx.noise, 1)
+    return float(one[0])
 
 
 # --------------------------------------------------------------------------- SQL, by hand
@@ -310,20 +316,55 @@ def test_cumulative_share_stops_at_the_first_withheld_bin():
 
 
 def test_view_on_hand_data_shows_the_hand_computed_numbers(hand_con):
-    v = dropout.build(hand_ctx(hand_con))
+    """The hand-computed figures as the page shows them: every count with its cell's noise,
+    whose key is the sum of its episodes' keys (checked against the facts by hand)."""
+    ctx = hand_ctx(hand_con)
+    v = dropout.build(ctx)
     assert v.notice is None
+    s = dropout.summary(ctx)
+    assert (s["ended"], s["dropouts"]) == (6, 2)
+    keys = hand_con.execute(
+        """
+        select sum(ekey), sum(ekey) filter (where dropout) from episode_facts
+        where ended and end_date >= $date_from and end_date < $date_to
+        """,
+        {k: ctx.params()[k] for k in ("date_from", "date_to")},
+    ).fetchone()
+    assert (s["ended_cellkey"], s["dropouts_cellkey"]) == keys
+    ended, drops = noisy(ctx, 6, keys[0]), noisy(ctx, 2, keys[1])
     tiles = {t.key: t for t in v.tiles}
-    assert tiles["dropout_rate"].value == pytest.approx(2 / 6)
-    lo, hi = wilson_interval(2, 6)
+    assert tiles["dropout_rate"].value == pytest.approx(drops / ended)
+    lo, hi = protected.wilson(pd.Series([drops]), pd.Series([ended]), ctx.noise)
     assert f"{lo[0]:.1%} to {hi[0]:.1%}" in tiles["dropout_rate"].n_text
+    assert f"n = {ended:,.0f} ended episodes" in tiles["dropout_rate"].n_text
     panels = {p.key: p for p in v.panels}
     bands = panels["dropout_bands"].data.set_index("group")
-    assert bands.loc["Early SRS below 36", "dropout_rate"] == pytest.approx(0.5)
-    assert bands.loc["Early SRS 36 or above", "dropout_rate"] == 0
-    when = panels["dropout_when"].data.set_index(["ending", "last_session"])["ended_by"]
-    # dropouts end at sessions 2 and 4, planned endings at 2, 2 and 4
-    assert when[("Dropout", "2")] == pytest.approx(0.5) and when[("Dropout", "4")] == 1
-    assert when[("Planned ending", "2")] == pytest.approx(2 / 3)
+    raw = run(ctx, "dropout_by_alliance_band", srs_cutoff=36.0).set_index("band")
+    for band, group, n_drop, n_ep in (
+        ("below", "Early SRS below 36", 2, 4),  # 0.5 exact
+        ("at_or_above", "Early SRS 36 or above", 0, 2),  # 0 exact
+    ):
+        row = raw.loc[band]
+        assert (row["dropouts"], row["episodes"]) == (n_drop, n_ep)
+        want = noisy(ctx, n_drop, row["dropouts_cellkey"]) / noisy(
+            ctx, n_ep, row["episodes_cellkey"]
+        )
+        assert bands.loc[group, "dropout_rate"] == pytest.approx(want)
+    assert bands.loc["Early SRS 36 or above", "dropout_rate"] == 0  # 0 stays 0
+    when = panels["dropout_when"].data.set_index(["ending", "last_session"])
+    # dropouts end at sessions 2 and 4, planned endings at 2, 2 and 4: each bin's protected
+    # count over the protected total of its ending
+    last = run(ctx, "dropout_last_session", last_number=13).set_index(["ending", "last_session"])
+    planned_key = last.loc["planned", "episodes_cellkey"].sum()
+    for ending, name, total, total_key in (
+        ("dropout", "Dropout", 2, keys[1]),
+        ("planned", "Planned ending", 3, planned_key),
+    ):
+        shown_total = noisy(ctx, total, total_key)
+        row = last.loc[(ending, "2")]
+        want = noisy(ctx, row["episodes"], row["episodes_cellkey"]) / shown_total
+        assert when.loc[(name, "2"), "share"] == pytest.approx(want)
+        assert when.loc[(name, "2"), "ended_by"] == pytest.approx(want)
 
 
 def test_too_small_selection_gets_a_notice_not_numbers(hand_con):

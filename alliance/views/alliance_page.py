@@ -17,16 +17,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from numpy.typing import ArrayLike
 
-from alliance import charts, figure_edit, queries
+from alliance import charts, figure_edit, noise, protected, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
-from alliance.stats import mean_interval, risk_difference, run_rules, wilson_interval, xbar_chart
+from alliance.stats import mean_interval, risk_difference, run_rules, xbar_chart
 from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
     gather,
     mark_all_withheld,
     n_text,
-    protect,
+    noise_note,
+    protect_counts,
     srs_cutoff_text,
     subtitle,
     withheld_note,
@@ -55,6 +56,7 @@ class Scale:
     scale_max: float
     ticks: tuple[float, ...]
     decimals: int
+    record_range: float  # one rating's range: the scale of a sum's noise (alliance/noise.py)
 
     @property
     def value_format(self) -> str:
@@ -75,6 +77,7 @@ SCALES = {
         40.0,
         (30.0, 35.0),
         1,
+        40.0,
     ),
     "wai": Scale(
         "wai",
@@ -86,6 +89,7 @@ SCALES = {
         5.0,
         (3.0, 3.5, 4.0, 4.5),
         2,
+        4.0,
     ),
 }
 SUBSCALES = {
@@ -226,8 +230,9 @@ def spc_note(frame: pd.DataFrame) -> str:
     )
 
 
-def _wilson_text(x: float, n: float) -> str:
-    lo, hi = wilson_interval(x, n)
+def _wilson_text(ctx: Context, x: float, n: float) -> str:
+    """The 95% Wilson interval of protected x / n, widened for the noise."""
+    lo, hi = protected.wilson(pd.Series([x]), pd.Series([n]), ctx.noise)
     return f"95% CI {lo[0]:.1%} to {hi[0]:.1%}"
 
 
@@ -263,15 +268,71 @@ def summary(ctx: Context) -> dict[str, float | int | None]:
         "with_previous": int(d["with_previous"]),
         "drops": int(d["drops"]),
         "drop_rate": _num(d["drop_rate"]),
+        # cell keys of the counts, for the protected-statistics step (never shown)
+        **{c: int(s[c]) for c in s.index if c.endswith(protected.KEY_SUFFIX)},
+        **{c: int(d[c]) for c in d.index if c.endswith(protected.KEY_SUFFIX)},
     }
+
+
+# The headline's protected counts, means and rates. A client count takes its key from the
+# count of its cell's records (noise.derived_key, as protect_counts' n_key_from), so the SRS
+# clients of one month show what the control chart's month shows.
+_CLIENTS_FROM = {
+    "n_clients": "sessions",
+    "srs_clients": "srs_n",
+    "wai_clients": "wai_n",
+    "drop_clients": "with_previous",
+}
+_COUNTS = [
+    "sessions",
+    "srs_n",
+    "srs_below",
+    "wai_n",
+    "with_previous",
+    "drops",
+    *_CLIENTS_FROM,
+]
+_MEANS = [
+    protected.Mean("mean_srs", "srs_n", SCALES["srs"].record_range),
+    protected.Mean("mean_wai", "wai_n", SCALES["wai"].record_range),
+]
+_RATES = [
+    protected.Rate("srs_below_rate", "srs_below", "srs_n"),
+    protected.Rate("drop_rate", "drops", "with_previous"),
+    protected.Rate("srs_recorded", "srs_n", "sessions"),
+]
+
+
+def protected_summary(ctx: Context, s: dict) -> dict:
+    """The headline as it may be shown: every count with its cell's noise (never below k),
+    means and rates from protected parts, and under "rule" the rates that the numerator rule
+    withholds (1 .. k-1 events or non-events). The threshold on clients is the caller's."""
+    raw = {c: s[c] for c in _COUNTS}
+    raw.update({m.col: np.nan if s[m.col] is None else s[m.col] for m in _MEANS})
+    raw.update({f"{c}_cellkey": s[f"{c}_cellkey"] for c in _COUNTS if c not in _CLIENTS_FROM})
+    for clients, records in _CLIENTS_FROM.items():
+        key = np.array([s[f"{records}_cellkey"]], dtype="float64")
+        raw[f"{clients}_cellkey"] = noise.derived_key(key, "n_clients")[0]
+    frame = pd.DataFrame([raw])
+    k = ctx.policy.k
+    shown = protected.perturb(
+        frame, params=ctx.noise, counts=_COUNTS, means=_MEANS, rates=_RATES, floor=k
+    ).iloc[0]
+    out: dict = {c: _num(shown[c]) for c in [*_COUNTS, *(m.col for m in _MEANS)]}
+    out.update({r.col: _num(shown[r.col]) for r in _RATES})
+    out["rule"] = {r.col for r in _RATES if protected.numerator_rule(frame, [r], k)[0]}
+    return out
 
 
 # --------------------------------------------------------------------------- tiles
 
 
-def _tiles(ctx: Context, s: dict) -> list[Tile]:
+def _tiles(ctx: Context, s: dict, p: dict) -> list[Tile]:
+    """The headline tiles from the protected summary `p`; the exact summary `s` only judges
+    (a figure of 1 .. k-1 clients is withheld, and so is a rate under the numerator rule)."""
     measure = ctx.filters.alliance_measure
     k = ctx.policy.k
+    rule = p["rule"]
     rows = []
     if measure == "wai":
         rows.append(
@@ -279,9 +340,10 @@ def _tiles(ctx: Context, s: dict) -> list[Tile]:
                 "mean_wai",
                 "Mean WAI-SR item score",
                 ".2f",
-                s["mean_wai"],
+                p["mean_wai"],
                 s["wai_clients"],
-                f"n = {s['wai_n']:,} ratings, {s['wai_clients']:,} clients",
+                False,
+                f"n = {p['wai_n']:,.0f} ratings, {p['wai_clients']:,.0f} clients",
                 "Mean WAI-SR mean item score (1–5, total / 12) over the WAI-SR ratings in the "
                 "period. Recorded only where the WAI-SR is used.",
                 True,
@@ -293,20 +355,24 @@ def _tiles(ctx: Context, s: dict) -> list[Tile]:
                 "mean_srs",
                 "Mean SRS",
                 ".1f",
-                s["mean_srs"],
+                p["mean_srs"],
                 s["srs_clients"],
-                f"n = {s['srs_n']:,} ratings, {s['srs_clients']:,} clients",
+                False,
+                f"n = {p['srs_n']:,.0f} ratings, {p['srs_clients']:,.0f} clients",
                 "Mean Session Rating Scale total (0–40) over the SRS ratings in the period.",
                 True,
             )
         )
     below_text = ""
-    if s["srs_n"]:
-        below_text = f"{_wilson_text(s['srs_below'], s['srs_n'])} · n = {s['srs_n']:,} ratings"
+    if p["srs_n"]:
+        below_text = (
+            f"{_wilson_text(ctx, p['srs_below'], p['srs_n'])} · n = {p['srs_n']:,.0f} ratings"
+        )
     drop_text = ""
-    if s["with_previous"]:
+    if p["with_previous"]:
         drop_text = (
-            f"{_wilson_text(s['drops'], s['with_previous'])} · n = {s['with_previous']:,} ratings"
+            f"{_wilson_text(ctx, p['drops'], p['with_previous'])} · "
+            f"n = {p['with_previous']:,.0f} ratings"
         )
     thr = ctx.settings.rupture_threshold
     rows += [
@@ -314,8 +380,9 @@ def _tiles(ctx: Context, s: dict) -> list[Tile]:
             "srs_below_cutoff_rate",
             "SRS below cutoff",
             ".1%",
-            s["srs_below_rate"],
+            p["srs_below_rate"],
             s["srs_clients"],
+            "srs_below_rate" in rule,
             below_text,
             f"Share of SRS ratings with {srs_cutoff_text(ctx)} (OpenFIT's cutoff; a setting). "
             "Interval: Wilson 95%.",
@@ -325,8 +392,9 @@ def _tiles(ctx: Context, s: dict) -> list[Tile]:
             "drop_rate",
             "Alliance drops",
             ".1%",
-            s["drop_rate"],
+            p["drop_rate"],
             s["drop_clients"],
+            "drop_rate" in rule,
             drop_text,
             f"Share of SRS ratings at least {thr:g} points below the same episode's previous "
             "SRS (a setting), among ratings that have a previous one. Details on the "
@@ -337,35 +405,27 @@ def _tiles(ctx: Context, s: dict) -> list[Tile]:
             "srs_recorded",
             "Sessions with an SRS",
             ".1%",
-            s["srs_n"] / s["sessions"] if s["sessions"] else None,
+            p["srs_recorded"],
             s["n_clients"],
-            f"n = {s['sessions']:,} sessions",
+            "srs_recorded" in rule,
+            f"n = {p['sessions']:,.0f} sessions",
             "Share of attended sessions in the period with an SRS total: low completion makes "
             "every alliance figure less representative.",
             True,
         ),
     ]
-    raw = pd.DataFrame(
-        {
-            "key": [r[0] for r in rows],
-            "n_clients": [r[4] for r in rows],
-            "value": [r[3] for r in rows],
-        }
-    )
-    safe = protect(ctx, raw, value_cols=["value"], complementary=False)
+    note = noise_note(ctx).strip()
     tiles = []
-    for r, (_, row) in zip(rows, safe.iterrows(), strict=True):
-        key, label, fmt, _, n_clients, n_text, help_text, better = r
-        withheld = bool(row["suppressed"]) or 0 < n_clients < k
-        value = None if withheld or pd.isna(row["value"]) else float(row["value"])
+    for key, label, fmt, value, n_clients, by_rule, text, help_text, better in rows:
+        withheld = 0 < n_clients < k or by_rule
         tiles.append(
             Tile(
                 key=key,
                 label=label,
-                value=value,
+                value=None if withheld or value is None else float(value),
                 fmt=fmt,
-                n_text="" if withheld else n_text,
-                help=help_text,
+                n_text="" if withheld else text,
+                help=f"{help_text} {note}",
                 higher_is_better=better,
                 withheld=withheld,
             )
@@ -385,7 +445,7 @@ def _no_ratings(scale: Scale) -> str:
     return "No SRS ratings in this selection. Widen the period or clear a filter."
 
 
-def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
+def _distribution(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
     title = f"How clients rate the alliance: {scale.label}"
     df = queries.run(
         ctx.con,
@@ -398,8 +458,19 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
     )
     if df.empty:
         return empty_panel("distribution", title, _no_ratings(scale))
-    # bins add up to all ratings shown in the subtitle: one partition
-    safe = protect(ctx, df, value_cols=["n", "share"])
+    # bins add up to all ratings shown in the subtitle: one partition (a client rates in
+    # several bins: a withheld set is judged by its largest bin); each bin's share is its
+    # protected count over the protected count of all ratings
+    safe = protect_counts(
+        ctx,
+        df,
+        counts=["n_clients", "n"],
+        value_cols=["n", "share"],
+        n_key_from="n",
+        overlapping=True,
+    )
+    total = _rating_count(p, scale)
+    safe["share"] = safe["n"].astype("float64") / total if total else np.nan
     half = scale.bin_width / 2
     low, high = safe["bin_low"], safe["bin_high"]
     pooled = low.isna()
@@ -416,6 +487,7 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
     ]
     plot = safe.assign(x=x, bin=labels)
     n_clients = _rating_clients(s, scale)
+    shown_clients = _rating_clients(p, scale)
     cutoff = ctx.settings.srs_cutoff if scale.key == "srs" else None
     parts = [
         f"{scale.long_label} per session: share of ratings in each {scale.bin_width:g}-point bin",
@@ -432,8 +504,8 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
             ctx,
             *parts,
             n_text=(
-                n_text(ctx, df["n"].sum(), "ratings", n_clients)
-                + (f" from {n_clients:,} clients" if n_clients >= ctx.policy.k else "")
+                n_text(ctx, total, "ratings", n_clients)
+                + (f" from {shown_clients:,} clients" if n_clients >= ctx.policy.k else "")
             ),
         ),
         x_label=scale.long_label,
@@ -463,25 +535,30 @@ def _distribution(ctx: Context, scale: Scale, s: dict) -> Panel:
             f"{top_share.iloc[0]:.0%} of ratings are the top score: the scale has a ceiling, so "
             "differences between high scores carry little information. "
         )
-    below_shown = s["srs_n"] and s["srs_clients"] >= ctx.policy.k
+    below_shown = (
+        bool(s["srs_n"])
+        and s["srs_clients"] >= ctx.policy.k
+        and "srs_below_rate" not in p["rule"]
+        and p["srs_below_rate"] is not None
+    )
     if scale.key == "srs" and below_shown:
         reading += (
-            f"{s['srs_below_rate']:.1%} of ratings are below the cutoff "
-            f"({_wilson_text(s['srs_below'], s['srs_n'])}): the sessions worth a conversation "
-            "about how therapy is going. "
+            f"{p['srs_below_rate']:.1%} of ratings are below the cutoff "
+            f"({_wilson_text(ctx, p['srs_below'], p['srs_n'])}): the sessions worth a "
+            "conversation about how therapy is going. "
         )
     reading += "Each rating counts once, so clients seen more often weigh more."
     return Panel(
         key="distribution",
         title=title,
         subtitle="",
-        reading=reading + withheld_note(ctx, safe),
+        reading=reading + noise_note(ctx) + withheld_note(ctx, safe),
         figure=fit_layout(fig),
         data=safe.drop(columns=["x"], errors="ignore").assign(bin=labels)[
             ["bin", "n_clients", "n", "share", "suppressed", "suppression"]
         ],
         withheld=any_withheld(safe),
-        stats={"srs_below_cutoff_rate": s["srs_below_rate"] if below_shown else np.nan},
+        stats={"srs_below_cutoff_rate": p["srs_below_rate"] if below_shown else np.nan},
     )
 
 
@@ -490,20 +567,28 @@ def _wai_subscales(ctx: Context) -> Panel:
     df = queries.run(ctx.con, "alliance_wai_subscales", **ctx.params())
     if df.empty:
         return empty_panel("wai_subscales", title, _no_ratings(SCALES["wai"]))
-    low, high = mean_interval(df["mean_score"], df["sd_score"], df["episodes"])
-    df = df.assign(subscale=df["subscale"].map(SUBSCALES), low=low, high=high)
-    # the four rows describe the same clients (not parts of a total): primary suppression only
-    safe = protect(
+    wai_range = SCALES["wai"].record_range
+    df = df.assign(subscale=df["subscale"].map(SUBSCALES))
+    # the four rows describe the same clients (not parts of a total): primary suppression only;
+    # they are the same episodes, so the same keys: every row shows the same protected counts
+    safe = protect_counts(
         ctx,
         df,
-        value_cols=["episodes", "administrations", "mean_score", "sd_score", "low", "high"],
+        counts=["n_clients", "episodes", "administrations"],
+        means=[protected.Mean("mean_score", "episodes", wai_range)],
+        value_cols=["episodes", "administrations", "mean_score", "sd_score"],
         complementary=False,
+        n_key_from="episodes",
     )
+    low, high = protected.mean_interval(
+        safe["mean_score"], safe["sd_score"], safe["episodes"], wai_range, ctx.noise
+    )
+    safe = safe.assign(low=low, high=high)
     # every row describes the WAI-SR clients of the period (one population, four views)
     clients = int(df["n_clients"].max())
-    total = n_text(ctx, df["episodes"].max(), "episodes", clients)
+    total = n_text(ctx, safe["episodes"].max(), "episodes", clients)
     if clients >= ctx.policy.k:
-        total += f", {int(df['administrations'].max()):,} ratings"
+        total += f", {int(safe['administrations'].max()):,} ratings"
     fig = charts.interval_dots(
         safe,
         category="subscale",
@@ -530,6 +615,7 @@ def _wai_subscales(ctx: Context) -> Panel:
             "below the others points to where the alliance is weakest (e.g. agreeing on tasks). "
             "Each episode counts once, so the intervals allow for repeated ratings. "
             + SMALL_N_NOTE
+            + noise_note(ctx)
             + withheld_note(ctx, safe)
         ),
         figure=fit_layout(fig),
@@ -539,11 +625,17 @@ def _wai_subscales(ctx: Context) -> Panel:
 
 
 def _rating_clients(s: dict, scale: Scale) -> int:
-    """Distinct clients with a rating of the scale in the period."""
+    """Distinct clients with a rating of the scale in the period (exact from the summary,
+    protected from protected_summary)."""
     return int(s["srs_clients"] if scale.key == "srs" else s["wai_clients"])
 
 
-def _control_chart(ctx: Context, scale: Scale, s: dict) -> Panel:
+def _rating_count(p: dict, scale: Scale) -> float:
+    """The protected count of the scale's ratings in the period."""
+    return float(p["srs_n"] if scale.key == "srs" else p["wai_n"])
+
+
+def _control_chart(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
     title = f"Monthly mean {scale.label}: control chart"
     df = queries.run(
         ctx.con,
@@ -555,7 +647,17 @@ def _control_chart(ctx: Context, scale: Scale, s: dict) -> Panel:
     if df.empty:
         return empty_panel("alliance_spc", title, _no_ratings(scale))
     # months add up to the period's ratings: one partition, so a withheld month stays hidden
-    safe = protect(ctx, df, value_cols=["n", "mean_score", "sd_score", "below", "below_rate"])
+    # (a client is rated in many months: a withheld set is judged by its largest month); the
+    # chart is drawn from the protected means and counts (as the Overview's monthly chart)
+    safe = protect_counts(
+        ctx,
+        df[["month", "n_clients", "n", "mean_score", "sd_score", "n_cellkey"]],
+        counts=["n_clients", "n"],
+        means=[protected.Mean("mean_score", "n", scale.record_range)],
+        value_cols=["n", "mean_score", "sd_score"],
+        n_key_from="n",
+        overlapping=True,
+    )
     base = baseline_mask(safe["mean_score"], ctx.settings.spc_baseline_months)
     if not base.any():
         return empty_panel(
@@ -582,7 +684,7 @@ def _control_chart(ctx: Context, scale: Scale, s: dict) -> Panel:
             f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
             f"{ctx.settings.spc_baseline_months} months with ratings (a setting)",
             "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
-            n_text=n_text(ctx, df["n"].sum(), "ratings", _rating_clients(s, scale)),
+            n_text=n_text(ctx, _rating_count(p, scale), "ratings", _rating_clients(s, scale)),
         ),
         y_label=f"Mean {scale.label}",
         value_format=scale.value_format,
@@ -597,6 +699,7 @@ def _control_chart(ctx: Context, scale: Scale, s: dict) -> Panel:
             spc_note(frame)
             + " Limits are narrow when a month has many ratings."
             + (" With so few baseline months the limits are rough." if few else "")
+            + noise_note(ctx)
             + withheld_note(ctx, safe)
         ),
         figure=fit_layout(fig),
@@ -605,7 +708,7 @@ def _control_chart(ctx: Context, scale: Scale, s: dict) -> Panel:
     )
 
 
-def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
+def _by_session_number(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
     title = f"Does the alliance build? {scale.label} by session number"
     df = queries.run(
         ctx.con,
@@ -617,11 +720,8 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
     )
     if df.empty:
         return empty_panel("by_session", title, _no_ratings(scale))
-    low, high = mean_interval(df["mean_score"], df["sd_score"], df["n"])
     fixed_label = f"Same episodes, sessions 1–{FIXED_COHORT_SESSIONS}"
     df = df.assign(
-        low=low,
-        high=high,
         group=df["cohort"].map({"all": "All episodes", "fixed": fixed_label}),
         session=np.where(
             df["session_number"] >= LAST_SESSION_NUMBER,
@@ -630,13 +730,23 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
         ),
     )
     # the points of a line add up to its ratings (the subtitle's total for all episodes): one
-    # partition per line, so a withheld point cannot be recovered by subtraction
-    safe = protect(
+    # partition per line, so a withheld point cannot be recovered by subtraction (a client is
+    # rated at many session numbers: a withheld set is judged by its largest point); means and
+    # bands from the protected sums and counts
+    safe = protect_counts(
         ctx,
         df,
-        value_cols=["n", "mean_score", "sd_score", "low", "high"],
+        counts=["n_clients", "n"],
+        means=[protected.Mean("mean_score", "n", scale.record_range)],
+        value_cols=["n", "mean_score", "sd_score"],
         partition_cols=["cohort"],
+        n_key_from="n",
+        overlapping=True,
     )
+    low, high = protected.mean_interval(
+        safe["mean_score"], safe["sd_score"], safe["n"], scale.record_range, ctx.noise
+    )
+    safe = safe.assign(low=low, high=high)
     all_rows = safe[safe["cohort"] == "all"]
     fig = charts.lines(
         safe,
@@ -651,12 +761,7 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
             f"Mean {scale.long_label} at each session number (the episode's n-th attended "
             f"session), 95% CI; {LAST_SESSION_NUMBER}+ pools later sessions",
             f"dashed: episodes seen from session 1 through {FIXED_COHORT_SESSIONS} in the period",
-            n_text=n_text(
-                ctx,
-                df.loc[df["cohort"] == "all", "n"].sum(),
-                "ratings",
-                _rating_clients(s, scale),
-            ),
+            n_text=n_text(ctx, _rating_count(p, scale), "ratings", _rating_clients(s, scale)),
         ),
         x_label="Session number",
         y_label=f"Mean {scale.label}",
@@ -683,7 +788,7 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
         key="by_session",
         title=title,
         subtitle="",
-        reading=reading + withheld_note(ctx, safe),
+        reading=reading + noise_note(ctx) + withheld_note(ctx, safe),
         figure=fit_layout(fig),
         data=safe[
             ["group", "session", "n_clients", "n", "mean_score", "low", "high", "suppressed"]
@@ -692,9 +797,10 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict) -> Panel:
     )
 
 
-def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
+def _drops_and_dropout(ctx: Context, s: dict, p: dict) -> Panel:
     title = "Alliance drops and what followed them"
     thr = ctx.settings.rupture_threshold
+    k = ctx.policy.k
     df = queries.run(ctx.con, "alliance_drops_dropout", **ctx.params(), rupture_threshold=thr)
     if df.empty:
         return empty_panel(
@@ -703,19 +809,36 @@ def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
             "No ended episode with two or more SRS ratings finished in this selection.",
         )
     df = df.sort_values("had_drop", ascending=False, ignore_index=True)
-    low, high = wilson_interval(df["dropouts"].to_numpy(), df["episodes"].to_numpy())
     df = df.assign(
-        group=np.where(df["had_drop"], f"With a drop of {thr:g}+ points", "Without a drop"),
-        low=low,
-        high=high,
+        group=np.where(df["had_drop"], f"With a drop of {thr:g}+ points", "Without a drop")
     )
-    # the two groups split the same episodes: withholding one withholds both
-    safe = protect(ctx, df, value_cols=["episodes", "dropouts", "dropout_rate", "low", "high"])
-    total_ep, total_drop = int(df["episodes"].sum()), int(df["dropouts"].sum())
+    rate = protected.Rate("dropout_rate", "dropouts", "episodes")
+    # the two groups split the same episodes: withholding one withholds both; a group with
+    # 1 .. k-1 dropouts or other endings is withheld (numerator rule)
+    safe = protect_counts(
+        ctx,
+        df,
+        counts=["n_clients", "episodes", "dropouts"],
+        rates=[rate],
+        value_cols=["episodes", "dropouts", "dropout_rate"],
+        n_key_from="episodes",
+    )
+    low, high = protected.wilson(safe["dropouts"], safe["episodes"], ctx.noise)
+    safe = safe.assign(low=low, high=high)
+    # both groups together: a cell of their own, whose key is the sum of theirs
+    both = pd.DataFrame(
+        {c: [df[c].sum()] for c in ["episodes", "dropouts", "episodes_cellkey", "dropouts_cellkey"]}
+    )
+    total = protected.perturb(
+        both, params=ctx.noise, counts=["episodes", "dropouts"], rates=[rate], floor=k
+    ).iloc[0]
     # the two groups' clients: at least the larger group's (a client can be in both)
     clients = int(df["n_clients"].max())
-    overall = total_drop / total_ep if total_ep and clients >= ctx.policy.k else None
-    drops_shown = s["drop_rate"] is not None and s["drop_clients"] >= ctx.policy.k
+    overall_ok = clients >= k and not protected.numerator_rule(both, [rate], k)[0]
+    overall = _num(total["dropout_rate"]) if overall_ok else None
+    drops_shown = (
+        p["drop_rate"] is not None and s["drop_clients"] >= k and "drop_rate" not in p["rule"]
+    )
     fig = charts.interval_dots(
         safe,
         category="group",
@@ -727,11 +850,11 @@ def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
             ctx,
             "Dropout rate of ended episodes with 2+ SRS ratings, by whether any SRS was "
             f"≥ {thr:g} points below the episode's previous SRS (a setting); 95% Wilson CI",
-            f"drops: {s['drop_rate']:.1%} of {s['with_previous']:,} SRS ratings with a previous "
-            "one in the period"
+            f"drops: {p['drop_rate']:.1%} of {p['with_previous']:,.0f} SRS ratings with a "
+            "previous one in the period"
             if drops_shown
             else "",
-            n_text=n_text(ctx, total_ep, "ended episodes", clients),
+            n_text=n_text(ctx, total["episodes"], "ended episodes", clients),
         ),
         x_label="Dropout rate",
         reference=overall,
@@ -740,9 +863,15 @@ def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
         suppressed_label=ctx.policy.label,
     )
     reading = ""
-    if not any_withheld(safe) and len(df) == 2:
-        yes, no = df[df["had_drop"]].iloc[0], df[~df["had_drop"]].iloc[0]
-        rd = risk_difference(yes["dropouts"], yes["episodes"], no["dropouts"], no["episodes"])
+    if not any_withheld(safe) and len(safe) == 2:
+        # from the protected counts, like every figure shown
+        yes, no = safe[safe["had_drop"]].iloc[0], safe[~safe["had_drop"]].iloc[0]
+        rd = risk_difference(
+            float(yes["dropouts"]),
+            float(yes["episodes"]),
+            float(no["dropouts"]),
+            float(no["episodes"]),
+        )
         if np.isfinite(rd.value):
             chance = rd.low <= 0 <= rd.high
             reading = (
@@ -760,7 +889,7 @@ def _drops_and_dropout(ctx: Context, s: dict) -> Panel:
         key="drops",
         title=title,
         subtitle="",
-        reading=reading + withheld_note(ctx, safe),
+        reading=reading + noise_note(ctx) + withheld_note(ctx, safe),
         figure=fit_layout(fig, rate_axis="x"),
         data=safe[
             [
@@ -787,18 +916,19 @@ def build(ctx: Context) -> View:
         return View(
             TITLE, QUESTION, notice=too_small_notice(ctx, s["n_clients"]), n_clients=s["n_clients"]
         )
+    p = protected_summary(ctx, s)
     scale = SCALES.get(ctx.filters.alliance_measure, SCALES["srs"])
     parts = [
-        lambda: _by_session_number(ctx, scale, s),
-        lambda: _drops_and_dropout(ctx, s),
-        lambda: _distribution(ctx, scale, s),
-        lambda: _control_chart(ctx, scale, s),
+        lambda: _by_session_number(ctx, scale, s, p),
+        lambda: _drops_and_dropout(ctx, s, p),
+        lambda: _distribution(ctx, scale, s, p),
+        lambda: _control_chart(ctx, scale, s, p),
     ]
     if scale.key == "wai":
         parts.append(lambda: _wai_subscales(ctx))
     by_number, drops, distribution, control, *wai = gather(*parts)
     panels = [distribution, *wai, control, by_number, drops]
-    return View(TITLE, QUESTION, tiles=_tiles(ctx, s), panels=panels, n_clients=s["n_clients"])
+    return View(TITLE, QUESTION, tiles=_tiles(ctx, s, p), panels=panels, n_clients=s["n_clients"])
 
 
 __all__ = [
@@ -808,6 +938,7 @@ __all__ = [
     "baseline_mask",
     "build",
     "mean_interval",
+    "protected_summary",
     "spc_baseline_end",
     "spc_baseline_text",
     "spc_frame",

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts, figure_edit, privacy, queries
+from alliance import charts, figure_edit, noise, privacy, protected, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
-from alliance.stats import Estimate, p_chart, wilson_interval
+from alliance.stats import Estimate, p_chart
 from alliance.views.alliance_page import (
     baseline_mask,
     fit_layout,
@@ -32,8 +32,9 @@ from alliance.views.common import (
     gather,
     mark_all_withheld,
     n_text,
-    protect,
+    noise_note,
     protect_comparison,
+    protect_counts,
     subtitle,
     withheld_note,
 )
@@ -55,6 +56,7 @@ QUESTION = (
 LAST_SESSION = 13  # last sessions from 13 on are pooled ("13+")
 PUBLISHED_D = 0.55  # Sharf, Primavera & Diener 2010, Psychotherapy 47:637 (11 studies, n = 1,301)
 PUBLISHED_TEXT = "published d ≈ .55 (Sharf, Primavera & Diener 2010)"
+SRS_RANGE = 40.0  # one SRS total's (and early SRS's) range: the scale of a sum's noise
 EARLY_SRS_TEXT = "early SRS = mean SRS total of the episode's first 3 rated sessions"
 
 
@@ -75,17 +77,64 @@ def summary(ctx: Context) -> dict[str, float | int | None]:
     return out
 
 
+# The headline's protected counts (each with its `<count>_cellkey`) and rates. A client count
+# takes its key from the count of its cell's episodes (noise.derived_key, as protect_counts'
+# n_key_from), so one month's endings show the clients the p-chart's month shows.
+_CLIENTS_FROM = {
+    "n_clients": "ended",
+    "early_clients": "with_early_srs",
+    "dropout_clients": "dropouts",
+    "planned_clients": "planned",
+}
+_KEYED = ["ended", "dropouts", "with_early_srs", "early_dropouts", "planned"]
+_COUNTS = [*_KEYED, *_CLIENTS_FROM]
+_RATES = [
+    protected.Rate("dropout_rate", "dropouts", "ended"),
+    protected.Rate("early_dropout_rate", "early_dropouts", "with_early_srs"),
+]
+
+
+def protected_summary(ctx: Context, s: dict) -> dict:
+    """The headline as it may be shown: counts with their cell's noise (never below k), rates
+    from protected counts, and under "rule" the rates the numerator rule withholds (1 .. k-1
+    events or non-events). The threshold on clients is the caller's."""
+    row = {c: s[c] for c in _COUNTS}
+    row.update({f"{c}_cellkey": s[f"{c}_cellkey"] for c in _KEYED})
+    for clients, episodes in _CLIENTS_FROM.items():
+        key = np.array([s[f"{episodes}_cellkey"]], dtype="float64")
+        row[f"{clients}_cellkey"] = noise.derived_key(key, "n_clients")[0]
+    raw = pd.DataFrame([row])
+    k = ctx.policy.k
+    shown = protected.perturb(raw, params=ctx.noise, counts=_COUNTS, rates=_RATES, floor=k)
+    row = shown.iloc[0]
+    out: dict = {
+        c: (None if pd.isna(row[c]) else float(row[c]))
+        for c in shown.columns
+        if not c.endswith(protected.KEY_SUFFIX)
+    }
+    out["rule"] = {r.col for r in _RATES if protected.numerator_rule(raw, [r], k)[0]}
+    return out
+
+
+def _wilson_text(ctx: Context, x: float, n: float) -> str:
+    lo, hi = protected.wilson(pd.Series([x]), pd.Series([n]), ctx.noise)
+    return f"95% CI {lo[0]:.1%} to {hi[0]:.1%}"
+
+
 # --------------------------------------------------------------------------- tiles
 
 
-def _tiles(ctx: Context, s: dict, effects: dict[str, Estimate], withheld: bool) -> list[Tile]:
+def _tiles(
+    ctx: Context, s: dict, p: dict, effects: dict[str, Estimate], withheld: bool
+) -> list[Tile]:
     k = ctx.policy.k
-    rate_withheld = 0 < s["n_clients"] < k
+    rate_withheld = 0 < s["n_clients"] < k or "dropout_rate" in p["rule"]
     rate_text = ""
-    if s["ended"] and not rate_withheld:
-        lo, hi = wilson_interval(s["dropouts"], s["ended"])
-        rate_text = f"95% CI {lo[0]:.1%} to {hi[0]:.1%} · n = {s['ended']:,} ended episodes"
-    n_eff = f"n = {s['with_early_srs']:,} ended episodes with an early SRS"
+    if p["ended"] and not rate_withheld:
+        rate_text = (
+            f"{_wilson_text(ctx, p['dropouts'], p['ended'])} · n = {p['ended']:,.0f} ended episodes"
+        )
+    n_eff = f"n = {p['with_early_srs']:,.0f} ended episodes with an early SRS"
 
     def est_text(e: Estimate, fmt: str) -> str:
         if withheld or not np.isfinite(e.value):
@@ -99,11 +148,12 @@ def _tiles(ctx: Context, s: dict, effects: dict[str, Estimate], withheld: bool) 
         Tile(
             key="dropout_rate",
             label="Dropout rate",
-            value=None if rate_withheld else s["dropout_rate"],
+            value=None if rate_withheld else p["dropout_rate"],
             fmt=".1%",
             n_text=rate_text,
             help="Ended episodes (finished in the period) whose end reason is dropout, over all "
-            "ended episodes. Published clinics average about 20% (Swift & Greenberg 2012).",
+            "ended episodes. Published clinics average about 20% (Swift & Greenberg 2012)."
+            + noise_note(ctx),
             higher_is_better=False,
             withheld=rate_withheld,
         ),
@@ -150,13 +200,24 @@ def _tiles(ctx: Context, s: dict, effects: dict[str, Estimate], withheld: bool) 
 # --------------------------------------------------------------------------- panels
 
 
-def _p_chart(ctx: Context, s: dict) -> Panel:
+def _p_chart(ctx: Context, s: dict, p: dict) -> Panel:
     title = "Dropout rate by month: control chart"
     df = queries.run(ctx.con, "monthly_dropout", **ctx.params())
     if df.empty:
         return empty_panel("dropout_spc", title, "No episodes ended in this selection.")
-    # months add up to the period's endings: one partition
-    safe = protect(ctx, df, value_cols=["ended", "dropouts", "dropout_rate"])
+    # months add up to the period's endings: one partition (a client may end two episodes in
+    # the period: a withheld set is judged by its largest month); a month with 1 .. k-1
+    # dropouts or other endings is withheld (numerator rule); the chart is drawn from the
+    # protected counts (as the Overview's monthly chart)
+    safe = protect_counts(
+        ctx,
+        df,
+        counts=["n_clients", "ended", "dropouts"],
+        rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
+        value_cols=["ended", "dropouts", "dropout_rate"],
+        n_key_from="ended",
+        overlapping=True,
+    )
     base = baseline_mask(safe["dropout_rate"], ctx.settings.spc_baseline_months)
     if not base.any():
         return empty_panel(
@@ -182,7 +243,7 @@ def _p_chart(ctx: Context, s: dict) -> Panel:
             f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
             f"{ctx.settings.spc_baseline_months} months with endings (a setting)",
             "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
-            n_text=n_text(ctx, df["ended"].sum(), "ended episodes", s["n_clients"]),
+            n_text=n_text(ctx, p["ended"] or 0, "ended episodes", s["n_clients"]),
         ),
         y_label="Dropout rate",
         value_format="pct",
@@ -195,6 +256,7 @@ def _p_chart(ctx: Context, s: dict) -> Panel:
         reading=(
             spc_note(frame)
             + " Limits are wider in months with few endings."
+            + noise_note(ctx)
             + withheld_note(ctx, safe)
         ),
         figure=fit_layout(fig, rate_axis="y"),
@@ -243,7 +305,7 @@ def quintile_labels(ctx: Context, quint: pd.DataFrame, withheld: pd.Series) -> p
     return quint["quintile"].map(dict(zip(range(1, 6), labels, strict=True)))
 
 
-def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
+def _bands_and_quintiles(ctx: Context, s: dict, p: dict) -> tuple[Panel, pd.DataFrame]:
     title = "Dropout by early alliance"
     cutoff = ctx.settings.srs_cutoff
     bands = queries.run(ctx.con, "dropout_by_alliance_band", **ctx.params(), srs_cutoff=cutoff)
@@ -257,26 +319,41 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
         )
     bands = bands.assign(split="Cutoff", group=bands["band"].map(_band_labels(cutoff)))
     quint = quint.assign(split="Early-SRS quintile", group=quint["quintile"].astype(str))
-    cols = ["split", "group", "n_clients", "episodes", "dropouts", "dropout_rate", "mean_early_srs"]
+    cols = [
+        "split",
+        "group",
+        "n_clients",
+        "episodes",
+        "dropouts",
+        "dropout_rate",
+        "mean_early_srs",
+        "episodes_cellkey",
+        "dropouts_cellkey",
+    ]
     both = pd.concat([bands[cols], quint[cols]], ignore_index=True)
-    low, high = wilson_interval(both["dropouts"].to_numpy(), both["episodes"].to_numpy())
-    both = both.assign(low=low, high=high)
-    # the bands split the episodes, and so do the quintiles: one partition each
-    safe = protect(
+    # the bands split the episodes, and so do the quintiles: one partition each; a group with
+    # 1 .. k-1 dropouts or other endings is withheld (numerator rule); rates, means and
+    # intervals from the protected counts
+    safe = protect_counts(
         ctx,
         both,
-        value_cols=["episodes", "dropouts", "dropout_rate", "mean_early_srs", "low", "high"],
+        counts=["n_clients", "episodes", "dropouts"],
+        means=[protected.Mean("mean_early_srs", "episodes", SRS_RANGE)],
+        rates=[protected.Rate("dropout_rate", "dropouts", "episodes")],
+        value_cols=["episodes", "dropouts", "dropout_rate", "mean_early_srs"],
         partition_cols=["split"],
+        n_key_from="episodes",
+        overlapping=True,
     )
+    low, high = protected.wilson(safe["dropouts"], safe["episodes"], ctx.noise)
+    safe = safe.assign(low=low, high=high)
     # the quintiles' labels once their cells are judged: no cut point beside a withheld one
     is_q = (safe["split"] == "Early-SRS quintile").to_numpy()
     safe.loc[is_q, "group"] = quintile_labels(
         ctx, quint.reset_index(drop=True), safe.loc[is_q, "suppressed"].reset_index(drop=True)
     ).to_numpy()
-    early_ok = s["early_clients"] >= ctx.policy.k
-    overall = (
-        s["early_dropouts"] / s["with_early_srs"] if s["with_early_srs"] and early_ok else None
-    )
+    early_ok = s["early_clients"] >= ctx.policy.k and "early_dropout_rate" not in p["rule"]
+    overall = p["early_dropout_rate"] if p["with_early_srs"] and early_ok else None
     fig = charts.interval_dots(
         safe,
         category="group",
@@ -289,7 +366,7 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
             "Dropout rate of ended episodes by early SRS: below vs at or above the cutoff "
             "(a setting), and in fifths (quintiles) of the early SRS; 95% Wilson CI",
             EARLY_SRS_TEXT,
-            n_text=n_text(ctx, s["with_early_srs"], "ended episodes", s["early_clients"]),
+            n_text=n_text(ctx, p["with_early_srs"] or 0, "ended episodes", s["early_clients"]),
         ),
         x_label="Dropout rate",
         reference=overall,
@@ -318,7 +395,7 @@ def _bands_and_quintiles(ctx: Context, s: dict) -> tuple[Panel, pd.DataFrame]:
         key="dropout_bands",
         title=title,
         subtitle="",
-        reading=reading + withheld_note(ctx, safe),
+        reading=reading + noise_note(ctx) + withheld_note(ctx, safe),
         figure=fit_layout(fig, rate_axis="x"),
         data=safe[
             [
@@ -346,7 +423,12 @@ def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
 
 
 def _logistic_curve(
-    ctx: Context, pooled: pd.DataFrame, quintiles: pd.DataFrame, withheld: bool, n_clients: int
+    ctx: Context,
+    pooled: pd.DataFrame,
+    quintiles: pd.DataFrame,
+    withheld: bool,
+    n_clients: int,
+    p: dict,
 ) -> Panel:
     title = "Chance of dropout by early alliance: fitted curve"
     if pooled.empty or withheld:
@@ -383,7 +465,7 @@ def _logistic_curve(
             "Logistic regression of dropout on the early SRS, 95% confidence band; dots: "
             "observed dropout rate of each early-SRS quintile (95% Wilson CI)",
             EARLY_SRS_TEXT,
-            n_text=n_text(ctx, model.n, "ended episodes", n_clients),
+            n_text=n_text(ctx, p["with_early_srs"] or 0, "ended episodes", n_clients),
         ),
         x_label="Early SRS (mean of the first 3 rated sessions, 0–40)",
         y_label="Chance of dropout",
@@ -422,12 +504,14 @@ def _logistic_curve(
             f"Read the line at an early SRS to see the chance of dropout for episodes starting "
             f"there: {curve['p'].iloc[0]:.0%} at {lo:g} points, {curve['p'].iloc[-1]:.0%} at "
             f"{hi:g}. The dots check the curve against the data. A steeper curve means the "
-            "first sessions' SRS says more about who will leave. " + CORRELATION_NOTE
+            "first sessions' SRS says more about who will leave. "
+            + CORRELATION_NOTE
+            + noise_note(ctx)
         ),
         figure=fit_layout(fig),
         # every point of the curve comes from the model fitted to all these episodes
         data=curve.rename(columns={"x": "early_srs", "p": "fitted_dropout_chance"}).assign(
-            n_clients=n_clients
+            n_clients=p["early_clients"]
         ),
     )
 
@@ -438,6 +522,7 @@ def _effect_by_site(
     clients: pd.DataFrame,
     overall: dict[str, Estimate],
     early_clients: int,
+    p: dict,
 ) -> Panel:
     title = "How much lower was the early alliance of dropouts? Cohen's d"
     if groups.empty:
@@ -456,6 +541,9 @@ def _effect_by_site(
             "dropout_clients": c["dropout_clients"].to_numpy(),
             "other_clients": c["other_clients"].to_numpy(),
             "episodes": [r[2].n for r in rows],
+            "episodes_cellkey": (
+                c["dropout_episodes_cellkey"] + c["other_episodes_cellkey"]
+            ).to_numpy(dtype="float64"),
             "d": [r[2].value for r in rows],
             "low": [r[2].low for r in rows],
             "high": [r[2].high for r in rows],
@@ -495,9 +583,22 @@ def _effect_by_site(
     safe[["d", "low", "high"]] = safe[["d", "low", "high"]].mask(
         pd.Series(~released, index=frame.index).reindex(safe.index), axis=0
     )
-    # the clinic's clients exactly (dropout + other clients counts a client with both twice)
-    clinic_row = (safe["scope"] == "clinic") & ~safe["suppressed"]
-    safe.loc[clinic_row, "n_clients"] = early_clients
+    # shown counts are protected: each row's episodes and clients with the noise of the row's
+    # episodes (the clinic's clients exactly, as on the other panels: dropout + other clients
+    # counts a client with both twice)
+    exact_n = np.where(
+        frame["scope"] == "clinic", early_clients, frame["dropout_clients"] + frame["other_clients"]
+    )
+    keyed = frame.assign(
+        n_clients=exact_n,
+        n_clients_cellkey=noise.derived_key(frame["episodes_cellkey"].to_numpy(), "n_clients"),
+    )
+    shown = protected.perturb(
+        keyed, params=ctx.noise, counts=["episodes", "n_clients"], floor=ctx.policy.k
+    ).reindex(safe.index)
+    hidden = safe["suppressed"].to_numpy(dtype=bool)
+    for col in ("episodes", "n_clients"):
+        safe[col] = shown[col].round().astype("Int64").mask(hidden)
     fig = charts.interval_dots(
         safe.assign(group=safe["group"].map(chart_text)),  # site names as text in the chart
         category="group",
@@ -510,7 +611,7 @@ def _effect_by_site(
             "Cohen's d = (mean early SRS of other endings − mean of dropouts) / pooled SD, "
             "95% CI; positive = dropouts started with a weaker alliance",
             "dotted line: " + PUBLISHED_TEXT,
-            n_text=n_text(ctx, overall["d"].n, "ended episodes", early_clients),
+            n_text=n_text(ctx, p["with_early_srs"] or 0, "ended episodes", early_clients),
         ),
         x_label="Cohen's d (early SRS, other endings minus dropouts)",
         reference=PUBLISHED_D,
@@ -539,7 +640,7 @@ def _effect_by_site(
         key="dropout_d",
         title=title,
         subtitle="",
-        reading=reading + withheld_note(ctx, safe),
+        reading=reading + noise_note(ctx) + withheld_note(ctx, safe),
         figure=fit_layout(fig),
         data=safe[["group", "n_clients", "episodes", "d", "low", "high", "suppressed"]],
         withheld=any_withheld(safe),
@@ -560,14 +661,25 @@ def _cumulative_visible(part: pd.DataFrame) -> pd.Series:
     return shares.cumsum().mask(blocked)
 
 
-def _when_they_leave(ctx: Context, s: dict) -> Panel:
+def _when_they_leave(ctx: Context, s: dict, p: dict) -> Panel:
     title = "When do clients leave? Share of endings by each session"
     df = queries.run(ctx.con, "dropout_last_session", **ctx.params(), last_number=LAST_SESSION)
     if df.empty:
         return empty_panel("dropout_when", title, "No dropout or planned ending in this selection.")
     df = df.assign(ending=df["ending"].map({"dropout": "Dropout", "planned": "Planned ending"}))
-    # the session bins of one kind of ending add up to its total: one partition per ending
-    safe = protect(ctx, df, value_cols=["episodes", "share"], partition_cols=["ending"])
+    # the session bins of one kind of ending add up to its total: one partition per ending;
+    # each bin's share is its protected count over the protected total of its ending
+    safe = protect_counts(
+        ctx,
+        df,
+        counts=["n_clients", "episodes"],
+        value_cols=["episodes", "share"],
+        partition_cols=["ending"],
+        n_key_from="episodes",
+        overlapping=True,
+    )
+    totals = safe["ending"].map({"Dropout": p["dropouts"], "Planned ending": p["planned"]})
+    safe["share"] = safe["episodes"].astype("float64") / totals.astype("float64")
     safe = safe.sort_values(["ending", "bin_order"])
     safe["ended_by"] = safe.groupby("ending", group_keys=False)[["share", "suppressed"]].apply(
         _cumulative_visible
@@ -591,8 +703,8 @@ def _when_they_leave(ctx: Context, s: dict) -> Panel:
                 # which total is withheld is said with the label
                 else f"{unit}: {ctx.policy.label} clients"
                 for count, unit, clients in (
-                    (s["dropouts"], "dropouts", s["dropout_clients"]),
-                    (s["planned"], "planned endings", s["planned_clients"]),
+                    (p["dropouts"] or 0, "dropouts", s["dropout_clients"]),
+                    (p["planned"] or 0, "planned endings", s["planned_clients"]),
                 )
             ),
         ),
@@ -634,7 +746,7 @@ def _when_they_leave(ctx: Context, s: dict) -> Panel:
         key="dropout_when",
         title=title,
         subtitle="",
-        reading=reading + withheld_note(ctx, safe),
+        reading=reading + noise_note(ctx) + withheld_note(ctx, safe),
         figure=fit_layout(fig),
         data=safe[
             ["ending", "last_session", "n_clients", "episodes", "share", "ended_by", "suppressed"]
@@ -659,12 +771,13 @@ def build(ctx: Context) -> View:
         return View(
             TITLE, QUESTION, notice=too_small_notice(ctx, s["n_clients"]), n_clients=s["n_clients"]
         )
+    p = protected_summary(ctx, s)
     groups, clients, (bands, quintiles), p_chart, when = gather(
         lambda: queries.run(ctx.con, "dropout_early_srs", **ctx.params()),
         lambda: effect_groups(ctx),
-        lambda: _bands_and_quintiles(ctx, s),
-        lambda: _p_chart(ctx, s),
-        lambda: _when_they_leave(ctx, s),
+        lambda: _bands_and_quintiles(ctx, s, p),
+        lambda: _p_chart(ctx, s, p),
+        lambda: _when_they_leave(ctx, s, p),
     )
     pooled = pool(groups)
     effects = effect_stats(pooled)
@@ -675,14 +788,14 @@ def build(ctx: Context) -> View:
     panels = [
         p_chart,
         bands,
-        _logistic_curve(ctx, pooled, quintiles, withheld, s["early_clients"]),
-        _effect_by_site(ctx, groups, clients, effects, s["early_clients"]),
+        _logistic_curve(ctx, pooled, quintiles, withheld, s["early_clients"], p),
+        _effect_by_site(ctx, groups, clients, effects, s["early_clients"], p),
         when,
     ]
     return View(
         TITLE,
         QUESTION,
-        tiles=_tiles(ctx, s, effects, withheld),
+        tiles=_tiles(ctx, s, p, effects, withheld),
         panels=panels,
         n_clients=s["n_clients"],
     )

@@ -56,14 +56,22 @@ def effects_released(
 def effect_groups(ctx: Context) -> pd.DataFrame:
     """Client counts by (site or all, dropout), wide: site ("__all__" for every site in view),
     dropout_clients, other_clients, dropout_episodes, other_episodes (ended episodes with an
-    early SRS; queries/dropout_effect_groups.sql)."""
+    early SRS; queries/dropout_effect_groups.sql), and the cell keys of the episode counts
+    (dropout_episodes_cellkey, other_episodes_cellkey: for the page's protected counts only)."""
     g = queries.run(ctx.con, "dropout_effect_groups", **ctx.params())
     g = g.assign(site=g["site"].fillna("__all__"))
     wide = g.pivot_table(
-        index="site", columns="dropout", values=["n_clients", "episodes"], fill_value=0
+        index="site",
+        columns="dropout",
+        values=["n_clients", "episodes", "episodes_cellkey"],
+        fill_value=0,
     )
     out = pd.DataFrame(index=wide.index)
-    for col, key in (("n_clients", "clients"), ("episodes", "episodes")):
+    for col, key in (
+        ("n_clients", "clients"),
+        ("episodes", "episodes"),
+        ("episodes_cellkey", "episodes_cellkey"),
+    ):
         for flag, name in ((True, "dropout"), (False, "other")):
             out[f"{name}_{key}"] = (
                 wide[(col, flag)].astype(int) if (col, flag) in wide.columns else 0
