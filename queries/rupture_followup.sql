@@ -30,11 +30,15 @@
 --   outcome_clients: integer, distinct clients of those
 --   mean_improvement: double, mean improvement (points of the measure, positive = better)
 --   sd_improvement: double, SD of improvement (points)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
+--   dropouts_cellkey: integer, cell key of dropouts (alliance/noise.py)
+--   outcome_n_cellkey: integer, cell key of outcome_n (alliance/noise.py)
 with
 ended as (
     select
         episode_id,
         client_id,
+        ekey,
         dropout,
         n_sessions
     from ended_episodes_in_view(
@@ -99,6 +103,7 @@ grouped as (
             else 'none'
         end as rupture_group,
         e.client_id,
+        e.ekey,
         e.dropout,
         e.n_sessions,
         p.ruptures,
@@ -120,7 +125,12 @@ final as (
         count(improvement) as outcome_n,
         count(distinct client_id) filter (where improvement is not null) as outcome_clients,
         avg(improvement) as mean_improvement,
-        stddev_samp(improvement) as sd_improvement
+        stddev_samp(improvement) as sd_improvement,
+        -- the cell keys of the counts (alliance/noise.py): each episode carries its own key
+        sum(ekey)::bigint as episodes_cellkey,
+        coalesce(sum(ekey) filter (where dropout), 0)::bigint as dropouts_cellkey,
+        coalesce(sum(ekey) filter (where improvement is not null), 0)::bigint
+            as outcome_n_cellkey
     from grouped
     group by rupture_group
 )

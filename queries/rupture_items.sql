@@ -27,12 +27,15 @@
 --   mean_drop: double, mean item drop at the rupture (points, 0-10 scale)
 --   sd_drop: double, SD of the item drop (points)
 --   largest: integer, ruptures at which this item fell the most
+--   ruptures_cellkey: integer, cell key of ruptures (alliance/noise.py)
+--   largest_cellkey: integer, cell key of largest (alliance/noise.py)
 with
 drops as (
     -- the previous SRS administration's items are precomputed in session_facts
     -- (prev_srs_relationship ... prev_srs_overall, over the episode's SRS administrations)
     select
         client_id,
+        ckey,
         prev_srs_relationship - srs_relationship as heard,
         prev_srs_goals - srs_goals as goals,
         prev_srs_approach - srs_approach as approach,
@@ -57,7 +60,17 @@ wide as (
         -- the item fell the most (ties count for every tied item)
         count_if(
             round(biggest - columns(['heard', 'goals', 'approach', 'overall']), 4) = 0
-        )::bigint as 'largest_\0'
+        )::bigint as 'largest_\0',
+        -- the cell keys of the counts (alliance/noise.py): each rupture carries its client's key
+        sum(ckey)::bigint as ruptures_cellkey,
+        coalesce(sum(ckey) filter (where round(biggest - heard, 4) = 0), 0)::bigint
+            as largest_heard_cellkey,
+        coalesce(sum(ckey) filter (where round(biggest - goals, 4) = 0), 0)::bigint
+            as largest_goals_cellkey,
+        coalesce(sum(ckey) filter (where round(biggest - approach, 4) = 0), 0)::bigint
+            as largest_approach_cellkey,
+        coalesce(sum(ckey) filter (where round(biggest - overall, 4) = 0), 0)::bigint
+            as largest_overall_cellkey
     from (select *, greatest(heard, goals, approach, overall) as biggest from drops)
 ),
 final as (
@@ -76,7 +89,12 @@ final as (
         case d.dimension
             when 'heard' then w.largest_heard when 'goals' then w.largest_goals
             when 'approach' then w.largest_approach else w.largest_overall
-        end as largest
+        end as largest,
+        w.ruptures_cellkey,
+        case d.dimension
+            when 'heard' then w.largest_heard_cellkey when 'goals' then w.largest_goals_cellkey
+            when 'approach' then w.largest_approach_cellkey else w.largest_overall_cellkey
+        end as largest_cellkey
     from wide as w
     cross join (values ('heard'), ('goals'), ('approach'), ('overall')) as d(dimension)
     where w.ruptures > 0

@@ -43,6 +43,13 @@
 --   fate_clients: integer, distinct clients with a rupture whose fate is known
 --   rupture_rate: double, ruptures / with_previous (0-1; x 100 = ruptures per 100)
 --   repair_rate: double, repaired / fate_known (0-1), null when no fate is known
+--   administrations_cellkey: integer, cell key of administrations (alliance/noise.py)
+--   with_previous_cellkey: integer, cell key of with_previous (alliance/noise.py)
+--   ruptures_cellkey: integer, cell key of ruptures (alliance/noise.py)
+--   repaired_cellkey: integer, cell key of repaired (alliance/noise.py)
+--   unrepaired_cellkey: integer, cell key of unrepaired (alliance/noise.py)
+--   open_cellkey: integer, cell key of open (alliance/noise.py)
+--   fate_known_cellkey: integer, cell key of fate_known (alliance/noise.py)
 with
 cells as (
     -- SRS administrations and those with a previous SRS per month, site, therapist and client
@@ -58,7 +65,11 @@ cells as (
         case when list_contains($groupings, 'site') then client_id end as site_client,
         case when list_contains($groupings, 'therapist') then client_id end as therapist_client,
         n_srs,
-        n_srs_prev
+        n_srs_prev,
+        -- the cell keys of the counts (alliance/noise.py): each administration carries its
+        -- client's key
+        ckey::bigint * n_srs as srs_key,
+        ckey::bigint * n_srs_prev as srs_prev_key
     from srs_months_in_view(
         $date_from, $date_to, $site, $program, $therapist, $age_band, $gender, $race,
         $allowed_sites
@@ -75,6 +86,7 @@ ruptures as (
         case when list_contains($groupings, 'month') then client_id end as month_client,
         case when list_contains($groupings, 'site') then client_id end as site_client,
         case when list_contains($groupings, 'therapist') then client_id end as therapist_client,
+        ckey,
         case
             when round(best_next - prev_srs, 4) >= 0 then 'repaired'
             when window_end is not null or end_reason is not null then 'unrepaired'
@@ -86,6 +98,7 @@ ruptures as (
             site,
             therapist,
             client_id,
+            ckey,
             prev_srs,
             end_reason,
             -- the best of the next $repair_window SRS administrations of the episode, and the
@@ -121,7 +134,9 @@ sums as (
         site,
         therapist,
         sum(n_srs)::bigint as administrations,
-        sum(n_srs_prev)::bigint as with_previous
+        sum(n_srs_prev)::bigint as with_previous,
+        sum(srs_key)::bigint as administrations_cellkey,
+        sum(srs_prev_key)::bigint as with_previous_cellkey
     from cells
     group by grouping sets ((), (month), (site), (therapist))
 ),
@@ -134,7 +149,12 @@ rupture_sums as (
         count(*) as ruptures,
         count(*) filter (where fate = 'repaired') as repaired,
         count(*) filter (where fate = 'unrepaired') as unrepaired,
-        count(*) filter (where fate = 'open') as open
+        count(*) filter (where fate = 'open') as open,
+        sum(ckey)::bigint as ruptures_cellkey,
+        coalesce(sum(ckey) filter (where fate = 'repaired'), 0)::bigint as repaired_cellkey,
+        coalesce(sum(ckey) filter (where fate = 'unrepaired'), 0)::bigint as unrepaired_cellkey,
+        coalesce(sum(ckey) filter (where fate = 'open'), 0)::bigint as open_cellkey,
+        coalesce(sum(ckey) filter (where fate <> 'open'), 0)::bigint as fate_known_cellkey
     from ruptures
     group by grouping sets ((), (month), (site), (therapist))
 ),
@@ -193,7 +213,14 @@ final as (
         coalesce(r.repaired + r.unrepaired, 0) as fate_known,
         coalesce(f.fate_clients, 0) as fate_clients,
         coalesce(r.ruptures, 0) / nullif(s.with_previous, 0) as rupture_rate,
-        r.repaired / nullif(r.repaired + r.unrepaired, 0) as repair_rate
+        r.repaired / nullif(r.repaired + r.unrepaired, 0) as repair_rate,
+        s.administrations_cellkey,
+        s.with_previous_cellkey,
+        coalesce(r.ruptures_cellkey, 0)::bigint as ruptures_cellkey,
+        coalesce(r.repaired_cellkey, 0)::bigint as repaired_cellkey,
+        coalesce(r.unrepaired_cellkey, 0)::bigint as unrepaired_cellkey,
+        coalesce(r.open_cellkey, 0)::bigint as open_cellkey,
+        coalesce(r.fate_known_cellkey, 0)::bigint as fate_known_cellkey
     from sums as s
     join clients as c
       on s.g = c.g

@@ -298,7 +298,10 @@ final as (
         count(wai_goal_mean)::integer as n_wai_goals,
         sum(wai_goal_mean) as s_wai_goals,
         count(wai_task_mean)::integer as n_wai_approach,
-        sum(wai_task_mean) as s_wai_approach
+        sum(wai_task_mean) as s_wai_approach,
+        -- record keys of the client and the episode (alliance/noise.py, cell keys)
+        any_value(ckey) as ckey,
+        any_value(ekey) as ekey
     from s
     join e using (episode_id)
     group by month, episode_id, therapist, site
@@ -344,7 +347,9 @@ select
     sum(n_wai_goals)::integer as n_wai_goals,
     sum(s_wai_goals) as s_wai_goals,
     sum(n_wai_approach)::integer as n_wai_approach,
-    sum(s_wai_approach) as s_wai_approach
+    sum(s_wai_approach) as s_wai_approach,
+    any_value(ckey) as ckey,
+    any_value(ekey) as ekey
 from episode_month_items
 where single_therapist and single_site
 group by episode_id
@@ -367,7 +372,9 @@ select
     gender,
     race_ethnicity,
     count(*)::integer as n_srs,
-    count(prev_srs)::integer as n_srs_prev
+    count(prev_srs)::integer as n_srs_prev,
+    -- the client's record key (alliance/noise.py): a cell key is sum(ckey * n_srs)
+    any_value(ckey) as ckey
 from session_facts
 where srs is not null
 group by month, site, therapist, client_id, program, age_band, gender, race_ethnicity

@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from alliance import charts, figure_edit, privacy, queries
+from alliance import charts, figure_edit, noise, privacy, protected, queries
 from alliance.filters import Filters, add_months
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
@@ -33,7 +32,9 @@ from alliance.views.common import (
     chosen_sections,
     gather,
     n_text,
+    noise_note,
     protect,
+    protect_counts,
     subtitle,
     withheld_note,
 )
@@ -72,6 +73,27 @@ RATE_COLS = [
     "rupture_rate",
     "repair_rate",
 ]
+# The protected-statistics step (alliance/protected.py): the counts of queries/rupture_rates.sql
+# that carry a cell key, its two rates, and the client counts whose keys are derived from a
+# count of the same records (noise.derived_key: no query sums distinct keys).
+KEY = protected.KEY_SUFFIX
+RATE_COUNTS = [
+    "administrations",
+    "with_previous",
+    "ruptures",
+    "repaired",
+    "unrepaired",
+    "open",
+    "fate_known",
+]
+CLIENT_KEYS = {"n_clients": "with_previous", "fate_clients": "fate_known"}
+RUPTURE_RATE = protected.Rate("rupture_rate", "ruptures", "with_previous")
+REPAIR_RATE = protected.Rate("repair_rate", "repaired", "fate_known")
+# record ranges of the protected means (alliance/noise.py: the sum noise is a share of one
+# record's range): an SRS item's drop (twice the item's 0-10 range), an episode's attended
+# sessions and its ruptures (the demo clinic's longest episodes have about 50 sessions)
+ITEM_DROP_RANGE = 20.0
+SESSIONS_RANGE = 50.0
 
 
 # --------------------------------------------------------------------------- definitions
@@ -175,25 +197,110 @@ def rupture_summary(
     }
 
 
+def with_client_keys(df: pd.DataFrame) -> pd.DataFrame:
+    """rupture_table rows with the cell keys of their two client counts, derived from the key of
+    the count of the same records (n_clients from with_previous, fate_clients from fate_known)."""
+    return df.assign(
+        **{
+            f"{c}{KEY}": noise.derived_key(df[f"{src}{KEY}"].to_numpy(dtype="float64"), c)
+            for c, src in CLIENT_KEYS.items()
+        }
+    )
+
+
+def perturbed_rows(ctx: Context, df: pd.DataFrame) -> pd.DataFrame:
+    """rupture_table rows as they may be shown: every count (the two client counts too) with its
+    cell's noise (never below k), the two rates from the protected counts, the numerator rule
+    judged on the exact counts (``rupture_rule``, ``repair_rule``: True = that rate is
+    withheld), and the exact client counts kept, for judging only, as ``exact_n_clients`` and
+    ``exact_fate_clients``. No key column."""
+    k = ctx.policy.k
+    raw = with_client_keys(df)
+    shown = protected.perturb(
+        raw,
+        params=ctx.noise,
+        counts=[*RATE_COUNTS, *CLIENT_KEYS],
+        rates=[RUPTURE_RATE, REPAIR_RATE],
+        floor=k,
+    )
+    shown = shown.assign(
+        rupture_rule=protected.numerator_rule(raw, [RUPTURE_RATE], k),
+        repair_rule=protected.numerator_rule(raw, [REPAIR_RATE], k),
+        exact_n_clients=df["n_clients"].to_numpy(),
+        exact_fate_clients=df["fate_clients"].to_numpy(),
+    )
+    return shown.drop(columns=protected.key_columns(shown))
+
+
+def protected_summary(ctx: Context, table: pd.DataFrame) -> dict[str, object]:
+    """The clinic row of a rupture_table as the page may show it (``perturbed_rows``): counts
+    protected, rupture_rate_per_100 and repair_rate from protected counts (None when their
+    denominator is 0 or the numerator rule withholds them), repair_rate_ci from protected counts
+    (widened for the noise); exact_n_clients, exact_fate_clients, exact_unrepaired and
+    exact_open only to judge the threshold (never shown).
+    """
+    df = rupture_counts(ctx, "clinic", table=table)
+    if df.empty:
+        zero = dict.fromkeys([*RATE_COUNTS, *CLIENT_KEYS], 0)
+        return {
+            **zero,
+            "exact_n_clients": 0,
+            "exact_fate_clients": 0,
+            "exact_unrepaired": 0,
+            "exact_open": 0,
+            "rupture_rate_per_100": None,
+            "repair_rate": None,
+            "repair_rate_ci": None,
+            "rupture_rule": False,
+            "repair_rule": False,
+        }
+    row = perturbed_rows(ctx, df).iloc[0]
+    out: dict[str, object] = {c: int(row[c]) for c in [*RATE_COUNTS, *CLIENT_KEYS]}
+    out.update(
+        exact_n_clients=int(row["exact_n_clients"]),
+        exact_fate_clients=int(row["exact_fate_clients"]),
+        exact_unrepaired=int(df["unrepaired"].iloc[0]),
+        exact_open=int(df["open"].iloc[0]),
+        rupture_rule=bool(row["rupture_rule"]),
+        repair_rule=bool(row["repair_rule"]),
+    )
+    rate_ok = out["with_previous"] > 0 and not out["rupture_rule"]
+    repair_ok = out["fate_known"] > 0 and not out["repair_rule"]
+    out["rupture_rate_per_100"] = 100.0 * float(row["rupture_rate"]) if rate_ok else None
+    out["repair_rate"] = float(row["repair_rate"]) if repair_ok else None
+    ci = None
+    if repair_ok:
+        low, high = protected.wilson(
+            pd.Series([out["repaired"]]), pd.Series([out["fate_known"]]), ctx.noise
+        )
+        ci = [float(low[0]), float(high[0])]
+    out["repair_rate_ci"] = ci
+    return out
+
+
 # --------------------------------------------------------------------------- tiles
 
 
 def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
+    """The four tiles from protected figures (`protected_summary` of the period and of the
+    previous one); the exact client counts only judge the threshold."""
     k = ctx.policy.k
-    rate_ok = now["n_clients"] >= k
-    repair_ok = now["fate_clients"] >= k
-    prev_rate_ok = before["n_clients"] >= k
-    prev_repair_ok = before["fate_clients"] >= k
+    rate_ok = now["exact_n_clients"] >= k and now["rupture_rate_per_100"] is not None
+    repair_ok = now["exact_fate_clients"] >= k and now["repair_rate"] is not None
+    prev_rate_ok = before["exact_n_clients"] >= k
+    prev_repair_ok = before["exact_fate_clients"] >= k
     # a count of ruptures describes at most that many clients: the unrepaired and open counts
-    # are withheld below k like any other small count
-    unrepaired_clients = min(now["fate_clients"], now["unrepaired"] or now["fate_clients"])
-    open_clients = min(now["n_clients"], now["open"] or now["n_clients"])
+    # are withheld below k like any other small count (judged on the exact counts)
+    unrepaired_clients = min(
+        now["exact_fate_clients"], now["exact_unrepaired"] or now["exact_fate_clients"]
+    )
+    open_clients = min(now["exact_n_clients"], now["exact_open"] or now["exact_n_clients"])
     raw = pd.DataFrame(
         {
             "key": ["rate", "repair", "unrepaired", "open"],
             "n_clients": [
-                now["n_clients"],
-                now["fate_clients"],
+                now["exact_n_clients"],
+                now["exact_fate_clients"],
                 unrepaired_clients,
                 open_clients,
             ],
@@ -201,6 +308,13 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
     )
     safe = protect(ctx, raw, value_cols=[], complementary=False)
     withheld = dict(zip(safe["key"], safe["suppressed"], strict=True))
+    # the numerator rule: a rate with 1 .. k-1 events or non-events is withheld
+    withheld["rate"] = bool(withheld["rate"]) or (
+        now["exact_n_clients"] > 0 and now["rupture_rule"]
+    )
+    withheld["repair"] = bool(withheld["repair"]) or (
+        now["exact_fate_clients"] > 0 and now["repair_rule"]
+    )
 
     def delta(key: str, ok: bool) -> float | None:
         a, b = now[key], before[key]
@@ -218,7 +332,7 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             help=(
                 "Ruptures per 100 SRS administrations that have a previous SRS in the episode; "
                 f"{definition_text(ctx)}. Clients report tensions in 19–42% of sessions "
-                "(Eubanks, Muran & Safran 2018)."
+                "(Eubanks, Muran & Safran 2018)." + noise_note(ctx)
             ),
             delta=delta("rupture_rate_per_100", prev_rate_ok and rate_ok),
             delta_fmt="+.1f",
@@ -231,13 +345,13 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             value=now["repair_rate"] if repair_ok else None,
             fmt=".0%",
             n_text=(
-                f"{ci_text}n = {now['repaired'] + now['unrepaired']:,} ruptures with a known fate"
+                f"{ci_text}n = {now['fate_known']:,} ruptures with a known fate"
                 if repair_ok
                 else ""
             ),
             help=(
                 "Repaired / (repaired + unrepaired) ruptures; ruptures still inside their "
-                f"window are left out. {definition_text(ctx)}."
+                f"window are left out. {definition_text(ctx)}." + noise_note(ctx)
             ),
             delta=delta("repair_rate", prev_repair_ok and repair_ok),
             delta_fmt="+.1%",
@@ -254,7 +368,7 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             else "",
             help=(
                 "Ruptures whose repair window passed, or whose episode ended, without an SRS "
-                "back at the level before the rupture."
+                "back at the level before the rupture." + noise_note(ctx)
             ),
             delta=None,
             higher_is_better=False,
@@ -268,7 +382,7 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             n_text="not yet counted in the repair rate" if rate_ok and not withheld["open"] else "",
             help=(
                 "Ruptures in ongoing episodes whose repair window has not passed yet; they join "
-                "the repair rate once their fate is known."
+                "the repair rate once their fate is known." + noise_note(ctx)
             ),
             delta=None,
             higher_is_better=None,
@@ -348,7 +462,8 @@ def _monthly(
             "SRS administrations with a previous SRS" if rupture else "ruptures with a known fate"
         )
         return empty_panel(key, title, f"No {what} in this selection.")
-    df = df.assign(month=pd.to_datetime(df["unit"]))
+    df = with_client_keys(df.assign(month=pd.to_datetime(df["unit"])))
+    k = ctx.policy.k
     counts = pd.DataFrame(
         {
             "month": df["month"].to_numpy(),
@@ -356,18 +471,36 @@ def _monthly(
             "n_clients": df[n_clients].to_numpy(),
             events: df[events].to_numpy(),
             n: df[n].to_numpy(),
+            f"n_clients{KEY}": df[f"{n_clients}{KEY}"].to_numpy(),
+            f"{events}{KEY}": df[f"{events}{KEY}"].to_numpy(),
+            f"{n}{KEY}": df[f"{n}{KEY}"].to_numpy(),
         }
     )
-    # months add up to the period's total: one partition, whose withheld months must together
-    # describe k distinct clients
+    # the protected-statistics step in protect_table's order, with the distinct clients of the
+    # withheld months (protect_table has no clients_col): 1. judged on the exact counts, a month
+    # whose rate has 1 .. k-1 events or non-events counts as a cell of fewer than k clients
+    # (numerator rule); 2. every count perturbed; 3. months add up to the period's total: one
+    # partition, whose withheld months must together describe k distinct clients (a month
+    # withheld by the numerator rule counts as no more than its judged size); 4. the keys
+    # dropped; 5. the protected client count shown
+    ruled = protected.numerator_rule(counts, [protected.Rate("rate", events, n)], k)
+    true_n = counts["n_clients"].to_numpy(dtype="int64")
+    judged = np.where(ruled & (true_n > 0), np.minimum(true_n, k - 1), true_n)
+    shown = protected.perturb(counts, params=ctx.noise, counts=["n_clients", events, n], floor=k)
     clients = clients or MonthClients(ctx)
+    month_ids = clients.ids(which)
+
+    def judged_ids(frame: pd.DataFrame) -> list[object]:
+        return [None if r else ids for ids, r in zip(month_ids(frame), ruled, strict=True)]
+
     safe = privacy.suppress(
-        counts,
+        shown.drop(columns=protected.key_columns(shown)).assign(n_clients=judged),
         policy=ctx.policy,
         value_cols=[events, n],
-        clients_col=clients.ids(which),
+        clients_col=judged_ids,
     ).drop(columns="unit")
     withheld = safe["suppressed"].to_numpy(dtype=bool)
+    safe["n_clients"] = shown["n_clients"].round().astype("Int64").mask(withheld)
     calendar_base = _baseline(df["month"], ctx)
     base = calendar_base & ~withheld
     chart = p_chart(
@@ -398,7 +531,7 @@ def _monthly(
         if rupture
         else "Repaired / ruptures with a known fate (month of the rupture)"
     )
-    total = int(df[n].sum())
+    total = int(now[n])  # the period's protected total
     fig = charts.spc_chart(
         safe,
         title=title,
@@ -409,9 +542,9 @@ def _monthly(
             + (" (withheld months left out)" if (calendar_base & withheld).any() else ""),
             definition_text(ctx),
             n_text=(
-                n_text(ctx, total, "SRS with a previous SRS", now["n_clients"])
+                n_text(ctx, total, "SRS with a previous SRS", now["exact_n_clients"])
                 if rupture
-                else n_text(ctx, total, "ruptures with a known fate", now["fate_clients"])
+                else n_text(ctx, total, "ruptures with a known fate", now["exact_fate_clients"])
             ),
         ),
         y_label="Ruptures per 100 SRS" if rupture else "Repair rate",
@@ -438,7 +571,7 @@ def _monthly(
         )
         if not base.any() and not withheld.all():
             reading += " Every baseline month is withheld, so no limits are drawn."
-    reading += withheld_note(ctx, safe)
+    reading += withheld_note(ctx, safe) + noise_note(ctx)
     table = safe.assign(month=safe["month"].dt.strftime("%Y-%m"))[
         ["month", "n_clients", events, n, "value", "centre", "lcl", "ucl", "suppressed"]
     ].rename(columns={"value": "rate_per_100" if rupture else "repair_rate"})
@@ -455,7 +588,12 @@ def _monthly(
 
 
 def _funnel_part(ctx: Context, units: pd.DataFrame, clinic: dict, names: dict, which: str):
-    """One funnel's points, limits and table (rupture or repair rate), or a reason why not."""
+    """One funnel's points, limits and table (rupture or repair rate), or a reason why not.
+
+    `clinic` is the protected clinic row (`protected_summary`): the funnel's centre is the
+    clinic's protected rate; each unit's rate is its protected events / protected n, a unit
+    whose rate has 1 .. k-1 events or non-events is withheld (numerator rule) and not drawn,
+    and the limits rest on the protected n."""
     rupture = which == "rupture"
     events, n, n_clients = (
         ("ruptures", "with_previous", "n_clients")
@@ -463,13 +601,16 @@ def _funnel_part(ctx: Context, units: pd.DataFrame, clinic: dict, names: dict, w
         else ("repaired", "fate_known", "fate_clients")
     )
     target = (
-        (clinic["ruptures"] / clinic["with_previous"] if clinic["with_previous"] else None)
+        (None if clinic["rupture_rate_per_100"] is None else clinic["rupture_rate_per_100"] / 100)
         if rupture
         else clinic["repair_rate"]
     )
     df = units[units[n] > 0]
-    if df.empty or target is None or not np.isfinite(target):
+    if df.empty or not clinic[n]:
         return None, f"no {'SRS ratings' if rupture else 'ruptures with a known fate'}"
+    if target is None or not np.isfinite(target):
+        return None, f"the clinic's rate rests on fewer than {ctx.policy.k} events or non-events"
+    df = with_client_keys(df)
     frame = pd.DataFrame(
         {
             "unit": df["unit"].to_numpy(),
@@ -477,9 +618,18 @@ def _funnel_part(ctx: Context, units: pd.DataFrame, clinic: dict, names: dict, w
             "events": df[events].to_numpy(),
             "n": df[n].to_numpy(),
             "rate": (df[events] / df[n]).to_numpy(),
+            f"n_clients{KEY}": df[f"{n_clients}{KEY}"].to_numpy(),
+            f"events{KEY}": df[f"{events}{KEY}"].to_numpy(),
+            f"n{KEY}": df[f"{n}{KEY}"].to_numpy(),
         }
     )
-    safe = protect(ctx, frame, value_cols=["events", "n", "rate"])
+    safe = protect_counts(
+        ctx,
+        frame,
+        counts=["n_clients", "events", "n"],
+        rates=[protected.Rate("rate", "events", "n")],
+        value_cols=["events", "n", "rate"],
+    )
     shown = safe[safe["rate"].notna()]
     if len(shown) < 2:
         return None, f"fewer than two describe at least {ctx.policy.k} clients"
@@ -525,11 +675,17 @@ def _funnels(ctx: Context, units: pd.DataFrame, clinic: dict, *, level: str) -> 
     """Rupture rate and repair rate by site or therapist: two funnel plots side by side."""
     noun = "therapist" if level == "therapist" else "site"
     key, title = f"funnel_{level}", f"Rupture and repair rates by {noun}"
-    names = (
-        therapist_labels(units["unit"], ctx, units.set_index("unit")["with_previous"])
-        if level == "therapist"
-        else {u: u for u in units["unit"]}
-    )
+    if level == "therapist":
+        # meeting mode letters by volume: the protected volume
+        volume = noise.perturb_counts(
+            units["with_previous"].to_numpy(dtype="float64"),
+            units[f"with_previous{KEY}"].to_numpy(dtype="float64"),
+            ctx.noise,
+            ctx.policy.k,
+        )
+        names = therapist_labels(units["unit"], ctx, pd.Series(volume, index=units["unit"]))
+    else:
+        names = {u: u for u in units["unit"]}
     parts, reasons = [], []
     for which in ("rupture", "repair"):
         part, why = _funnel_part(ctx, units, clinic, names, which)
@@ -593,6 +749,7 @@ def _funnels(ctx: Context, units: pd.DataFrame, clinic: dict, *, level: str) -> 
             )
             + (f" Not shown: {'; '.join(reasons)}." if reasons else "")
             + withheld_note(ctx, safe_all)
+            + noise_note(ctx)
         ),
         figure=fig,
         data=table,
@@ -621,25 +778,53 @@ def _followup(ctx: Context) -> list[Panel]:
     order = {g: i for i, g in enumerate(GROUP_LABELS)}
     df = df.assign(_o=df["rupture_group"].map(order)).sort_values("_o").drop(columns="_o")
     df = df.assign(group=df["rupture_group"].map(GROUP_LABELS)).reset_index(drop=True)
-    low, high = wilson_interval(df["dropouts"].to_numpy(), df["episodes"].to_numpy())
-    drop = df.assign(low=low, high=high)
-    safe = protect(
+    # the protected-statistics step: counts with their cell's noise (the groups' clients keyed
+    # from their episodes), the dropout rate from protected counts (numerator rule), the means
+    # from protected sums; the Wilson interval from the protected counts, widened for the noise
+    safe = protect_counts(
         ctx,
-        drop,
-        value_cols=[
-            "episodes",
-            "dropouts",
-            "dropout_rate",
-            "low",
-            "high",
-            "mean_sessions",
-            "mean_ruptures",
+        df[
+            [
+                "rupture_group",
+                "group",
+                "n_clients",
+                "episodes",
+                "dropouts",
+                "dropout_rate",
+                "mean_sessions",
+                "mean_ruptures",
+                "episodes_cellkey",
+                "dropouts_cellkey",
+            ]
         ],
+        counts=["n_clients", "episodes", "dropouts"],
+        means=[
+            protected.Mean("mean_sessions", "episodes", SESSIONS_RANGE),
+            protected.Mean("mean_ruptures", "episodes", SESSIONS_RANGE),
+        ],
+        rates=[protected.Rate("dropout_rate", "dropouts", "episodes")],
+        value_cols=["episodes", "dropouts", "dropout_rate", "mean_sessions", "mean_ruptures"],
+        n_key_from="episodes",
     )
+    # episodes without a rupture have 0 ruptures by definition: nothing to protect there
+    none = (safe["rupture_group"] == "none") & safe["mean_ruptures"].notna()
+    safe.loc[none, "mean_ruptures"] = 0.0
+    low, high = protected.wilson(safe["dropouts"], safe["episodes"], ctx.noise)
+    safe = safe.assign(low=low, high=high)
     stats: dict[str, float] = {}
-    by = df.set_index("rupture_group")
+    by = safe.set_index("rupture_group")
+    exact = df.set_index("rupture_group")
     note = ""
-    if {"repaired", "unrepaired"} <= set(by.index) and not safe["suppressed"].any():
+    if (
+        {"repaired", "unrepaired"} <= set(by.index)
+        and not safe["suppressed"].any()
+        and privacy.statistic_released(
+            ctx.policy,
+            int(exact.loc["repaired", "n_clients"]),
+            int(exact.loc["unrepaired", "n_clients"]),
+        )
+    ):
+        # from the protected counts, like every figure the page shows
         rd = risk_difference(
             float(by.loc["unrepaired", "dropouts"]),
             float(by.loc["unrepaired", "episodes"]),
@@ -653,7 +838,14 @@ def _followup(ctx: Context) -> list[Panel]:
                 f"{rd.value * 100:+.1f} points (95% CI {rd.low * 100:+.1f} to "
                 f"{rd.high * 100:+.1f}). "
             )
-    total = int(df["episodes"].sum())
+    total = int(
+        noise.perturb_counts(
+            df["episodes"].to_numpy(dtype="float64"),
+            df["episodes_cellkey"].to_numpy(dtype="float64"),
+            ctx.noise,
+            ctx.policy.k,
+        ).sum()
+    )  # the groups' protected episodes
     fig = charts.bars(
         safe,
         x="group",
@@ -691,7 +883,7 @@ def _followup(ctx: Context) -> list[Panel]:
         reading=(
             "Ended episodes that had no rupture, ruptures that were all repaired, or at least "
             f"one unrepaired rupture, and how many of each ended in dropout. {note}"
-            f"{CORRELATION_NOTE} {caveat}" + withheld_note(ctx, safe)
+            f"{CORRELATION_NOTE} {caveat}" + withheld_note(ctx, safe) + noise_note(ctx)
         ),
         figure=fig,
         data=safe[
@@ -723,24 +915,42 @@ def _followup(ctx: Context) -> list[Panel]:
                 f"No ended episodes with two or more {m.label} scores in this selection.",
             ),
         ]
-    n = out["outcome_n"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(n >= 2, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
-        half = t * out["sd_improvement"].to_numpy(dtype=float) / np.sqrt(n)
     imp = pd.DataFrame(
         {
             "group": out["group"].to_numpy(),
             "n_clients": out["outcome_clients"].to_numpy(),
             "episodes": out["outcome_n"].to_numpy(),
             "mean_improvement": out["mean_improvement"].to_numpy(),
-            "low": out["mean_improvement"].to_numpy() - half,
-            "high": out["mean_improvement"].to_numpy() + half,
-            "mean_sessions": out["mean_sessions"].to_numpy(),
+            "sd_improvement": out["sd_improvement"].to_numpy(),
+            "episodes_cellkey": out["outcome_n_cellkey"].to_numpy(),
         }
     )
-    safe_i = protect(
-        ctx, imp, value_cols=["episodes", "mean_improvement", "low", "high", "mean_sessions"]
+    # an improvement is a change score: its record range is twice the measure's
+    change_range = 2.0 * float(m.max_score)
+    safe_i = protect_counts(
+        ctx,
+        imp,
+        counts=["n_clients", "episodes"],
+        means=[protected.Mean("mean_improvement", "episodes", change_range)],
+        value_cols=["episodes", "mean_improvement", "sd_improvement"],
+        n_key_from="episodes",
     )
+    low, high = protected.mean_interval(
+        safe_i["mean_improvement"],
+        safe_i["sd_improvement"],
+        safe_i["episodes"],
+        change_range,
+        ctx.noise,
+    )
+    # the group's mean sessions as the dropout chart shows it (the same protected cell)
+    sessions = safe.set_index("group")["mean_sessions"]
+    safe_i = safe_i.assign(
+        low=low, high=high, mean_sessions=safe_i["group"].map(sessions).to_numpy()
+    ).drop(columns="sd_improvement")
+    safe_i = safe_i[
+        ["group", "n_clients", "episodes", "mean_improvement", "low", "high", "mean_sessions"]
+        + ["suppressed", "suppression"]
+    ]
     direction = "last − first" if m.higher_is_better else "first − last"
     fig_i = charts.bars(
         safe_i,
@@ -755,7 +965,17 @@ def _followup(ctx: Context) -> list[Panel]:
             "episodes (≥ 2 SRS, ≥ 2 scores) by their ruptures, 95% CI",
             definition_text(ctx),
             n_text=n_text(
-                ctx, imp["episodes"].sum(), "ended episodes", int(imp["n_clients"].max())
+                ctx,
+                int(
+                    noise.perturb_counts(
+                        imp["episodes"].to_numpy(dtype="float64"),
+                        imp["episodes_cellkey"].to_numpy(dtype="float64"),
+                        ctx.noise,
+                        ctx.policy.k,
+                    ).sum()
+                ),
+                "ended episodes",
+                int(imp["n_clients"].max()),
             ),
         ),
         x_label="Episode's ruptures",
@@ -774,6 +994,7 @@ def _followup(ctx: Context) -> list[Panel]:
             "go with better outcomes than unrepaired ones (Eubanks, Muran & Safran 2018, "
             f"r ≈ .29). {CORRELATION_NOTE} {caveat_outcome}{SMALL_N_NOTE}"
             + withheld_note(ctx, safe_i)
+            + noise_note(ctx)
         ),
         figure=fig_i,
         data=safe_i,
@@ -799,22 +1020,30 @@ def _items(ctx: Context) -> Panel:
             "SRS items at the rupture and the SRS before it (recorded at some sites only).",
             section="What drops",
         )
-    n = df["ruptures"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(n >= 2, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
-        half = t * df["sd_drop"].to_numpy(dtype=float) / np.sqrt(n)
-    df = df.assign(
-        low=df["mean_drop"] - half,
-        high=df["mean_drop"] + half,
-        largest_share=df["largest"] / df["ruptures"],
-    )
-    # one population (the same ruptures) seen four ways: withheld together or not at all
-    safe = protect(
+    # one population (the same ruptures) seen four ways: withheld together or not at all.
+    # Counts with their cell's noise (the clients keyed from the ruptures), the mean drops from
+    # protected sums, the interval from protected values; how often an item fell most is a
+    # rate of the ruptures, withheld (with its count) when 1 .. k-1 ruptures are, or are not,
+    # its largest drop (numerator rule), while the item's mean drop stays
+    share = protected.Rate("largest_share", "largest", "ruptures")
+    small_share = protected.numerator_rule(df, [share], ctx.policy.k)
+    safe = protect_counts(
         ctx,
-        df,
-        value_cols=["ruptures", "mean_drop", "sd_drop", "largest", "low", "high", "largest_share"],
+        df.assign(largest_share=df["largest"] / df["ruptures"]),
+        counts=["n_clients", "ruptures", "largest"],
+        means=[protected.Mean("mean_drop", "ruptures", ITEM_DROP_RANGE)],
+        value_cols=["ruptures", "mean_drop", "sd_drop", "largest", "largest_share"],
         complementary=False,
+        n_key_from="ruptures",
     )
+    safe = safe.assign(
+        largest_share=(safe["largest"] / safe["ruptures"]).mask(small_share),
+        largest=safe["largest"].mask(small_share),
+    )
+    low, high = protected.mean_interval(
+        safe["mean_drop"], safe["sd_drop"], safe["ruptures"], ITEM_DROP_RANGE, ctx.noise
+    )
+    safe = safe.assign(low=low, high=high)
     order = {d: i for i, d in enumerate(LABELS)}
     safe = safe.assign(_o=safe["dimension"].map(order)).sort_values("_o").drop(columns="_o")
     safe = safe.assign(
@@ -835,7 +1064,20 @@ def _items(ctx: Context) -> Panel:
             "Mean drop of each SRS item (0–10) from the previous SRS at ruptures where items were "
             "recorded, 95% CI",
             definition_text(ctx),
-            n_text=n_text(ctx, df["ruptures"].max(), "ruptures", int(df["n_clients"].max())),
+            # the same ruptures for every item: one protected count
+            n_text=n_text(
+                ctx,
+                int(
+                    noise.perturb_counts(
+                        df["ruptures"].to_numpy(dtype="float64")[:1],
+                        df["ruptures_cellkey"].to_numpy(dtype="float64")[:1],
+                        ctx.noise,
+                        ctx.policy.k,
+                    )[0]
+                ),
+                "ruptures",
+                int(df["n_clients"].max()),
+            ),
         ),
         x_label="Mean item drop at a rupture (points)",
         value_format="num2",
@@ -858,6 +1100,7 @@ def _items(ctx: Context) -> Panel:
             f"{ctx.settings.rupture_threshold:g} points, and how often it was the item that fell "
             f"most (ties count for each). {items}. Only sites that record the four items count."
             + withheld_note(ctx, safe)
+            + noise_note(ctx)
         ),
         figure=fig,
         data=safe.assign(dimension=safe["dimension"].map(LABELS))[
@@ -896,15 +1139,17 @@ def build(ctx: Context, section: str | None = None) -> View:
     ]
     parts = [
         lambda: rupture_table(ctx, groupings=groupings),
-        lambda: rupture_summary(ctx, ctx.filters.previous_period()),
+        lambda: rupture_table(ctx, ctx.filters.previous_period(), groupings=()),
     ]
     if "after" in chosen:
         # the follow-up and item panels need nothing from the main table: they are built while
         # its query runs (and dropped unseen when the selection turns out too small to show)
         parts += [lambda: _followup(ctx), lambda: _items(ctx)]
-    table, before, *after = gather(*parts)
-    now = rupture_summary(ctx, table=table)
-    n_clients = now["n_clients"]
+    table, table_before, *after = gather(*parts)
+    # what the page shows: the protected clinic rows (the exact client counts only judge)
+    now = protected_summary(ctx, table)
+    before = protected_summary(ctx, table_before)
+    n_clients = now["exact_n_clients"]
     if n_clients < ctx.policy.k:
         if n_clients == 0:
             return View(
@@ -928,7 +1173,7 @@ def build(ctx: Context, section: str | None = None) -> View:
             ],
         )
     if "units" in chosen:
-        clinic = rupture_counts(ctx, "clinic", table=table).iloc[0].to_dict()
+        clinic = now
         sites = rupture_counts(ctx, "site", table=table)
         if ctx.therapist_level:
             by_ther = rupture_counts(ctx, "therapist", table=table)
