@@ -53,8 +53,10 @@ def dropout_panel(view) -> Panel:
 
 @pytest.fixture(scope="module")
 def ended(clinic_ctx) -> int:
-    """Ended episodes in the period, from the overview's own headline query (not the chart's)."""
-    return overview.headline(clinic_ctx)["ended"]
+    """Ended episodes in the period as shown: the overview's protected headline (its own query,
+    not the chart's), the count with its cell's noise."""
+    shown, _ = overview.protected_headline(clinic_ctx, overview.headline(clinic_ctx))
+    return int(shown["ended"])
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,8 @@ def test_export_figure_carries_title_subtitle_and_footer(dropout_panel, meta, en
     assert f"n = {ended:,} ended episodes" in sub and "Dropouts / ended episodes" in sub
     footer = fig.layout.annotations[-1].text
     assert "Lakeside Counselling" in footer and "Data through 31 Oct 2026" in footer
-    assert "withheld" not in footer  # nothing withheld here
+    # months with 1-10 dropouts are withheld (numerator rule), and the footer says so
+    assert ("withheld" in footer) == dropout_panel.withheld
     assert (fig.layout.width, fig.layout.height) == (exports.EXPORT_WIDTH, exports.EXPORT_HEIGHT)
 
 
@@ -160,13 +163,17 @@ def test_csv_numbers_equal_the_table_on_screen(dropout_panel, view, clinic_ctx, 
     assert len(csv) == len(screen) == 12
     for col in ("n_clients", "ended", "dropouts"):  # counts: identical text
         assert csv[col].tolist() == screen[col].tolist()
+    shown = ~dropout_panel.data["suppressed"].to_numpy(dtype=bool)
+    assert (csv["ended"][~shown] == "n < 11").all()
     for col in ("dropout_rate", "low", "high"):  # rates: 4 decimals in the file, 2 on screen
-        for a, b in zip(csv[col], screen[col], strict=True):
+        for a, b in zip(csv[col][shown], screen[col][shown], strict=True):
             assert abs(float(a) - float(b)) <= 0.005 + 1e-9
-        raw = dropout_panel.data[col].to_numpy()
-        assert [float(v) for v in csv[col]] == pytest.approx(raw, abs=5e-5)
-    # and they add up to the n the chart and the Dropout rate tile state
-    assert sum(int(v.replace(",", "")) for v in csv["ended"]) == ended
+        raw = dropout_panel.data[col][shown].to_numpy(dtype=float)
+        assert [float(v) for v in csv[col][shown]] == pytest.approx(raw, abs=5e-5)
+    # each month and the total carry their own noise (at most 2 each), and withheld months
+    # are missing from the sum: the shown months add up to no more than the tile's n allows
+    months = sum(int(v.replace(",", "")) for v in csv["ended"][shown])
+    assert months <= ended + 2 * (1 + int(shown.sum()))
     tile = next(t for t in view.tiles if t.key == "dropout_rate")
     assert f"n = {ended:,} ended episodes" in tile.n_text
 
@@ -177,9 +184,12 @@ def test_xlsx_holds_numbers_and_says_what_it_is(dropout_panel, meta, ended):
     rows = list(book["data"].iter_rows(values_only=True))
     header = rows[0]
     months = [r[header.index("ended")] for r in rows[1:]]
-    assert all(isinstance(v, int) for v in months) and sum(months) == ended
-    rates = [r[header.index("dropout_rate")] for r in rows[1:]]
-    assert rates == pytest.approx(dropout_panel.data["dropout_rate"].to_numpy(), abs=5e-5)
+    shown = ~dropout_panel.data["suppressed"].to_numpy(dtype=bool)
+    assert all(isinstance(v, int) for v, ok in zip(months, shown, strict=True) if ok)
+    assert all(v == "n < 11" for v, ok in zip(months, shown, strict=True) if not ok)
+    rates = [r[header.index("dropout_rate")] for r, ok in zip(rows[1:], shown, strict=True) if ok]
+    expected = dropout_panel.data["dropout_rate"][shown].to_numpy(dtype=float)
+    assert rates == pytest.approx(expected, abs=5e-5)
     about = dict(book["about"].iter_rows(min_row=2, values_only=True))
     assert about["Chart"] == "Dropout rate by month"
     assert about["Clinic"] == "Lakeside Counselling"

@@ -41,7 +41,7 @@ def _rounded(x):
     if isinstance(x, tuple):
         x = list(x)
     if isinstance(x, float | np.floating):
-        return float(f"{x:.9g}")
+        return "nan" if np.isnan(x) else float(f"{x:.9g}")  # a withheld point: nan != nan
     if isinstance(x, dict):
         return {k: _rounded(v) for k, v in x.items()}
     if isinstance(x, list):
