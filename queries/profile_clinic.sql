@@ -24,6 +24,8 @@
 --   administrations: integer, administrations with the item recorded
 --   mean_score: double, mean over episodes of the episode's mean item score (item points)
 --   sd_score: double, SD of the episode means (item points)
+--   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
+--   administrations_cellkey: integer, cell key of administrations (alliance/noise.py)
 with
 episodes as (
     -- per episode, the count and sum of each recorded item of the chosen measure (missing items
@@ -33,6 +35,8 @@ episodes as (
     select
         episode_id,
         client_id,
+        ckey,
+        ekey,
         multi_episode_client as multi,
         item_count($alliance, n_srs_heard, n_wai_heard) as n_heard,
         item_sum($alliance, s10_srs_heard, s_wai_heard) as s_heard,
@@ -50,6 +54,8 @@ episodes as (
     select
         episode_id,
         any_value(client_id) as client_id,
+        any_value(ckey) as ckey,
+        any_value(ekey) as ekey,
         any_value(multi_episode_client) as multi,
         sum(item_count($alliance, n_srs_heard, n_wai_heard)) as n_heard,
         sum(item_sum($alliance, s10_srs_heard, s_wai_heard)) as s_heard,
@@ -73,6 +79,8 @@ per_episode as (
     select
         d.dimension,
         e.client_id,
+        e.ckey,
+        e.ekey,
         e.multi,
         case d.dimension
             when 'heard' then e.n_heard
@@ -96,7 +104,9 @@ per_dimension as (
         count(*) as episodes,
         sum(administrations)::bigint as administrations,
         avg(total / administrations) as mean_score,
-        stddev_samp(total / administrations) as sd_score
+        stddev_samp(total / administrations) as sd_score,
+        coalesce(sum(ekey), 0)::bigint as episodes_cellkey,
+        coalesce(sum(ckey::bigint * administrations), 0)::bigint as administrations_cellkey
     from per_episode
     where administrations > 0
     group by dimension
@@ -117,7 +127,9 @@ final as (
         episodes,
         administrations,
         mean_score,
-        sd_score
+        sd_score,
+        episodes_cellkey,
+        administrations_cellkey
     from per_dimension
     left join multi_clients using (dimension)
 )

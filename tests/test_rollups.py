@@ -44,6 +44,8 @@ def _filter_sets(con: duckdb.DuckDBPyConnection) -> list[Filters]:
 
 def _compare(got: pd.DataFrame, want: pd.DataFrame) -> None:
     keys = ["grouping", "unit", "subgroup", "dimension"]
+    # the cell keys of the protected-statistics step: compared in test_profile_cell_keys
+    got = got.drop(columns=[c for c in got.columns if c.endswith("_cellkey")])
     assert list(got.columns) == list(want.columns)
     got = got.sort_values(keys).reset_index(drop=True)
     want = want.sort_values(keys).reset_index(drop=True)

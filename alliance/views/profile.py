@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from alliance import charts, queries
+from alliance import charts, noise, protected, queries
 from alliance.filters import Filters
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.spc import funnel, overdispersion, pooled_sd
@@ -29,8 +29,9 @@ from alliance.views.common import (
     gather,
     mark_all_withheld,
     n_text,
-    protect,
+    noise_note,
     protect_comparison,
+    protect_counts,
     subtitle,
     withheld_note,
 )
@@ -88,6 +89,8 @@ SECTION_GROUPINGS = {
     "background": tuple(DEMOGRAPHICS),
 }
 NOT_A_GROUP = {"unknown", "(no program)"}
+DIM_COUNTS = ["n_clients", "episodes", "administrations"]
+DIM_VALUES = ["mean_score", "sd_score", "low", "high", "episodes", "administrations"]
 Z95 = 1.959963984540054
 
 
@@ -278,6 +281,9 @@ def _with_gaps(groups: pd.DataFrame, clinic: pd.DataFrame) -> pd.DataFrame:
             float(r["sd_score"]),
             float(r["episodes"]),
         )
+        # a withheld cell (no mean) has no gap either
+        none = part["mean_score"].isna().to_numpy()
+        gap, low, high = (np.where(none, np.nan, a) for a in (gap, low, high))
         out.append(part.assign(gap=gap, gap_low=low, gap_high=high))
     if not out:
         return groups.assign(gap=np.nan, gap_low=np.nan, gap_high=np.nan)
@@ -293,6 +299,66 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def record_range(ctx: Context) -> float:
+    """One record's range (the scale of a sum's noise): SRS item 0-10, WAI-SR mean item 1-5."""
+    return 4.0 if ctx.filters.alliance_measure == "wai" else 10.0
+
+
+def protect_dims(
+    ctx: Context,
+    df: pd.DataFrame,
+    *,
+    partition_cols: Iterable[str] = (),
+    complementary: bool = True,
+    overlapping: bool = False,
+    extra_values: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Dimension rows of `profile_table` through the protected-statistics step: clients,
+    episodes and administrations with their cell's noise, the mean from the protected episodes
+    (and its sum's noise), withheld cells (threshold, complements) masked, the 95% interval
+    recomputed from the protected mean and n (widened for the noise); no key column leaves."""
+    if df.empty:
+        return df.drop(columns=protected.key_columns(df)).assign(
+            suppressed=pd.Series(dtype=bool), suppression=pd.Series(dtype=object)
+        )
+    safe = protect_counts(
+        ctx,
+        df,
+        counts=DIM_COUNTS,
+        means=[protected.Mean("mean_score", "episodes", record_range(ctx))],
+        value_cols=[*DIM_VALUES, *extra_values],
+        partition_cols=list(partition_cols),
+        complementary=complementary,
+        n_key_from="episodes",
+        overlapping=overlapping,
+    )
+    low, high = protected.mean_interval(
+        safe["mean_score"], safe["sd_score"], safe["episodes"], record_range(ctx), ctx.noise
+    )
+    many = pd.to_numeric(safe["episodes"]).fillna(0).to_numpy() >= 2
+    return safe.assign(
+        low=np.where(many, low, np.nan),
+        high=np.where(many, high, np.nan),
+        episodes=pd.to_numeric(safe["episodes"]).round().astype("Int64"),
+        administrations=pd.to_numeric(safe["administrations"]).round().astype("Int64"),
+    )
+
+
+def perturbed_dims(ctx: Context, df: pd.DataFrame) -> pd.DataFrame:
+    """Dimension rows with protected episodes, administrations and means but nothing withheld
+    and exact `n_clients` (for statistics formed from protected parts whose own privacy step
+    judges them by their clients, e.g. `therapist_gaps`); the keys are kept for the caller."""
+    if df.empty:
+        return df
+    return protected.perturb(
+        df,
+        params=ctx.noise,
+        counts=["episodes", "administrations"],
+        means=[protected.Mean("mean_score", "episodes", record_range(ctx))],
+        floor=ctx.policy.k,
+    )
+
+
 # --------------------------------------------------------------------------- panels
 
 
@@ -300,14 +366,14 @@ def _n_text(ctx: Context, clinic: pd.DataFrame) -> str:
     """The clinic's episodes with items recorded (the largest dimension), or the label."""
     if clinic.empty:
         return ""
-    return n_text(ctx, clinic["episodes"].max(), "episodes", int(clinic["n_clients"].max()))
+    shown = protect_dims(ctx, clinic, complementary=False)
+    return n_text(ctx, shown["episodes"].max(), "episodes", int(clinic["n_clients"].max()))
 
 
 def _tiles(ctx: Context, clinic: pd.DataFrame, before: pd.DataFrame) -> list[Tile]:
-    safe = protect(
-        ctx, clinic, value_cols=["mean_score", "low", "high", "sd_score"], complementary=False
-    )
-    prev = before.set_index("dimension")["mean_score"] if not before.empty else pd.Series()
+    safe = protect_dims(ctx, clinic, complementary=False)
+    before_shown = protect_dims(ctx, before, complementary=False)
+    prev = before_shown.set_index("dimension")["mean_score"] if not before.empty else pd.Series()
     prev_ok = (
         before.set_index("dimension")["n_clients"] >= ctx.policy.k
         if not before.empty
@@ -350,17 +416,9 @@ def _side_by_side(
         return empty_panel(key, title, f"No alliance items recorded for any {noun}.")
     rows = pd.concat([clinic.assign(unit="Whole clinic"), by], ignore_index=True)
     # the clinic row is the total of the others: never withheld by the partition rule
-    whole = protect(
-        ctx,
-        rows.iloc[: len(clinic)],
-        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
-        complementary=False,
-    )
-    parts = protect(
-        ctx,
-        rows.iloc[len(clinic) :],
-        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
-        partition_cols=["dimension"],
+    whole = protect_dims(ctx, rows.iloc[: len(clinic)], complementary=False)
+    parts = protect_dims(
+        ctx, rows.iloc[len(clinic) :].reset_index(drop=True), partition_cols=["dimension"]
     )
     safe = pd.concat([whole, parts], ignore_index=True)
     cats = ["Whole clinic", *sorted(by["unit"].unique())]
@@ -393,6 +451,7 @@ def _side_by_side(
             f"Each dot is a dimension's mean for the {noun}, with its 95% interval. Compare "
             f"colours within a {noun} to see its weakest part, and the same colour across "
             f"{noun}s to see where a part is weaker. {items_caption(ctx)}. {SMALL_N_NOTE}"
+            + noise_note(ctx)
             + withheld_note(ctx, safe)
         ),
         figure=fig,
@@ -404,28 +463,15 @@ def _side_by_side(
 def _weakest(ctx: Context, clinic: pd.DataFrame, by_site: pd.DataFrame, by_prog: pd.DataFrame):
     key, title = "weakest", "Which dimension is weakest, for whom"
     parts = []
+    clinic_shown = protect_dims(ctx, clinic, complementary=False)
     for kind, df in (("Site", by_site), ("Program", by_prog)):
         if df.empty:
             continue
-        g = _with_gaps(df, clinic).assign(kind=kind)
-        parts.append(
-            protect(
-                ctx,
-                g,
-                value_cols=[
-                    "mean_score",
-                    "sd_score",
-                    "low",
-                    "high",
-                    "gap",
-                    "gap_low",
-                    "gap_high",
-                    "episodes",
-                    "administrations",
-                ],
-                partition_cols=["kind", "dimension"],
-            )
+        # gaps from the protected means and counts (withheld cells have none)
+        safe_part = protect_dims(
+            ctx, df.reset_index(drop=True).assign(kind=kind), partition_cols=["kind", "dimension"]
         )
+        parts.append(_with_gaps(safe_part, clinic_shown))
     if not parts:
         return empty_panel(key, title, "No alliance items recorded in this selection.")
     safe = pd.concat(parts, ignore_index=True)
@@ -488,6 +534,7 @@ def _weakest(ctx: Context, clinic: pd.DataFrame, by_site: pd.DataFrame, by_prog:
                 else "No site or program is clearly below the clinic on any dimension."
             )
             + withheld_note(ctx, safe)
+            + noise_note(ctx)
         ),
         figure=fig,
         data=table,
@@ -501,12 +548,8 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, clinic: pd.DataFrame) -> Panel
         return empty_panel(key, title, "No alliance items recorded in this selection.")
     # a dimension's months add up to its administrations (the subtitle's total): one partition
     # per dimension, so a withheld month cannot be recovered by subtraction
-    safe = protect(
-        ctx,
-        monthly,
-        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
-        partition_cols=["dimension"],
-    )
+    # an episode is rated in many months: a withheld set is judged by its largest month
+    safe = protect_dims(ctx, monthly, partition_cols=["dimension"], overlapping=True)
     safe = _order(safe).assign(month=pd.to_datetime(safe["unit"]))
     safe = safe.sort_values(["month"], kind="stable")
     fig = charts.lines(
@@ -523,7 +566,7 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, clinic: pd.DataFrame) -> Panel
             "95% CI band",
             n_text=n_text(
                 ctx,
-                monthly.groupby("dimension")["administrations"].sum().max(),
+                protect_dims(ctx, clinic, complementary=False)["administrations"].max(),
                 "administrations",
                 int(clinic["n_clients"].max()),
             ),
@@ -556,7 +599,7 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, clinic: pd.DataFrame) -> Panel
         reading=(
             "One line per dimension; bands are 95% intervals. Lines moving together mean the "
             "whole alliance moved; one line moving alone points at that part. Month-to-month "
-            "wiggles inside the bands are noise." + withheld_note(ctx, safe)
+            "wiggles inside the bands are noise." + withheld_note(ctx, safe) + noise_note(ctx)
         ),
         figure=fig,
         data=table,
@@ -574,18 +617,20 @@ def _funnels(ctx: Context, clinic: pd.DataFrame, by_ther: pd.DataFrame) -> list[
     if by_ther.empty:
         return [empty_panel(key, title, "No therapist has alliance items recorded.")]
     names = therapist_labels(by_ther["unit"], ctx, by_ther.groupby("unit")["episodes"].max())
-    ref = clinic.set_index("dimension")
-    safe = protect(
-        ctx,
-        by_ther,
-        value_cols=["mean_score", "sd_score", "low", "high", "episodes", "administrations"],
-        partition_cols=["dimension"],
-    )
+    # the target is the clinic's protected mean; the points protected means against protected
+    # numbers of episodes; σ pools the SDs of the therapists shown
+    clinic_shown = protect_dims(ctx, clinic, complementary=False)
+    ref = clinic_shown[~clinic_shown["suppressed"]].set_index("dimension")
+    safe = protect_dims(ctx, by_ther, partition_cols=["dimension"])
     funnels, tables, sigmas, methods = [], [], [], set()
     for d in dimensions(ctx):
-        part, part_safe = by_ther[by_ther["dimension"] == d], safe[safe["dimension"] == d]
+        part_safe = safe[safe["dimension"] == d]
         shown = part_safe[part_safe["mean_score"].notna()]
-        sigma = pooled_sd(part["sd_score"], part["episodes"]) if len(part) else float("nan")
+        sigma = (
+            pooled_sd(shown["sd_score"].astype(float), shown["episodes"].astype(float))
+            if len(shown)
+            else float("nan")
+        )
         if d not in ref.index or len(shown) < 2 or not np.isfinite(sigma) or sigma <= 0:
             continue
         target = float(ref.loc[d, "mean_score"])
@@ -644,7 +689,7 @@ def _funnels(ctx: Context, clinic: pd.DataFrame, by_ther: pd.DataFrame) -> list[
             od,
             n_text=n_text(
                 ctx,
-                by_ther.groupby("dimension")["episodes"].sum().max(),
+                clinic_shown["episodes"].max(),
                 "episodes",
                 int(clinic["n_clients"].max()),
             )
@@ -679,7 +724,7 @@ def _funnels(ctx: Context, clinic: pd.DataFrame, by_ther: pd.DataFrame) -> list[
                 "episodes; the line is the clinic's mean, the funnels are 95% and 99.8% limits. "
                 "Dots inside the funnel differ from the clinic by no more than chance would; "
                 f"this is not a ranking. {outside}Who a therapist sees (case mix) is not "
-                f"adjusted for. {items_caption(ctx)}." + withheld_note(ctx, safe)
+                f"adjusted for. {items_caption(ctx)}." + withheld_note(ctx, safe) + noise_note(ctx)
             ),
             figure=fig,
             data=table,
@@ -698,22 +743,10 @@ def _demographic_gaps(ctx: Context, clinic: pd.DataFrame, scores: pd.DataFrame) 
                 empty_panel(key, title, "No alliance items recorded.", SECTIONS["background"])
             )
             continue
-        g = _with_gaps(df, clinic)
-        safe = protect(
-            ctx,
-            g,
-            value_cols=[
-                "mean_score",
-                "sd_score",
-                "low",
-                "high",
-                "gap",
-                "gap_low",
-                "gap_high",
-                "episodes",
-                "administrations",
-            ],
-            partition_cols=["dimension"],
+        # gaps from the protected means and counts (withheld cells have none)
+        safe = _with_gaps(
+            protect_dims(ctx, df, partition_cols=["dimension"]),
+            protect_dims(ctx, clinic, complementary=False),
         )
         cats = sorted(safe["unit"].unique(), key=lambda u: (u in NOT_A_GROUP, u))
         fig = dot_figure(
@@ -762,6 +795,7 @@ def _demographic_gaps(ctx: Context, clinic: pd.DataFrame, scores: pd.DataFrame) 
                     "suggests the way of working, not the relationship, fits that group less. "
                     "Groups differ in other ways too: an association, not a cause."
                     + withheld_note(ctx, safe)
+                    + noise_note(ctx)
                 ),
                 figure=fig,
                 data=table,
@@ -881,7 +915,10 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
         return empty_panel(
             key, title, "Therapist-level comparisons are not available for your role."
         )
-    df = therapist_gaps(ctx, scores)
+    # the gaps are formed from protected means and numbers of episodes (the clients stay exact:
+    # the comparison's privacy step judges the row by them); the clients shown are protected
+    shown_scores = perturbed_dims(ctx, scores)
+    df = therapist_gaps(ctx, shown_scores)
     if df.empty:
         return empty_panel(key, title, "Not enough alliance items recorded by group.")
     # a row compares the group's clients with the rest of the caseload: withheld when either
@@ -894,6 +931,7 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
         value_cols=["n_group", "n_rest", "raw_gap", "shrunk", "centre", "tau", "p_value"],
         partition_cols=["attribute", "group", "dimension"],
     )
+    safe["n_clients"] = _shown_therapist_clients(ctx, shown_scores, safe)
     visible = safe[safe["shrunk"].notna()]
     if visible.empty:
         return empty_panel(
@@ -967,13 +1005,27 @@ def _therapist_gap_panel(ctx: Context, scores: pd.DataFrame) -> Panel:
             "cannot make an extreme. Ticks bunched at the diamond: the gap is much the same with "
             f"every therapist; spread out: it depends on the therapist. {differ_text} With "
             f"{len(stats_rows)} group-and-dimension tests, about one in twenty crosses p < .05 "
-            "by chance alone." + withheld_note(ctx, safe)
+            "by chance alone." + withheld_note(ctx, safe) + noise_note(ctx)
         ),
         figure=fig,
         data=table,
         withheld=any_withheld(safe),
         section=SECTIONS["therapists"],
     )
+
+
+def _shown_therapist_clients(ctx: Context, scores: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
+    """The therapist's clients with the dimension recorded (a gap row's `n_clients`) as shown:
+    the count with its cell's noise (key derived from the episodes' key), withheld rows NA."""
+    tot = scores[scores["grouping"] == "therapist"]
+    keys = noise.derived_key(tot["episodes_cellkey"].to_numpy(dtype="float64"), "n_clients")
+    shown = noise.perturb_counts(
+        tot["n_clients"].to_numpy(dtype="float64"), keys, ctx.noise, ctx.policy.k
+    )
+    lookup = pd.Series(shown, index=pd.MultiIndex.from_frame(tot[["unit", "dimension"]]))
+    got = lookup.reindex(pd.MultiIndex.from_frame(rows[["therapist", "dimension"]])).to_numpy()
+    out = pd.Series(got, index=rows.index).round().astype("Int64")
+    return out.mask(rows["suppressed"].to_numpy(dtype=bool))
 
 
 def _attr_rank(s: object) -> object:
