@@ -108,3 +108,44 @@ def test_rollup_cells_sum_to_sessions(demo_con) -> None:
         """
     ).fetchone()[0]
     assert diff == 0
+
+
+@pytest.mark.parametrize("alliance", ["srs", "wai"])
+def test_profile_cell_keys(demo_con, alliance: str) -> None:
+    """The cell keys of profile_dimensions and profile_clinic are the sums of their records'
+    keys (alliance/noise.py): each episode counted once per unit (its `ekey`), each
+    administration its client's `ckey`; computed here from the sessions."""
+    item = "srs_relationship" if alliance == "srs" else "wai_bond_mean"
+    f = Filters(first_month=dt.date(2025, 11, 1), last_month=dt.date(2026, 10, 1))
+    params = {**f.sql_params(None), "alliance": alliance}
+    want = demo_con.execute(
+        f"""
+        with s as (
+            select * from session_facts
+            where session_date >= $date_from and session_date < $date_to and {item} is not null
+        ),
+        units as (
+            select 'clinic' as grouping, 'clinic' as unit, * from s
+            union all select 'site', site, * from s
+            union all select 'month', strftime(month, '%Y-%m-%d'), * from s
+        ),
+        episodes as (
+            select grouping, unit, any_value(ekey) as ekey, sum(ckey)::bigint as akey
+            from units group by grouping, unit, episode_id
+        )
+        select grouping, unit, sum(ekey)::bigint as episodes_cellkey,
+               sum(akey)::bigint as administrations_cellkey
+        from episodes group by grouping, unit
+        """,
+        {"date_from": params["date_from"], "date_to": params["date_to"]},
+    ).df()
+    want = want.set_index(["grouping", "unit"]).sort_index()
+    got = queries.run(demo_con, "profile_dimensions", **params, groupings=["site", "month"])
+    got = got[got["dimension"] == "heard"].set_index(["grouping", "unit"]).sort_index()
+    cols = ["episodes_cellkey", "administrations_cellkey"]
+    assert len(got) == len(want) > 10
+    assert got[cols].astype("int64").equals(want.loc[got.index, cols].astype("int64"))
+    clinic = queries.run(demo_con, "profile_clinic", **params).set_index("dimension")
+    assert clinic.loc["heard", cols].astype("int64").tolist() == (
+        want.loc[("clinic", "clinic"), cols].astype("int64").tolist()
+    )
