@@ -49,22 +49,24 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
-ui.ensure_database()
-ui.sign_in()  # a roles file that cannot be applied (a supervisor without sites) stops here
-ui.require_visible_data()  # a role whose sites hold no data: a plain screen, no pages
+# a database that cannot be used, found at the start or by a page's query: one plain page
+with ui.database_guard():
+    ui.ensure_database()
+    ui.sign_in()  # a roles file that cannot be applied (a supervisor without sites) stops here
+    ui.require_visible_data()  # a role whose sites hold no data: a plain screen, no pages
 
-pages = {
-    section: [
-        st.Page(f"pages/{name}.py", title=title, icon=icon, default=name == "overview")
-        for name, title, icon in entries
-        if (HERE / "pages" / f"{name}.py").exists()  # pages appear once they exist
-        and ui.page_allowed(name)  # role: Data and Audit log are for directors
-    ]
-    for section, entries in NAVIGATION.items()
-}
-page = st.navigation({section: items for section, items in pages.items() if items})
-ui.meeting_mode_toggle()
-ui.sidebar_filters(ui.filter_options())
-ui.banners()
-page.run()
+    pages = {
+        section: [
+            st.Page(f"pages/{name}.py", title=title, icon=icon, default=name == "overview")
+            for name, title, icon in entries
+            if (HERE / "pages" / f"{name}.py").exists()  # pages appear once they exist
+            and ui.page_allowed(name)  # role: Data and Audit log are for directors
+        ]
+        for section, entries in NAVIGATION.items()
+    }
+    page = st.navigation({section: items for section, items in pages.items() if items})
+    ui.meeting_mode_toggle()
+    ui.sidebar_filters(ui.filter_options())
+    ui.banners()
+    page.run()
 ui.freeze_long_lived_objects()

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from alliance import db
+from alliance import db, faults
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -86,7 +86,11 @@ def context_from_args(args: argparse.Namespace):  # -> alliance.panel.Context
     if filters.first_month > filters.last_month:
         raise UsageError("--from is after --to")
     settings_file = Path(args.db).with_name(Path(args.db).stem + ".settings.json")
-    return Context(con=con, filters=filters, settings=Settings.load(settings_file))
+    settings, found = Settings.read(settings_file)
+    if found:  # figures under settings the clinic did not choose: refused, with how to mend
+        reason = "; ".join(found.values())
+        raise UsageError(faults.settings_fault(settings_file, reason, fallback=False).text)
+    return Context(con=con, filters=filters, settings=settings)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -239,8 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    faults.command_line_log()
     try:
         return args.func(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except faults.FaultError as exc:
+        print(f"error: {exc.fault.text}", file=sys.stderr)
+        return 1
+    except (OSError, MemoryError) as exc:  # the database file, a full disk: a plain sentence
+        return _fault_exit(args, exc)
+    except Exception as exc:
+        if type(exc).__module__ not in ("duckdb", "_duckdb"):
+            raise
+        return _fault_exit(args, exc)
+
+
+def _fault_exit(args: argparse.Namespace, exc: BaseException) -> int:
+    path = Path(getattr(args, "db", None) or db.default_db_path())
+    action = {"demo": "demo build", "report": "report"}.get(args.command, args.command)
+    fault = faults.database_fault(exc, path) or faults.write_fault(exc, path=path, action=action)
+    print(f"error: {faults.record(fault, exc).text}", file=sys.stderr)
+    return 1

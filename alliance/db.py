@@ -10,6 +10,11 @@ Files and folders the dashboard creates (database, audit log, settings, key, loc
 owner's only: files 0600, folders 0700, set with the file's creation (``os.open`` with a mode) or
 by ``chmod`` right after it and before any data is written, never through the process-wide umask.
 The copy swapped in keeps its mode through ``os.replace`` (a rename keeps the inode).
+
+Nothing is left behind: a write that fails removes its copy and the copy's write-ahead file; one
+that was killed leaves them (their names carry the writer's process id), and the next start or
+write sweeps them (`sweep_leftovers`): a writer's copies whenever no writer holds the lock, other
+temporary files once their process is gone.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import os
+import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +38,7 @@ from alliance.demo import DemoClinic, build_demo
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 BASE_TABLES = ("sites", "programs", "therapists", "clients", "episodes", "sessions")
+_log = logging.getLogger("alliance")
 
 
 def default_db_path() -> Path:
@@ -87,6 +96,93 @@ def write_private(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another account's process: alive
+        return True
+    return True
+
+
+STALE_AFTER_S = 60.0  # a temporary file of a gone process is left this long (another machine's?)
+
+
+def sweep_leftovers(path: Path, *, locked: bool = False) -> list[tuple[str, int]]:
+    """Remove what killed writes left beside the database at `path`; returns (name, bytes).
+
+    * a writer's copy (``<db>.tmp-<pid>-<id>``) and its ``.wal``: when no writer holds the
+      writers' lock (`locked`: the caller holds it), since a copy exists only while its writer
+      holds it;
+    * other private temporary files (settings, key file: ``.<name>.tmp-<pid>-<id>``) and reader
+      links (``.<db>.reader-<pid>-<id>``): when their process is gone and they are older than a
+      minute.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        return []
+    writer_copy = re.compile(rf"^{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]+(\.wal)?$")
+    ours = "|".join(
+        re.escape(n)
+        for n in (
+            f".{path.name}",
+            f".{path.stem}.settings.json",
+            f".{path.stem}.audit.duckdb",
+            ".alliance_secret_key",
+        )
+    )
+    private_tmp = re.compile(rf"^(?:{ours})\.(?:tmp|reader)-(\d+)-[0-9a-f]+(\.wal)?$")
+    removed: list[tuple[str, int]] = []
+    lock_fd = None
+    try:
+        names = sorted(os.listdir(folder))
+        copies = [n for n in names if writer_copy.match(n)]
+        if copies and not locked:
+            try:
+                lock_fd = os.open(folder / f"{path.name}.lock", os.O_RDWR)
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a writer is at work: its copy is no leftover
+                copies = []
+            except FileNotFoundError:  # no lock file: copies of gone processes only
+                copies = [n for n in copies if not _pid_alive(int(writer_copy.match(n)[1]))]
+        now = time.time()
+        for name in names:
+            match = private_tmp.match(name)
+            if name in copies:
+                pass
+            elif match and not _pid_alive(int(match[1])):
+                try:
+                    if now - os.stat(folder / name).st_mtime < STALE_AFTER_S:
+                        continue
+                except OSError:
+                    continue
+            else:
+                continue
+            try:
+                size = os.stat(folder / name).st_size
+                os.unlink(folder / name)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # cannot be removed: said in the log, nothing else
+                _log.warning("Could not remove the leftover file %s: %s", folder / name, exc)
+                continue
+            removed.append((name, size))
+    except OSError as exc:
+        _log.warning("Could not look for leftover files in %s: %s", folder, exc)
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+    if removed:
+        from alliance.faults import removed_sentence
+
+        _log.info("%s", removed_sentence(removed))
+    return removed
+
+
 def _sql(name: str) -> str:
     return (SCHEMA_DIR / name).read_text()
 
@@ -138,6 +234,7 @@ def writer(path: Path, *, fresh: bool = False) -> Iterator[duckdb.DuckDBPyConnec
     lock_path = path.with_name(path.name + ".lock")
     with os.fdopen(create_private(lock_path), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        sweep_leftovers(path, locked=True)  # copies of killed writers: no writer is at work
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         try:
             if path.exists() and not fresh:

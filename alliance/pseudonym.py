@@ -21,11 +21,13 @@ Message formats (shared with the demo clinic, ``alliance.demo.pseudonym``):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,17 +117,70 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def _create_key_file(path: Path) -> bytes:
+    """Create the key file atomically; the loser of a race reads the winner's key.
+
+    The key is written, flushed and synced to a private temporary file first (exclusive create,
+    0600 before any byte), then hard-linked to the final name: the link either creates the
+    complete file or fails because another process's is there, which is then read (never a
+    half-written one). On a filesystem without hard links, an exclusive create of the final name
+    is used, and a loser waits briefly for the winner's key to be complete.
+    """
     from alliance.db import private_dir  # a folder created here is its owner's only (0700)
 
     private_dir(path.parent)
     key = secrets.token_bytes(32)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another import created it a moment ago: use that one
-        return _read_key_file(path)
-    os.fchmod(fd, 0o600)  # before the key is written, whatever the umask
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+        _write_new(tmp, key)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another import created it a moment ago: use that one
+            return _read_key_file(path)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            return _create_without_links(path, key)
+        _sync_folder(path.parent)
+        return key
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_new(path: Path, key: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # before the key is written, whatever the umask
+        os.write(fd, (key.hex() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_without_links(path: Path, key: bytes, wait_s: float = 5.0) -> bytes:
+    try:
+        _write_new(path, key)
+    except FileExistsError:
+        deadline = time.monotonic() + wait_s
+        while True:  # the winner may still be writing its 65 bytes
+            try:
+                return _read_key_file(path)
+            except SecretKeyError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+    _sync_folder(path.parent)
     return key
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the new name durable (the file's bytes are synced already)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

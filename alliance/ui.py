@@ -8,11 +8,13 @@ where a caption, message or tile names it (a chart's reading), it goes through
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import functools
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -20,7 +22,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from alliance import access, charts, db, queries, screen_margins
+from alliance import access, charts, db, faults, queries, screen_margins
 from alliance import audit as audit_log
 from alliance.filters import (
     FILTER_LABELS,
@@ -94,17 +96,48 @@ def db_path() -> Path:
 # files (path, signature) whose derived facts this process has found current: every run asks,
 # and opening the file to read its version costs 25-80 ms a run at 10 M sessions
 _FACTS_CURRENT: set[tuple[str, tuple[int, int, int]]] = set()
+# files (path, signature) found damaged while a page read them: the next run shows the problem
+_DAMAGED: dict[tuple[str, tuple[int, int, int]], faults.Fault] = {}
+# databases whose folder this process has swept of killed writes' leftovers, and what it said
+_SWEPT: dict[str, str] = {}
+# database faults: the file itself cannot be used (every page would fail the same way)
+DATABASE_CASES = frozenset({"damaged", "folder", "not_database", "unreadable", "version"})
 
 
 def ensure_database() -> None:
     """Build the demo clinic (with visible progress) if no database exists yet; rebuild the
-    derived facts of an existing one that an earlier version built."""
+    derived facts of an existing one that an earlier version built.
+
+    A database that cannot be used (damaged, a folder, not a DuckDB file, unreadable) or a
+    first start that cannot write shows one page that says so in a plain sentence, instead of
+    every page failing; the server log records the cause. The first run of the process sweeps
+    what killed imports left beside the database and says what it removed."""
+    faults.server_log()
     path = db_path()
-    if path.exists():
+    if str(path) not in _SWEPT:
+        _SWEPT[str(path)] = faults.removed_sentence(db.sweep_leftovers(path))
+        if _SWEPT[str(path)]:
+            st.session_state["swept_note"] = _SWEPT[str(path)]
+    try:
+        _ensure_database(path)
+    except (duckdb.Error, OSError) as exc:
+        action = "update of the derived facts" if path.exists() else "first start"
+        fault = faults.database_fault(exc, path) or faults.write_fault(
+            exc, path=path, action=action
+        )
+        database_problem(faults.record(fault, exc))
+
+
+def _ensure_database(path: Path) -> None:
+    if path.exists() or path.is_symlink():
         # the signature before the check: a file swapped in meanwhile is checked on its own
         known = (str(path), db.file_signature(path))
+        if known in _DAMAGED:
+            database_problem(_DAMAGED[known])
         if known in _FACTS_CURRENT:
             return
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
         if db.facts_are_current(path):
             _FACTS_CURRENT.add(known)
         else:
@@ -118,6 +151,37 @@ def ensure_database() -> None:
         bar = st.progress(0.0, text="Starting")
         db.write_demo(path, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
         status.update(label="Demo clinic ready", state="complete", expanded=False)
+
+
+def database_problem(fault: faults.Fault) -> None:
+    """The app's only page: what is wrong with the database and what to do. Stops the run."""
+    _only_page(functools.partial(_database_problem_screen, fault), "Database problem")
+
+
+def _database_problem_screen(fault: faults.Fault) -> None:
+    st.title("Alliance dashboard", anchor=False)
+    st.warning(markdown_safe(fault.text), icon=":material/database:")
+    st.caption(
+        "Nothing was changed. The dashboard shows its pages again on the next visit once the "
+        "database can be read (or, with no database file at all, after building the demo clinic)."
+    )
+
+
+@contextlib.contextmanager
+def database_guard() -> Iterator[None]:
+    """Around a whole run: a page that finds the database file damaged (a block whose checksum
+    fails is noticed only when a query reads it) shows the one explanatory page instead."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        path = db_path()
+        fault = faults.database_fault(exc, path)
+        if fault is None or fault.case not in DATABASE_CASES:
+            raise  # not the file's fault: a programming error stays visible
+        faults.record(fault, exc)
+        with contextlib.suppress(OSError):  # gone meanwhile: the next run looks again
+            _DAMAGED[(str(path), db.file_signature(path))] = fault
+        st.rerun()  # a clean run: ensure_database shows the one page (nothing half-drawn)
 
 
 @st.cache_resource(max_entries=2)
@@ -182,18 +246,39 @@ def settings_path() -> Path:
 
 
 @st.cache_data(ttl=60, max_entries=4, show_spinner=False)
-def _load_settings(path: str, mtime_ns: int) -> Settings:
-    return Settings.load(Path(path))
+def _load_settings(path: str, mtime_ns: int) -> tuple[Settings, str]:
+    """The settings in force and, when the file could not be used as it is, the sentence that
+    says so (its unusable values are replaced by their defaults; the server log records it)."""
+    settings_, found = Settings.read(Path(path))
+    if not found:
+        return settings_, ""
+    fault = faults.settings_fault(Path(path), "; ".join(found.values()))
+    return settings_, faults.record(fault).text
 
 
-def settings() -> Settings:
+def _settings_state() -> tuple[Settings, str]:
     path = settings_path()
-    mtime = path.stat().st_mtime_ns if path.exists() else 0
+    try:
+        mtime = path.stat().st_mtime_ns if path.exists() else 0
+    except OSError:
+        mtime = -1
     return _load_settings(str(path), mtime)
 
 
+def settings() -> Settings:
+    """The settings in force: the file's, with a default for any value that cannot be used."""
+    return _settings_state()[0]
+
+
+def settings_problem() -> str:
+    """Why the settings file could not be used as it is ('' when it could)."""
+    return _settings_state()[1]
+
+
 def save_settings(new: Settings) -> None:
-    new.save(settings_path())  # atomically, owner-only (0600)
+    """Save atomically, owner-only (0600); SettingsError (a plain sentence) for a value that
+    cannot be used, and then nothing is written."""
+    new.save(settings_path())
 
 
 # --- sign-in, roles, audit ---------------------------------------------------------------------
@@ -772,6 +857,12 @@ def banners() -> None:
             "clients. Import your clinic's export on the Data page.",
             icon=":material/science:",
         )
+    problem = settings_problem()
+    if problem:  # names the file and the values: escaped, never markdown
+        st.warning(markdown_safe(problem), icon=":material/tune:")
+    swept = st.session_state.pop("swept_note", None)
+    if swept:
+        st.info(markdown_safe(swept), icon=":material/cleaning_services:")
     mode = st.session_state.get("auth_mode_text")
     if mode:
         st.caption(mode)

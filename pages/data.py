@@ -6,11 +6,26 @@ are shown as plain text (st.text) or escaped (`markdown_safe`), never as markdow
 
 import streamlit as st
 
-from alliance import ingest, ui
+from alliance import faults, ingest, ui
 from alliance.ingest import present
 from alliance.views.common import markdown_safe
 
 ui.frame_guard()
+
+
+def _fault(exc: Exception, action: str) -> faults.Fault:
+    """A failed preview or import as a plain sentence (never its data, never a class name);
+    the server log has the cause."""
+    if isinstance(exc, faults.FaultError):  # run_import: already a sentence, logged
+        return exc.fault
+    if isinstance(exc, OSError | MemoryError) or type(exc).__module__.startswith(
+        ("duckdb", "_duckdb")
+    ):
+        fault = faults.write_fault(exc, path=ui.db_path(), action=action)
+    else:
+        fault = faults.unexpected(exc, action)
+    return faults.record(fault, exc)
+
 
 st.title("Data", anchor=False)
 st.caption(
@@ -91,6 +106,10 @@ if uploads:
         except (ingest.UsageError, ingest.SecretKeyError) as exc:
             bar.empty()
             st.error(markdown_safe(str(exc)), icon=":material/error:")
+            st.stop()
+        except Exception as exc:  # noqa: BLE001 (a full disk...: a sentence, never a box)
+            bar.empty()
+            st.error(markdown_safe(_fault(exc, "preview").text), icon=":material/error:")
             st.stop()
         bar.empty()
         st.session_state["data_preview"] = (cache_key, preview)
@@ -230,8 +249,9 @@ if preview is not None:
         except (ingest.UsageError, ingest.SecretKeyError) as exc:
             st.error(markdown_safe(str(exc)), icon=":material/error:")
             st.stop()
-        except Exception:  # the database is unchanged (atomic writer); never show data
-            st.error("The import failed; the database is unchanged.", icon=":material/error:")
+        except Exception as exc:  # noqa: BLE001 (the database is unchanged: atomic writer)
+            bar.empty()
+            st.error(markdown_safe(_fault(exc, "import").text), icon=":material/error:")
             st.stop()
         if not result.ok:
             st.error(

@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from alliance import ui
-from alliance.noise import NoiseParams
-from alliance.settings import Settings
+from alliance import faults, ui
+from alliance.settings import Settings, SettingsError
 from alliance.views.common import markdown_safe
 
 ui.frame_guard()
@@ -18,6 +17,12 @@ st.caption(
 current = ui.settings()
 defaults = Settings()
 can_edit = ui.can("edit_settings")
+if ui.settings_problem() and can_edit:  # the banner above says what; here, how to mend it
+    st.info(
+        "The form shows the settings in force: the file's values that could be used, and the "
+        "default for each one that could not. Check them and save: that replaces the file.",
+        icon=":material/build:",
+    )
 if not can_edit:
     st.info(
         "Only directors can change settings. You can see the values in force.",
@@ -142,14 +147,15 @@ if saved and can_edit:
         noise_max=int(noise_max),
         noise_variance=float(noise_variance),
     )
-    try:
-        NoiseParams(
-            max_noise=new.noise_max, variance=new.noise_variance, sum_share=new.noise_sum_share
-        )
-    except ValueError as exc:
-        st.error(f"Not saved: {exc}.", icon=":material/error:")
+    try:  # refused when saved as when read (alliance/settings.py: RANGES, NoiseParams)
+        ui.save_settings(new)
+    except SettingsError as exc:
+        st.error(f"Not saved: {markdown_safe(str(exc))}.", icon=":material/error:")
         st.stop()
-    ui.save_settings(new)
+    except OSError as exc:  # a full disk, a read-only folder: a sentence, nothing written
+        fault = faults.record(faults.settings_not_saved(exc, ui.settings_path()), exc)
+        st.error(markdown_safe(fault.text), icon=":material/error:")
+        st.stop()
     ui.audit("settings_changed", {"settings": new.to_json()})
     st.success("Saved. Every page now uses these settings.", icon=":material/check:")
 

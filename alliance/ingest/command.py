@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from alliance import db, faults
 from alliance.ingest.problems import format_report
 from alliance.ingest.read import UsageError
 from alliance.ingest.run import ImportOptions, ImportResult, run_import
@@ -36,6 +37,11 @@ def run_command(args: argparse.Namespace) -> int:
         accept_new_names=bool(getattr(args, "accept_new_names", False)),
     )
     inputs = [(Path(f), str(f)) for f in args.files]
+    faults.command_line_log()
+    if not args.dry_run:  # what killed imports left behind (when no import is at work)
+        swept = faults.removed_sentence(db.sweep_leftovers(Path(args.db)))
+        if swept:
+            print(swept, file=sys.stderr)
     try:
         result = run_import(
             inputs, Path(args.db), options, progress=None if args.quiet else _progress
@@ -43,14 +49,18 @@ def run_command(args: argparse.Namespace) -> int:
     except (UsageError, SecretKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, duckdb.Error) as exc:
-        # e.g. a full disk: db.writer guarantees the database file was not touched
-        print(
-            f"error: the import failed ({type(exc).__name__}); the database is unchanged.",
-            file=sys.stderr,
-        )
-        return 1
+    except faults.FaultError as exc:  # the machine failed the import: a plain sentence
+        return _failed(exc.fault)
+    except (OSError, duckdb.Error, MemoryError) as exc:  # db.writer: the database is untouched
+        fault = faults.write_fault(exc, path=Path(args.db), action="import")
+        return _failed(faults.record(fault, exc))
     return report(result, Path(args.db), options)
+
+
+def _failed(fault: faults.Fault) -> int:
+    print(f"error: {fault.what}", file=sys.stderr)
+    print("Nothing was imported; the database is unchanged.", file=sys.stderr)
+    return 1
 
 
 def report(result: ImportResult, db_path: Path, options: ImportOptions) -> int:

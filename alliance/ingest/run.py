@@ -3,6 +3,12 @@
 All or nothing: nothing is written unless every row is valid (or ``skip_invalid`` was asked
 for), and the write itself goes through ``db.writer`` (a private copy of the database, swapped in
 atomically), so an import that fails or is killed at any point leaves the database as it was.
+
+A failure of the machine rather than of the data (a full disk, a folder that cannot be written, a
+read-only disk, a damaged database, too little memory) is raised as ``faults.FaultError``: its
+fault is a plain sentence (alliance/faults.py), and the log records the cause. A failed import
+removes its temporary files (db.writer); one that was killed leaves them to the next import,
+which sweeps them under the writers' lock.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from alliance import db
+from alliance import db, faults
 from alliance.ingest import contract as C
 from alliance.ingest import controlled, merge, names
 from alliance.ingest.problems import REPORT_LIMIT
@@ -73,9 +79,12 @@ def target_meta(path: Path) -> dict[str, str]:
         con.execute(f"attach {merge.sql_path(Path(path))} as target (read_only)")
         return dict(con.execute("select key, value from target.meta").fetchall())
     except duckdb.Error as exc:
-        if "meta" in str(exc):
+        fault = faults.database_fault(exc, Path(path))
+        if fault is None and "meta" in str(exc):
             return {}
-        raise UsageError(f"{path} is not a database this tool can open") from exc
+        fault = fault or faults.Fault("unusable", f"{path} is not a database this tool can open")
+        faults.record(fault, exc)
+        raise UsageError(fault.text) from exc
     finally:
         con.close()
 
@@ -152,9 +161,28 @@ def run_import(
     """Import (or with ``dry_run`` preview) the files into the database at `db_path`.
 
     `inputs` are (path, name shown in messages). Raises UsageError (incl. DemoDataError) and
-    SecretKeyError for usage problems; data problems are returned in the result, with nothing
-    written. ``result.ok`` says whether the import happened (dry run: would happen).
+    SecretKeyError for usage problems, faults.FaultError (a plain sentence) when the machine
+    fails the import (disk full, folder not writable, ...); data problems are returned in the
+    result, with nothing written. ``result.ok`` says whether the import happened (dry run:
+    would happen).
     """
+    try:
+        return _run_import(inputs, db_path, options, progress=progress, problem_limit=problem_limit)
+    except (OSError, duckdb.Error, MemoryError) as exc:
+        need = faults.estimate_write_bytes(Path(db_path), [Path(p) for p, _ in inputs])
+        action = "preview" if options.dry_run else "import"
+        fault = faults.write_fault(exc, path=Path(db_path), action=action, need_bytes=need)
+        raise faults.FaultError(faults.record(fault, exc)) from exc
+
+
+def _run_import(
+    inputs: Sequence[tuple[Path, str]],
+    db_path: Path,
+    options: ImportOptions,
+    *,
+    progress: Progress | None,
+    problem_limit: int,
+) -> ImportResult:
     say = progress or (lambda _f, _m: None)
     started = time.perf_counter()
     db_path = Path(db_path)
@@ -277,7 +305,7 @@ def run_import(
                     raise DemoDataError(f"{db_path} holds the demo clinic: add --replace-demo")
                 merge.remove_demo(con)
                 result.replaced_demo = True
-            names.check_unchanged(con, lists)  # the lists this import was checked against
+            _check_lists(con, lists, result)  # the lists this import was checked against
             stored = db.get_meta(con).get(KEY_CHECK)
             if stored and stored != key.check:
                 raise SecretKeyError("the secret key differs from this database's")
@@ -298,6 +326,25 @@ def run_import(
     result.seconds = time.perf_counter() - started
     say(1.0, "Imported")
     return result
+
+
+def _check_lists(
+    con: duckdb.DuckDBPyConnection, checked: dict[str, list[str]], result: ImportResult
+) -> None:
+    """Under the writers' lock: the clinic's lists are those the import was checked against,
+    or grew meanwhile only by another import (several first imports started at once into a new
+    database) so that every name this import starts a list with is on it, spelled the same.
+    Otherwise names.check_unchanged's UsageError (nothing is written)."""
+    try:
+        names.check_unchanged(con, checked)
+    except UsageError:
+        now = names.current_lists(con)
+        for col in names.COLUMNS:
+            grown = set(checked[col]) <= set(now[col])
+            first_on_list = all(n in now[col] for n in result.first_list.get(col, []))
+            if not (grown and first_on_list):
+                raise
+        # every name the import brings is now on the list, as the other import spelled it
 
 
 def _log_import(
