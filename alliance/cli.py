@@ -159,6 +159,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
 
 
+def cmd_check_faults(args: argparse.Namespace) -> int:
+    from alliance import fault_check
+
+    return fault_check.command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m alliance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--meeting-mode", action="store_true", help="show therapists as A, B, C... (for a room)"
     )
     rep.set_defaults(func=cmd_report)
+
+    check = sub.add_parser(
+        "check-faults",
+        help="each fault a clinic is likely to meet and the sentence it gives, as a table",
+    )
+    check.add_argument("--json", action="store_true", help="print the rows as JSON")
+    check.set_defaults(func=cmd_check_faults)
     return parser
 
 

@@ -377,3 +377,14 @@ def test_a_settings_save_that_fails_says_so(own_copy, monkeypatch):
     assert any("The disk is full" in e and "Nothing was changed" in e for e in errors), errors
     assert not _settings_file(own_copy).exists()
     assert not [p for p in own_copy.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_the_fault_check_command_prints_a_plain_table():
+    from alliance import fault_check
+
+    rows = fault_check.run()
+    assert len(rows) == 12
+    assert all(r["unchanged"] and not r["left behind"] for r in rows), rows
+    assert all(plain(str(r["message"])) and str(r["message"]).endswith(".") for r in rows)
+    assert "Removed 2 leftover files" in str(rows[-1]["message"])
+    assert "case | exit" in fault_check.table(rows)
