@@ -108,8 +108,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_protection_cost(args: argparse.Namespace) -> int:
     from alliance import protection_cost
 
-    result = protection_cost.measure(context_from_args(args))
-    print(json.dumps(result, indent=2) if args.json else protection_cost.text(result))
+    ctx = context_from_args(args)
+    result: dict = protection_cost.measure(ctx)
+    if args.attacks:
+        attack = protection_cost.averaging_attack(ctx, ctx.filters.last_month)
+        result = {"figures": result, "averaging_attack": attack}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(protection_cost.text(result.get("figures", result)))
+        for row in result.get("averaging_attack", []):
+            print(f"  averaging {row['pairs']} period pairs: {row}")
     return 0
 
 
@@ -186,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_view_arguments(cost)
     cost.add_argument("--json", action="store_true", help="print one JSON object")
+    cost.add_argument(
+        "--attacks",
+        action="store_true",
+        help="also run the averaging attack on the last month's small groups (slow)",
+    )
     cost.set_defaults(func=cmd_protection_cost)
 
     bench = sub.add_parser("bench", help="time every page at scale, against plain pandas")

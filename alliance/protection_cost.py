@@ -10,10 +10,12 @@ The exact figures come from the database file, which only trusted data staff hol
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable
 
 import numpy as np
 
+from alliance.filters import add_months
 from alliance.panel import Context
 from alliance.views import overview
 
@@ -90,3 +92,49 @@ def text(result: dict) -> str:
             else:
                 lines.append(f"  {level:<10} {key:<27} none shown ({r['withheld']} withheld)")
     return "\n".join(lines)
+
+
+def averaging_attack(ctx: Context, month: dt.date, max_pairs: int = 29) -> list[dict[str, object]]:
+    """The attack cell-key perturbation does not stop, measured: for each site x race/ethnicity
+    group with 1 .. k-1 clients in `month`, the Overview's Sessions tile for periods ending in
+    `month` minus the same period ending a month earlier, averaged over up to `max_pairs`
+    different start months (each pair carries independent noise), rounded, against the truth.
+    """
+    k = ctx.policy.k
+    rows = ctx.con.execute(
+        "select site, race_ethnicity, count(*), count(distinct client_id) from session_facts "
+        "where month = $m group by all order by 1, 2",
+        {"m": month},
+    ).fetchall()
+    out = []
+    for site, race, truth, clients in rows:
+        if not 0 < clients < k:
+            continue
+        diffs = []
+        for back in range(1, max_pairs + 1):
+            start = add_months(month, -back - 6)
+            shown = []
+            for last in (add_months(month, -1), month):
+                f = dataclasses.replace(
+                    ctx.filters, first_month=start, last_month=last, site=site, race_ethnicity=race
+                )
+                unit = dataclasses.replace(ctx, filters=f)
+                exact = overview.headline(unit)
+                if 0 < exact["n_clients"] < k:
+                    break
+                shown.append(overview.protected_headline(unit, exact)[0]["sessions"])
+            if len(shown) == 2:
+                diffs.append(shown[1] - shown[0])
+        if len(diffs) >= 5:
+            estimate = round(float(np.mean(diffs)))
+            out.append(
+                {
+                    "site": site,
+                    "race": race,
+                    "truth": int(truth),
+                    "pairs": len(diffs),
+                    "estimate": estimate,
+                    "recovered": estimate == truth,
+                }
+            )
+    return out
