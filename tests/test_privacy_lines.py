@@ -77,8 +77,11 @@ def test_p_and_xbar_charts_draw_no_line_at_a_point_without_a_value():
 
 
 def _trace_y(fig, name: str) -> dict:
-    """x (as a timestamp) -> y of the named trace of a control chart."""
-    tr = next(t for t in fig.data if t.name == name)
+    """x (as a timestamp) -> y of the named trace of a control chart ({} when not drawn: a run
+    chart has no limits)."""
+    tr = next((t for t in fig.data if t.name == name), None)
+    if tr is None:
+        return {}
     return {pd.Timestamp(x): y for x, y in zip(tr.x, tr.y, strict=True)}
 
 
@@ -98,7 +101,8 @@ def _assert_no_lines_at_withheld(panel: Panel, value_col: str) -> int:
         if flag in hidden:
             assert not hidden[flag].fillna(False).astype(bool).any(), (panel.key, flag)
     months = {pd.Timestamp(m) for m in pd.to_datetime(hidden["month"])}
-    for name in ("3-sigma limits", "lower limit", "centre line (baseline)", "monthly value"):
+    names = ("3-sigma limits", "lower limit", "centre line (baseline)", "mean of the period")
+    for name in (*names, "monthly value"):
         ys = _trace_y(panel.figure, name)
         assert all(_missing(ys.get(m)) for m in months), (panel.key, name)
     for tr in panel.figure.data:  # flag markers: none at a withheld month
@@ -259,9 +263,21 @@ def test_month_client_lists_match_the_counts_of_the_rupture_table(demo_con):
 
 
 def test_repair_chart_withheld_months_describe_k_distinct_clients(demo_con):
+    """Therapists over three years, and (since the numerator rule withholds most of a
+    therapist's repair months) sites and programs over one and three years."""
     checked = 0
-    for code in _therapists(demo_con):
-        ctx = _ctx(demo_con, THREE_YEARS, therapist=code)
+    sites = [r[0] for r in demo_con.execute("select name from sites order by 1").fetchall()]
+    programs = [r[0] for r in demo_con.execute("select name from programs order by 1").fetchall()]
+    scopes = [(THREE_YEARS, {"therapist": code}) for code in _therapists(demo_con)]
+    scopes += [
+        (period, {key: name})
+        for period in (YEAR, THREE_YEARS)
+        for key, names in (("site", sites), ("program", programs))
+        for name in names
+    ]
+    for period, filters in scopes:
+        ctx = _ctx(demo_con, period, **filters)
+        code = str(filters)
         panel = _panel(ruptures.build(ctx, "time"), "repair_monthly")
         if panel is None or panel.figure is None:
             continue
@@ -276,7 +292,7 @@ def test_repair_chart_withheld_months_describe_k_distinct_clients(demo_con):
         union = set().union(*(set(lists[m]) for m in hidden["month"]))
         assert len(union) >= K, code
         checked += 1
-    assert checked >= 2  # most therapists' repair months are all withheld or all shown
+    assert checked >= 2  # most units' repair months are all withheld or all shown
 
 
 # --------------------------------------------------------------------------- 6a. one rule

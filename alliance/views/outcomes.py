@@ -774,6 +774,7 @@ def _monthly(ctx: Context, now: dict, shown: dict) -> list[Panel]:
             x_label="Month the episode ended",
             y_label="Share of episodes",
             value_format="pct",
+            scale="rate",
         )
         figure_edit.update_yaxes(fig, rangemode="tozero")
         _fit_layout(fig, legend_below=True)
@@ -887,6 +888,7 @@ def _trajectory(ctx: Context, now: dict, shown: dict) -> Panel:
         x_label="Session number in the episode",
         y_label=f"{m.label} score ({m.direction_text})",
         value_format="num1",
+        scale=measure,
     )
     cut = ctx.settings.clinical_cutoff(measure)
     figure_edit.add_hline(
@@ -995,8 +997,10 @@ def _alliance_bins(ctx: Context, now: dict, shown: dict) -> Panel:
         r_text = f"r = {r:.2f}{ci_text}, n = {r_n:,}"
     share = f"about {100 / bins:.0f}% of episodes each" if bins > 2 else "halves"
     group_word = f"episodes grouped by early SRS ({share}; tied scores kept together)"
+    # the band's name above its cut points: nine or ten long labels side by side would be
+    # turned on the page and push the chart's margin (the table keeps them on one line)
     fig = charts.bars(
-        safe,
+        safe.assign(group=safe["group"].str.replace(" (", "<br>(", regex=False)),
         x="group",
         y="mean_improvement",
         low="low",
@@ -1092,11 +1096,13 @@ def _bin_labels(ctx: Context, safe: pd.DataFrame, bins: int) -> list[str]:
     with at least k clients each (privacy.cut_point_labels); never a client's value."""
     part = PART_NAMES.get(bins, "group")
     ordinal = {2: "2nd", 3: "3rd"}
+    # tied scores at the top (SRS 40) merge the last groups: the last one there is the highest
+    top = int(pd.to_numeric(safe["bin"]).max()) if len(safe) else bins
     names = [
         f"lowest {part}"
         if i == 1
         else f"highest {part}"
-        if i == bins
+        if i >= top
         else f"{ordinal.get(i, f'{i}th')} {part}"
         for i in range(1, bins + 1)
     ]
