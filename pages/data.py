@@ -4,8 +4,11 @@ File names, column names, and site, program and group names come from the import
 are shown as plain text (st.text) or escaped (`markdown_safe`), never as markdown.
 """
 
+import functools
+
 import streamlit as st
 
+from alliance import audit as audit_log
 from alliance import faults, ingest, ui
 from alliance.ingest import present
 from alliance.views.common import markdown_safe
@@ -175,14 +178,29 @@ if preview is not None:
                 "problem": st.column_config.TextColumn(width="large"),
             },
         )
+        # a file the app writes: recorded in the audit log before it is delivered, or refused
+        outcome = st.session_state.setdefault("problems_dl_outcome", audit_log.Outcome())
+        entry = functools.partial(
+            audit_log.record,
+            ui.db_path(),
+            **ui.audit_identity(),
+            event="download_problems_csv",
+            detail={"file": "import-problems.csv", "problems": len(problems), "filters": {}},
+        )
+        csv_bytes = problems.to_csv(index=False).encode()
         st.download_button(
             "Download the problem list (CSV)",
-            data=problems.to_csv(index=False).encode(),
+            data=audit_log.guarded(lambda: csv_bytes, entry, outcome),
             file_name="import-problems.csv",
             mime="text/csv",
             icon=":material/download:",
-            on_click="ignore",
+            key="problems_dl",
+            on_click=ui.download_clicked,
+            args=(outcome, "problems_dl_refused"),
         )
+        refused = st.session_state.pop("problems_dl_refused", None)
+        if refused:
+            st.error(refused, icon=":material/lock:")
     elif preview.ok_once_confirmed:
         st.success(
             f"All {preview.rows_read:,} rows pass every rule: ready to import.",
