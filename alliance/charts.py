@@ -130,10 +130,48 @@ def spc_chart(
     y_label: str,
     value_format: str = "num1",
     baseline_end: pd.Timestamp | None = None,
+    scale: str | None = None,
+    centre_label: str = "centre line (baseline)",
 ) -> go.Figure:
-    """Run / control chart. df: month, value, centre, lcl, ucl, shift, trend, astronomical."""
+    """Run / control chart. df: month, value, centre, lcl, ucl, shift, trend, astronomical.
+
+    The rules' flags are judged against the centre line drawn here. Without limits (a run chart:
+    the period too short for a separate baseline) no limit lines are drawn. ``scale`` sets the
+    value axis by :func:`value_range`.
+    """
     fig = go.Figure()
     x = pd.to_datetime(df["month"])
+    has_limits = bool(pd.to_numeric(df["ucl"], errors="coerce").notna().any())
+    if has_limits:
+        _limit_traces(fig, x, df)
+    _spc_rest(fig, x, df, value_format, centre_label)
+    if scale is not None:
+        set_value_range(
+            fig,
+            df["value"],
+            df["lcl"] if has_limits else None,
+            df["ucl"] if has_limits else None,
+            scale=scale,
+        )
+    if baseline_end is not None:
+        fig.add_vrect(
+            x0=x.min(),
+            x1=baseline_end,
+            fillcolor="#e8eef5",
+            opacity=0.5,
+            line_width=0,
+            layer="below",
+            annotation_text="baseline",
+            annotation_position="top left",
+        )
+    figure_edit.update_yaxes(fig, title=y_label, tickformat=_fmt(value_format))
+    figure_edit.update_xaxes(
+        fig, title="Month", dtick="M1" if len(df) <= 14 else "M3", tickformat="%b %Y"
+    )
+    return themed(fig, title=title, subtitle=subtitle)
+
+
+def _limit_traces(fig: go.Figure, x: pd.Series, df: pd.DataFrame) -> None:
     fig.add_trace(
         go.Scatter(
             x=x,
@@ -153,11 +191,16 @@ def spc_chart(
             line={"color": GREY, "dash": "dash", "width": 1.5, "shape": "hv"},
         )
     )
+
+
+def _spc_rest(
+    fig: go.Figure, x: pd.Series, df: pd.DataFrame, value_format: str, centre_label: str
+) -> None:
     fig.add_trace(
         go.Scatter(
             x=x,
             y=df["centre"],
-            name="centre line (baseline)",
+            name=centre_label,
             mode="lines",
             line={"color": BLACK, "width": 1.5},
         )
@@ -175,7 +218,7 @@ def spc_chart(
     )
     flags = (
         ("astronomical", "outside the limits", VERMILLION, "diamond", 15),
-        ("shift", "shift (6+ on one side of the median)", ORANGE, "circle-open", 16),
+        ("shift", "shift (6+ on one side of the centre line)", ORANGE, "circle-open", 16),
         ("trend", "trend (5+ rising or falling)", PURPLE, "triangle-up-open", 16),
     )
     for col, label, colour, symbol, size in flags:
@@ -195,22 +238,6 @@ def spc_chart(
                     },
                 )
             )
-    if baseline_end is not None:
-        fig.add_vrect(
-            x0=x.min(),
-            x1=baseline_end,
-            fillcolor="#e8eef5",
-            opacity=0.5,
-            line_width=0,
-            layer="below",
-            annotation_text="baseline",
-            annotation_position="top left",
-        )
-    figure_edit.update_yaxes(fig, title=y_label, tickformat=_fmt(value_format))
-    figure_edit.update_xaxes(
-        fig, title="Month", dtick="M1" if len(df) <= 14 else "M3", tickformat="%b %Y"
-    )
-    return themed(fig, title=title, subtitle=subtitle)
 
 
 def interval_dots(
@@ -341,6 +368,144 @@ def bars(
     return themed(fig, title=title, subtitle=subtitle)
 
 
+def runs(*columns: pd.Series | np.ndarray) -> list[np.ndarray]:
+    """The positions of each contiguous run of points at which every column has a value.
+
+    A withheld or missing point (NaN) ends a run: a band drawn per run breaks where its series
+    breaks and never joins the points on either side of a gap.
+    """
+    ok = np.ones(len(columns[0]), dtype=bool)
+    for c in columns:
+        ok &= np.isfinite(pd.to_numeric(pd.Series(c), errors="coerce").to_numpy(dtype=float))
+    out: list[np.ndarray] = []
+    start = None
+    for i, good in enumerate(np.append(ok, False)):
+        if good and start is None:
+            start = i
+        elif not good and start is not None:
+            out.append(np.arange(start, i))
+            start = None
+    return out
+
+
+def band_polygons(
+    x: pd.Series | np.ndarray,
+    y: pd.Series | np.ndarray,
+    low: pd.Series | np.ndarray,
+    high: pd.Series | np.ndarray,
+) -> tuple[list, list]:
+    """The outline of a 95% band: one closed polygon per run of two or more points with a
+    value and both limits (upper edge forward, lower edge back), polygons separated by None
+    (plotly fills each part of a ``fill="toself"`` trace on its own). A lone point gets no
+    polygon: :func:`lines` draws its interval as a whisker."""
+    xs_all = np.asarray(x, dtype=object)
+    lo = pd.to_numeric(pd.Series(low), errors="coerce").to_numpy(dtype=float)
+    hi = pd.to_numeric(pd.Series(high), errors="coerce").to_numpy(dtype=float)
+    bx: list = []
+    by: list = []
+    for run in runs(y, low, high):
+        if len(run) < 2:
+            continue
+        if bx:
+            bx.append(None)
+            by.append(None)
+        bx += list(xs_all[run]) + list(xs_all[run][::-1]) + [xs_all[run][0]]
+        by += list(hi[run]) + list(lo[run][::-1]) + [hi[run][0]]
+    return bx, by
+
+
+# The smallest span of a value axis, per scale: a clinically meaningful difference fills at
+# most a quarter of the axis (SRS and ORS 1 point of 0-40, WAI-SR 0.125 of 1-5 per item), and a
+# rate axis spans at least 10 percentage points.
+MIN_SPAN = {
+    "srs": 4.0,
+    "ors": 4.0,
+    "phq9": 4.0,
+    "gad7": 4.0,
+    "wai": 0.5,
+    "srs_item": 1.0,
+    "rate": 0.10,
+    "per100": 10.0,
+}
+BOUNDS = {
+    "srs": (0.0, 40.0),
+    "ors": (0.0, 40.0),
+    "phq9": (0.0, 27.0),
+    "gad7": (0.0, 21.0),
+    "wai": (1.0, 5.0),
+    "srs_item": (0.0, 10.0),
+    "rate": (0.0, 1.0),
+    "per100": (0.0, 100.0),
+}
+
+
+def value_range(
+    values: pd.Series | np.ndarray,
+    low: pd.Series | np.ndarray | None = None,
+    high: pd.Series | np.ndarray | None = None,
+    *,
+    min_span: float,
+    bounds: tuple[float, float] | None = None,
+    pad: float = 0.05,
+) -> list[float] | None:
+    """The value axis of a chart: the data (values and their interval limits) with a little
+    air, widened to at least ``min_span`` centred on the data, and kept inside ``bounds``
+    (the scale's range; shifted, not shrunk, where the data sit near an end). None without data.
+
+    The one rule behind every line, control and session-number chart: the drawing never makes
+    a change that the statistics call noise look like a cliff.
+    """
+    parts = [values] + [c for c in (low, high) if c is not None]
+    arr = np.concatenate(
+        [
+            pd.to_numeric(pd.Series(np.asarray(c).ravel()), errors="coerce").to_numpy(float)
+            for c in parts
+        ]
+    )
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return None
+    lo, hi = float(arr.min()), float(arr.max())
+    span = hi - lo
+    lo, hi = lo - pad * span, hi + pad * span
+    if hi - lo < min_span:
+        centre = (lo + hi) / 2
+        lo, hi = centre - min_span / 2, centre + min_span / 2
+    if bounds is not None:
+        b0, b1 = bounds
+        if hi - lo > b1 - b0:
+            lo, hi = b0, b1
+        elif lo < b0:
+            lo, hi = b0, hi + (b0 - lo)
+        elif hi > b1:
+            lo, hi = lo - (hi - b1), b1
+    return [lo, hi]
+
+
+def set_value_range(
+    fig: go.Figure,
+    values: pd.Series | np.ndarray,
+    low: pd.Series | np.ndarray | None = None,
+    high: pd.Series | np.ndarray | None = None,
+    *,
+    scale: str | None = None,
+    min_span: float | None = None,
+    bounds: tuple[float, float] | None = None,
+    axis: str = "y",
+) -> go.Figure:
+    """Fix a figure's value axis by :func:`value_range` (the scale's MIN_SPAN and BOUNDS
+    unless given)."""
+    span = min_span if min_span is not None else MIN_SPAN.get(scale or "")
+    if span is None:
+        return fig
+    rng = value_range(values, low, high, min_span=span, bounds=bounds or BOUNDS.get(scale or ""))
+    if rng is None:
+        return fig
+    update = figure_edit.update_yaxes if axis == "y" else figure_edit.update_xaxes
+    update(fig, range=rng, autorange=False)
+    return fig
+
+
 def lines(
     df: pd.DataFrame,
     *,
@@ -355,19 +520,27 @@ def lines(
     high: str | None = None,
     value_format: str = "num1",
     dash_groups: dict[str, str] | None = None,
+    scale: str | None = None,
 ) -> go.Figure:
-    """One line per group (with an optional interval band)."""
+    """One line per group (with an optional interval band).
+
+    A band is drawn per run of points with a value and both limits (:func:`band_polygons`): it
+    breaks where the series breaks (a withheld month) and never joins across a gap; a lone
+    point between gaps shows its interval as a whisker. ``scale`` ("srs", "ors", "wai", "rate")
+    sets the value axis by :func:`value_range`.
+    """
     fig = go.Figure()
     groups = [(y_label, df)] if group is None else list(df.groupby(group, sort=False))
     for i, (name, part) in enumerate(groups):
         colour = PALETTE[i % len(PALETTE)]
+        whisker = None
         if low and high:
-            band_x = np.concatenate([part[x].to_numpy(), part[x].to_numpy()[::-1]])
-            band_y = np.concatenate([part[high].to_numpy(), part[low].to_numpy()[::-1]])
+            bx, by = band_polygons(part[x], part[y], part[low], part[high])
             fig.add_trace(
                 go.Scatter(
-                    x=band_x,
-                    y=band_y,
+                    x=bx,
+                    y=by,
+                    mode="lines",
                     fill="toself",
                     fillcolor=colour,
                     opacity=0.15,
@@ -376,6 +549,23 @@ def lines(
                     showlegend=False,
                 )
             )
+            lone = np.zeros(len(part), dtype=bool)
+            for run in runs(part[y], part[low], part[high]):
+                if len(run) == 1:
+                    lone[run] = True
+            if lone.any():
+                yv = pd.to_numeric(part[y], errors="coerce").to_numpy(float)
+                up = np.where(lone, part[high].to_numpy(float) - yv, np.nan)
+                down = np.where(lone, yv - part[low].to_numpy(float), np.nan)
+                whisker = {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": up,
+                    "arrayminus": down,
+                    "color": colour,
+                    "thickness": 1.5,
+                    "width": 5,
+                }
         fig.add_trace(
             go.Scatter(
                 x=part[x],
@@ -388,11 +578,20 @@ def lines(
                     "dash": (dash_groups or {}).get(str(name), "solid"),
                 },
                 marker={"size": 7},
+                error_y=whisker,
                 hovertemplate=f"{name}: %{{y:{_fmt(value_format)}}}<extra></extra>",
             )
         )
     figure_edit.update_xaxes(fig, title=x_label)
     figure_edit.update_yaxes(fig, title=y_label, tickformat=_fmt(value_format))
+    if scale is not None:
+        set_value_range(
+            fig,
+            df[y],
+            df[low] if low else None,
+            df[high] if high else None,
+            scale=scale,
+        )
     return themed(fig, title=title, subtitle=subtitle)
 
 

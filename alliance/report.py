@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 
 from alliance import exports
 from alliance.panel import Context, Panel, Tile, View
 from alliance.settings import MEASURES, Settings
+from alliance.spc import run_rules
 
 Progress = Callable[[float, str], None]
 BuildView = Callable[[str, Callable[[Context], View], Context], View]
@@ -339,17 +341,40 @@ def _month_span(months: pd.Series) -> str:
 
 def spc_signals(panel: Panel) -> str | None:
     """'Signals: shift (Nov 2025 – Oct 2026).' for a control chart's data, 'No special-cause
-    signal.' when none, None when the panel is not a control chart."""
+    signal.' when none, None when the panel is not a control chart.
+
+    Only a signal that holds is reported: on a month the rules judged (after the baseline, when
+    the data say which), and true of the lines drawn: a shift's months all on one side of the
+    drawn centre line, a point outside the limits outside the drawn limits. A run chart (the
+    period too short for a separate baseline) judges nothing and reports no signal.
+    """
     d = panel.data
     if not {"month", "centre", "ucl", "lcl"} <= set(d.columns):
         return None
     flagged = [c for c in SPC_SIGNALS if c in d.columns]
     if not flagged:
         return None
+    if "run_chart" in d.columns and bool(d["run_chart"].fillna(False).astype(bool).any()):
+        return "No signal judged: the period is too short for a separate baseline."
     months = pd.to_datetime(d["month"])
+    value_col = next((c for c in ("value", "mean", "p") if c in d.columns), None)
+    judged = np.ones(len(d), dtype=bool)
+    if "judged" in d.columns:
+        judged = d["judged"].fillna(False).astype(bool).to_numpy()
+    elif "baseline" in d.columns and not bool(d["baseline"].fillna(False).all()):
+        judged = ~d["baseline"].fillna(False).astype(bool).to_numpy()
+    holds = None
+    if value_col is not None:  # the rules again, against the lines that are drawn
+        v = pd.to_numeric(d[value_col], errors="coerce").to_numpy(float)
+        drawn = [
+            pd.to_numeric(d[c], errors="coerce").to_numpy(float) for c in ("centre", "lcl", "ucl")
+        ]
+        holds = run_rules(np.where(judged, v, np.nan), *drawn)
     found = []
     for col in flagged:
-        hit = d[col].fillna(False).astype(bool).to_numpy()
+        hit = d[col].fillna(False).astype(bool).to_numpy() & judged
+        if holds is not None:
+            hit &= holds[col].to_numpy()
         if hit.any():
             found.append(f"{SPC_SIGNALS[col]} ({_month_span(months[hit])})")
     if not found:
@@ -515,9 +540,11 @@ def definitions(settings: Settings) -> list[tuple[str, str]]:
         (
             "Control charts",
             "p-chart for rates, X-bar chart for means; centre line and 3-sigma limits from the "
-            f"first {settings.spc_baseline_months} months shown; IHI rules flagged (shift: 6+ "
-            "points on one side of the median; trend: 5+ rising or falling; a point outside "
-            "the limits).",
+            f"first {settings.spc_baseline_months} months shown; IHI rules flagged on the "
+            "months after the baseline, against the centre line drawn (shift: 6+ points on one "
+            "side of it; trend: 5+ rising or falling; a point outside the limits). A period "
+            f"with fewer than {settings.spc_baseline_months} + 6 months is too short for a "
+            "separate baseline: a run chart around the period's value, no rules applied.",
         ),
         (
             "Equity",

@@ -27,7 +27,9 @@ __all__ = [
     "overdispersion",
     "p_chart",
     "pooled_sd",
+    "judged_rules",
     "run_rules",
+    "separate_baseline",
     "xbar_chart",
 ]
 
@@ -401,3 +403,46 @@ def run_rules(
     return pd.DataFrame(
         {"shift": shift, "trend": trend, "astronomical": astro}, index=_index(values)
     )
+
+
+# A baseline judges the months after it: at least this many months with a value must follow it
+# (a shift needs 6 points), or the period is too short for a separate baseline.
+MIN_JUDGED = 6
+
+
+def separate_baseline(values: ArrayLike, baseline: ArrayLike, min_after: int = MIN_JUDGED) -> bool:
+    """Whether the points after the baseline can be judged against it: ``min_after`` or more
+    points with a value that are not part of the baseline."""
+    v = _arr(values)
+    base = np.asarray(baseline, dtype=bool)
+    return int(np.sum(np.isfinite(v) & ~base)) >= min_after
+
+
+def judged_rules(
+    values: ArrayLike,
+    centre_line: ArrayLike | float,
+    lcl: ArrayLike | float | None,
+    ucl: ArrayLike | float | None,
+    baseline: ArrayLike,
+    *,
+    min_after: int = MIN_JUDGED,
+) -> pd.DataFrame:
+    """The run-chart rules as a control chart applies them: against the centre line that is
+    drawn (not another, undrawn line), and only on the points after the baseline (a baseline
+    does not judge itself: points inside it, and runs reaching into it, are never flagged).
+
+    When fewer than ``min_after`` points with a value follow the baseline
+    (:func:`separate_baseline`), nothing is judged and nothing flagged. Columns shift, trend,
+    astronomical, judged (the points the rules looked at).
+    """
+    v = _arr(values)
+    base = np.asarray(baseline, dtype=bool)
+    judged = np.isfinite(v) & ~base
+    if not separate_baseline(v, base, min_after):
+        judged[:] = False
+    after = np.where(judged, v, np.nan)
+    rules = run_rules(after, centre_line, lcl, ucl)
+    rules["judged"] = judged
+    for col in ("shift", "trend", "astronomical"):
+        rules[col] = rules[col].to_numpy() & judged
+    return rules

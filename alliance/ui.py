@@ -653,7 +653,8 @@ def render_tiles(v: View, ctx: Context) -> None:
                 markdown_safe(tile.label),
                 tile.value_text(ctx.policy.label),
                 delta=f"{delta} vs previous period" if delta else None,
-                delta_color="normal" if tile.higher_is_better is not False else "inverse",
+                # coloured only when the change is beyond chance (Tile.delta_colour)
+                delta_color=tile.delta_colour(),
                 help=markdown_safe(tile.help),
                 border=True,
             )

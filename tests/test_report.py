@@ -125,7 +125,7 @@ def test_control_chart_headlines_name_their_signals():
     data = pd.DataFrame(
         {
             "month": months,
-            "value": [1.0] * 8,
+            "value": [1.0, 1.0, 1.2, 1.2, 1.2, 1.2, 1.2, 1.6],
             "centre": 1.0,
             "lcl": 0.5,
             "ucl": 1.5,

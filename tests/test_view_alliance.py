@@ -189,25 +189,31 @@ def test_mean_interval_matches_mean_ci_from_raw_values():
 
 
 def test_baseline_is_the_first_months_with_data():
-    values = pd.Series([np.nan, 1.0, 2.0, np.nan, 3.0, 4.0])
-    assert alliance_page.baseline_mask(values, 3).tolist() == [
-        False,
-        True,
-        True,
-        False,
-        True,
-        False,
-    ]
+    values = pd.Series([np.nan, 1.0, 2.0, np.nan, 3.0, 4.0, 5, 6, 7, 8, 9])
+    assert (
+        alliance_page.baseline_mask(values, 3).tolist()
+        == [
+            False,
+            True,
+            True,
+            False,
+            True,
+        ]
+        + [False] * 6
+    )
+    # fewer than 3 + 6 months with data: no separate baseline, every shown month (run chart)
+    short = pd.Series([np.nan, 1.0, 2.0, np.nan, 3.0, 4.0])
+    assert alliance_page.baseline_mask(short, 3).tolist() == [False, True, True, False, True, True]
 
 
-def test_run_rules_use_the_frozen_baseline_median():
-    # baseline 12, 10, 13, 9 (median 11); then six points above it: a shift, and 20 is
-    # outside the upper limit 19
+def test_run_rules_judge_the_months_after_the_baseline_against_the_drawn_centre():
+    # baseline 12, 10, 13, 9 (centre line 11.5, drawn); then six points above it: a shift,
+    # and 20 is outside the upper limit 19
     months = pd.Series(pd.date_range("2025-01-01", periods=10, freq="MS"))
     values = np.array([12, 10, 13, 9, 14, 12, 15, 13, 16, 20], dtype=float)
     base = alliance_page.baseline_mask(pd.Series(values), 4)
     frame = alliance_page.spc_frame(months, values, 11.5, 4.0, 19.0, base)
-    assert frame["baseline_median"].iloc[0] == 11.0
+    assert frame["judged"].tolist() == [False] * 4 + [True] * 6
     assert frame["shift"].tolist() == [False] * 4 + [True] * 6
     assert frame["astronomical"].tolist() == [False] * 9 + [True]
     assert not frame["trend"].any()

@@ -19,7 +19,8 @@ from numpy.typing import ArrayLike
 
 from alliance import charts, figure_edit, noise, protected, queries
 from alliance.panel import Context, Panel, Tile, View, empty_panel
-from alliance.stats import mean_interval, risk_difference, run_rules, xbar_chart
+from alliance.spc import MIN_JUDGED, judged_rules, separate_baseline
+from alliance.stats import mean_interval, risk_difference, xbar_chart
 from alliance.views.common import (
     SMALL_N_NOTE,
     any_withheld,
@@ -107,10 +108,15 @@ def baseline_mask(values: pd.Series, months: int) -> np.ndarray:
     """The SPC baseline: the first `months` points of the shown range that have a value.
 
     Counting points with data (not calendar months) keeps a chart usable when a site opened, or
-    cells were withheld, early in the range.
+    cells were withheld, early in the range. A baseline judges the months after it: when fewer
+    than `months` + 6 points have a value (spc.MIN_JUDGED), the period is too short for a
+    separate baseline and every point with a value is the baseline of a run chart.
     """
     has = values.notna().to_numpy()
-    return has & (np.cumsum(has) <= months)
+    base = has & (np.cumsum(has) <= months)
+    if not separate_baseline(values, base):
+        return has
+    return base
 
 
 def spc_frame(
@@ -123,31 +129,37 @@ def spc_frame(
 ) -> pd.DataFrame:
     """The frame charts.spc_chart draws: values, control lines and the IHI run-chart rules.
 
-    shift (6+ points on one side) and trend (5+ rising or falling) are judged against the
-    median of the baseline points, frozen and extended over the later months (IHI practice);
-    astronomical = outside the 3-sigma limits. Missing (withheld) points are skipped and never
+    The rules (shift: 6+ points on one side, trend: 5+ rising or falling, astronomical: outside
+    the 3-sigma limits) judge the months after the baseline against the centre line that is
+    drawn (spc.judged_rules); the baseline months are never flagged. When fewer than 6 months
+    with a value follow the baseline the chart is a run chart (`run_chart`): the centre line over
+    the whole period, no limits and no flags. Missing (withheld) points are skipped and never
     flagged, and have no centre line or limits (NaN): a month's limits solve back to its count.
-    Only shown points form the baseline median.
     """
     v = pd.Series(value, dtype="float64").to_numpy(na_value=np.nan)
     shown = np.isfinite(v)
     baseline = np.asarray(baseline, dtype=bool) & shown
-    median = float(np.nanmedian(v[baseline])) if baseline.any() else np.nan
+    run_chart = not separate_baseline(v, baseline)
 
     def line(values: ArrayLike) -> np.ndarray:
         return np.where(shown, np.asarray(values, dtype=float), np.nan)
 
-    lcl_line, ucl_line = line(lcl), line(ucl)
-    rules = run_rules(v, median, lcl_line, ucl_line)
+    centre_line = line(centre)
+    if run_chart:
+        lcl_line = ucl_line = np.full(v.size, np.nan)
+    else:
+        lcl_line, ucl_line = line(lcl), line(ucl)
+    rules = judged_rules(v, centre_line, lcl_line, ucl_line, baseline)
     return pd.DataFrame(
         {
             "month": pd.to_datetime(month).to_numpy(),
             "value": v,
-            "centre": line(centre),
+            "centre": centre_line,
             "lcl": lcl_line,
             "ucl": ucl_line,
-            "baseline_median": median,
             "baseline": baseline,
+            "judged": rules["judged"].to_numpy(),
+            "run_chart": run_chart,
             "shift": rules["shift"].to_numpy(),
             "trend": rules["trend"].to_numpy(),
             "astronomical": rules["astronomical"].to_numpy(),
@@ -193,19 +205,51 @@ def spc_baseline_text(frame: pd.DataFrame) -> str:
     return f"baseline {a} – {b} ({len(months)} months)"
 
 
+def spc_method_text(frame: pd.DataFrame, months: int, with_data: str) -> list[str]:
+    """The subtitle parts saying how the chart is judged: a baseline and the months after it,
+    or (too short a period) a run chart without rules."""
+    if is_run_chart(frame):
+        shown = int(frame["baseline"].sum())
+        return [
+            f"too short for a separate baseline ({shown} months {with_data}; a baseline of "
+            f"{months} months needs {months + MIN_JUDGED} or more): run chart around the "
+            "period's mean, no limits, no rules applied"
+        ]
+    return [
+        f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
+        f"{months} months {with_data} (a setting)",
+        "the months after it judged: shift = 6+ on one side of the centre line, "
+        "trend = 5+ rising or falling",
+    ]
+
+
+def is_run_chart(frame: pd.DataFrame) -> bool:
+    return bool(frame["run_chart"].any()) if "run_chart" in frame else False
+
+
+def spc_centre_label(frame: pd.DataFrame) -> str:
+    return "mean of the period" if is_run_chart(frame) else "centre line (baseline)"
+
+
 def spc_baseline_end(frame: pd.DataFrame) -> pd.Timestamp | None:
     months = frame.loc[frame["baseline"], "month"]
-    if months.empty or bool(frame["baseline"].all()):
+    if months.empty or is_run_chart(frame) or bool(frame["baseline"].all()):
         return None  # the whole range is the baseline: nothing to shade apart
     return months.max() + pd.Timedelta(days=15)
 
 
 def spc_note(frame: pd.DataFrame) -> str:
     """Plain sentence on what the run-chart rules found."""
+    if is_run_chart(frame):
+        return (
+            "The period is too short for a separate baseline, so no month is judged: a "
+            "baseline judges the months after it, never itself. Widen the period to see "
+            "control limits and signals."
+        )
     found = []
     for col, text in (
         ("astronomical", "outside the limits"),
-        ("shift", "in a shift (6+ months on one side of the baseline median)"),
+        ("shift", "in a shift (6+ months on one side of the centre line)"),
         ("trend", "in a trend (5+ months rising or falling)"),
     ):
         hit = frame.loc[frame[col].fillna(False).astype(bool), "month"]
@@ -213,20 +257,13 @@ def spc_note(frame: pd.DataFrame) -> str:
             found.append(f"{len(hit)} month(s) {text}, first {hit.min():%b %Y}")
     if not found:
         return (
-            "No run-chart rule fires: the months vary no more than chance would make them "
-            "(common-cause variation)."
+            "No run-chart rule fires after the baseline: the months vary no more than chance "
+            "would make them (common-cause variation)."
         )
-    flagged = frame[["shift", "trend", "astronomical"]].fillna(False).astype(bool).any(axis=1)
-    unstable = bool((flagged & frame["baseline"]).any())
     return (
-        "Signals: "
+        "Signals after the baseline: "
         + "; ".join(found)
         + ". A signal says something changed, not what: check what happened then."
-        + (
-            " Signals inside the baseline mean the baseline itself was not stable."
-            if unstable
-            else ""
-        )
     )
 
 
@@ -681,14 +718,14 @@ def _control_chart(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
         subtitle=subtitle(
             ctx,
             f"Mean {scale.long_label} per month (X-bar chart)",
-            f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
-            f"{ctx.settings.spc_baseline_months} months with ratings (a setting)",
-            "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
+            *spc_method_text(frame, ctx.settings.spc_baseline_months, "with ratings"),
             n_text=n_text(ctx, _rating_count(p, scale), "ratings", _rating_clients(s, scale)),
         ),
         y_label=f"Mean {scale.label}",
         value_format=scale.value_format,
         baseline_end=spc_baseline_end(frame),
+        scale=scale.key,
+        centre_label=spc_centre_label(frame),
     )
     few = int(base.sum()) < 8
     return Panel(
@@ -767,6 +804,7 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
         y_label=f"Mean {scale.label}",
         value_format=scale.value_format,
         dash_groups={fixed_label: "dash"},
+        scale=scale.key,
     )
     figure_edit.update_xaxes(fig, type="category")
     if safe["mean_score"].isna().all():
@@ -941,6 +979,8 @@ __all__ = [
     "protected_summary",
     "spc_baseline_end",
     "spc_baseline_text",
+    "spc_centre_label",
+    "spc_method_text",
     "spc_frame",
     "spc_note",
     "summary",

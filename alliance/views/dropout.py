@@ -20,8 +20,9 @@ from alliance.views.alliance_page import (
     baseline_mask,
     fit_layout,
     spc_baseline_end,
-    spc_baseline_text,
+    spc_centre_label,
     spc_frame,
+    spc_method_text,
     spc_note,
 )
 from alliance.views.common import (
@@ -240,14 +241,14 @@ def _p_chart(ctx: Context, s: dict, p: dict) -> Panel:
         subtitle=subtitle(
             ctx,
             "Dropouts / ended episodes by month of the last session (p-chart)",
-            f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
-            f"{ctx.settings.spc_baseline_months} months with endings (a setting)",
-            "shift = 6+ months on one side of the baseline median, trend = 5+ rising or falling",
+            *spc_method_text(frame, ctx.settings.spc_baseline_months, "with endings"),
             n_text=n_text(ctx, p["ended"] or 0, "ended episodes", s["n_clients"]),
         ),
         y_label="Dropout rate",
         value_format="pct",
         baseline_end=spc_baseline_end(frame),
+        scale="rate",
+        centre_label=spc_centre_label(frame),
     )
     return Panel(
         key="dropout_spc",

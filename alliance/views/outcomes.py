@@ -17,7 +17,17 @@ import plotly.graph_objects as go
 
 from alliance import charts, figure_edit, noise, privacy, protected, queries
 from alliance.filters import Filters
-from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.panel import (
+    Context,
+    Panel,
+    Tile,
+    View,
+    beyond_chance,
+    delta_interval,
+    empty_panel,
+    se_from_ci,
+    with_delta_rule,
+)
 from alliance.settings import MEASURES
 from alliance.stats import fisher_z_ci, mean_interval, wilson_interval
 from alliance.views.common import (
@@ -414,14 +424,42 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
                 value=value,
                 fmt=fmt,
                 n_text="" if is_withheld else shown_n,
-                help=help_text,
+                help=with_delta_rule(help_text) if delta is not None else help_text,
                 delta=delta,
                 delta_fmt=delta_fmt,
                 higher_is_better=better,
                 withheld=is_withheld,
+                delta_significant=(
+                    _delta_significant(ctx, key, now, before) if delta is not None else None
+                ),
             )
         )
     return tiles
+
+
+def _delta_significant(ctx: Context, key: str, now: dict, before: dict) -> bool | None:
+    """Whether a tile's change is beyond chance: the 95% interval of the difference between
+    the two periods' shown figures excludes zero (panel.delta_interval)."""
+    a, b = now.get(key), before.get(key)
+    if a is None or b is None:
+        return None
+    if key in _RATES:
+        total = _RATES[key][1]
+        return beyond_chance(delta_interval("rate", (a, now[total]), (b, before[total]), ctx.noise))
+    if key == "alliance_outcome_r":
+        return beyond_chance(delta_interval("r", (a, now["r_n"]), (b, before["r_n"]), ctx.noise))
+    # means: the SE behind each period's shown interval (widened for the noise); the effect
+    # size is the mean improvement over the SD of the first scores, so its SE scales alike
+    se_a = se_from_ci(now.get("mean_improvement_ci"))
+    se_b = se_from_ci(before.get("mean_improvement_ci"))
+    if key == "pre_post_effect_size":
+        ma, mb = now.get("mean_improvement"), before.get("mean_improvement")
+        if not ma or not mb:
+            return None
+        se_a, se_b = se_a * abs(a / ma), se_b * abs(b / mb)
+    elif key != "mean_improvement":
+        return None
+    return beyond_chance(delta_interval("se", (a, se_a), (b, se_b), ctx.noise))
 
 
 def _clinical_text(ctx: Context, measure: str) -> str:

@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 
 from alliance import charts, noise, protected, queries
-from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.panel import (
+    Context,
+    Panel,
+    Tile,
+    View,
+    beyond_chance,
+    delta_interval,
+    empty_panel,
+    with_delta_rule,
+)
 from alliance.settings import MEASURES
 from alliance.stats import fisher_z_ci
 from alliance.views.common import (
@@ -324,6 +333,7 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             and key not in rule_before
         ):
             delta = value - prev
+        significant = _delta_significant(ctx, key, shown_now, shown_before, now, before)
         n_shown = shown_now.get(n_key) or 0
         shown_n = f"n = {n_shown:,.0f} {n_unit}" if not hidden else ""
         if key == "alliance_outcome_r" and value is not None and n_shown > 3:
@@ -336,14 +346,48 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
                 value=value,
                 fmt=fmt,
                 n_text=shown_n,
-                help=help_text,
+                help=with_delta_rule(help_text) if delta is not None else help_text,
                 delta=delta,
                 delta_fmt=delta_fmt,
                 higher_is_better=better,
                 withheld=hidden,
+                delta_significant=significant if delta is not None else None,
             )
         )
     return tiles
+
+
+def _delta_significant(
+    ctx: Context, key: str, shown_now: dict, shown_before: dict, now: dict, before: dict
+) -> bool | None:
+    """Whether a tile's change is beyond chance: the 95% interval of the difference between
+    the two periods' shown figures excludes zero (panel.delta_interval)."""
+    a, b = shown_now.get(key), shown_before.get(key)
+    if a is None or b is None:
+        return None
+    if key in _RATES:
+        total = _RATES[key].total
+        return beyond_chance(
+            delta_interval("rate", (a, shown_now[total]), (b, shown_before[total]), ctx.noise)
+        )
+    if key == "mean_srs":
+        sd_a, sd_b = now.get("sd_srs"), before.get("sd_srs")
+        if sd_a is None or sd_b is None:
+            return None
+        return beyond_chance(
+            delta_interval(
+                "mean",
+                (a, shown_now["srs_n"], sd_a),
+                (b, shown_before["srs_n"], sd_b),
+                ctx.noise,
+                record_range=SRS_RANGE,
+            )
+        )
+    if key == "alliance_outcome_r":
+        return beyond_chance(
+            delta_interval("r", (a, shown_now["r_n"]), (b, shown_before["r_n"]), ctx.noise)
+        )
+    return None  # counts: no better direction, never coloured
 
 
 # the clients each tile's figure describes (headline keys)
@@ -406,6 +450,7 @@ def _alliance_trend(ctx: Context, now: dict) -> Panel:
         x_label="Month",
         y_label="Mean SRS",
         value_format="num1",
+        scale="srs",
     )
     if safe["mean_score"].isna().all():
         mark_all_withheld(fig, ctx, "month")
@@ -463,6 +508,7 @@ def _dropout_trend(ctx: Context, now: dict) -> Panel:
         x_label="Month the episode ended",
         y_label="Dropout rate",
         value_format="pct",
+        scale="rate",
     )
     if safe["dropout_rate"].isna().all():
         mark_all_withheld(fig, ctx, "month")

@@ -19,7 +19,17 @@ from scipy import stats as sps
 
 from alliance import charts, noise, protected, queries
 from alliance.filters import Filters
-from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.panel import (
+    Context,
+    Panel,
+    Tile,
+    View,
+    beyond_chance,
+    delta_interval,
+    empty_panel,
+    se_from_ci,
+    with_delta_rule,
+)
 from alliance.spc import funnel, overdispersion, pooled_sd
 from alliance.stats import empirical_bayes_shrink
 from alliance.views.common import (
@@ -385,8 +395,21 @@ def _tiles(ctx: Context, clinic: pd.DataFrame, before: pd.DataFrame) -> list[Til
         d = row["dimension"]
         value = None if pd.isna(row["mean_score"]) else float(row["mean_score"])
         delta = None
+        significant = None
         if value is not None and d in prev.index and bool(prev_ok.get(d, False)):
             delta = value - float(prev[d])
+            # the SE behind each period's shown 95% interval (widened for the noise)
+            before_row = before_shown.set_index("dimension").loc[d]
+            se_now = se_from_ci([row["low"], row["high"]]) if pd.notna(row["low"]) else None
+            se_before = (
+                se_from_ci([before_row["low"], before_row["high"]])
+                if pd.notna(before_row["low"])
+                else None
+            )
+            if se_now is not None and se_before is not None:
+                significant = beyond_chance(
+                    delta_interval("se", (value, se_now), (float(prev[d]), se_before), ctx.noise)
+                )
         shown_n = ""
         if not row["suppressed"]:
             ci = f"95% CI {row['low']:.2f}–{row['high']:.2f} · " if pd.notna(row["low"]) else ""
@@ -398,8 +421,13 @@ def _tiles(ctx: Context, clinic: pd.DataFrame, before: pd.DataFrame) -> list[Til
                 value=value,
                 fmt=".2f",
                 n_text=shown_n,
-                help=f"{names[d]}: {weighting_text()} ({scale_text(ctx)}).",
+                help=(
+                    with_delta_rule(f"{names[d]}: {weighting_text()} ({scale_text(ctx)}).")
+                    if delta is not None
+                    else f"{names[d]}: {weighting_text()} ({scale_text(ctx)})."
+                ),
                 delta=delta,
+                delta_significant=significant,
                 delta_fmt="+.2f",
                 higher_is_better=True,
                 withheld=bool(row["suppressed"]),
@@ -574,6 +602,7 @@ def _monthly(ctx: Context, monthly: pd.DataFrame, clinic: pd.DataFrame) -> Panel
         x_label="Month",
         y_label="Mean item score",
         value_format="num2",
+        scale="wai" if ctx.filters.alliance_measure == "wai" else "srs_item",
     )
     fit_layout(fig)
     if safe["mean_score"].isna().all():

@@ -20,9 +20,18 @@ import pandas as pd
 
 from alliance import charts, figure_edit, noise, privacy, protected, queries
 from alliance.filters import Filters, add_months
-from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.panel import (
+    Context,
+    Panel,
+    Tile,
+    View,
+    beyond_chance,
+    delta_interval,
+    empty_panel,
+    with_delta_rule,
+)
 from alliance.settings import MEASURES
-from alliance.spc import funnel, p_chart, run_rules
+from alliance.spc import MIN_JUDGED, funnel, judged_rules, p_chart, separate_baseline
 from alliance.stats import risk_difference, wilson_interval
 from alliance.views.common import (
     CORRELATION_NOTE,
@@ -320,6 +329,24 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
         a, b = now[key], before[key]
         return None if a is None or b is None or not ok else a - b
 
+    def significant(key: str, n_key: str, per: float, ok: bool) -> bool | None:
+        """Beyond chance: the 95% interval of the difference of the two periods' rates
+        (protected counts, the noise's variance added) excludes zero."""
+        if delta(key, ok) is None:
+            return None
+        return beyond_chance(
+            delta_interval(
+                "rate",
+                (now[key] / per, now[n_key]),
+                (before[key] / per, before[n_key]),
+                ctx.noise,
+            )
+        )
+
+    rate_sig = significant("rupture_rate_per_100", "with_previous", 100.0, prev_rate_ok and rate_ok)
+    repair_sig = significant("repair_rate", "fate_known", 1.0, prev_repair_ok and repair_ok)
+    rule = " " + with_delta_rule("")
+
     ci = now["repair_rate_ci"]
     ci_text = f"95% CI {ci[0]:.0%}–{ci[1]:.0%} · " if ci else ""
     return [
@@ -332,9 +359,10 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             help=(
                 "Ruptures per 100 SRS administrations that have a previous SRS in the episode; "
                 f"{definition_text(ctx)}. Clients report tensions in 19–42% of sessions "
-                "(Eubanks, Muran & Safran 2018)." + noise_note(ctx)
+                "(Eubanks, Muran & Safran 2018)." + noise_note(ctx) + rule
             ),
             delta=delta("rupture_rate_per_100", prev_rate_ok and rate_ok),
+            delta_significant=rate_sig,
             delta_fmt="+.1f",
             higher_is_better=False,
             withheld=bool(withheld["rate"]),
@@ -351,9 +379,10 @@ def _tiles(ctx: Context, now: dict, before: dict) -> list[Tile]:
             ),
             help=(
                 "Repaired / (repaired + unrepaired) ruptures; ruptures still inside their "
-                f"window are left out. {definition_text(ctx)}." + noise_note(ctx)
+                f"window are left out. {definition_text(ctx)}." + noise_note(ctx) + rule
             ),
             delta=delta("repair_rate", prev_repair_ok and repair_ok),
+            delta_significant=repair_sig,
             delta_fmt="+.1%",
             higher_is_better=True,
             withheld=bool(withheld["repair"]),
@@ -503,12 +532,24 @@ def _monthly(
     safe["n_clients"] = shown["n_clients"].round().astype("Int64").mask(withheld)
     calendar_base = _baseline(df["month"], ctx)
     base = calendar_base & ~withheld
+    # a baseline judges the months after it: with fewer than 6 shown months after it, the
+    # period is too short for a separate baseline and the chart is a run chart around the
+    # period's rate (no limits, no flags)
+    shown_rate = pd.Series(
+        np.where(withheld, np.nan, safe[n].to_numpy(dtype=float, na_value=np.nan))
+    )
+    run_chart = not separate_baseline(shown_rate, base)
+    if run_chart:
+        base = ~withheld
+        calendar_base = np.ones(len(base), dtype=bool)
     chart = p_chart(
         safe[events].to_numpy(dtype=float, na_value=np.nan),
         safe[n].to_numpy(dtype=float, na_value=np.nan),
         baseline=base,
     )
-    rules = run_rules(chart["p"], chart["centre"], chart["lcl"], chart["ucl"])
+    if run_chart:
+        chart = chart.assign(lcl=np.nan, ucl=np.nan)
+    rules = judged_rules(chart["p"], chart["centre"], chart["lcl"], chart["ucl"], base)
     scale = 100.0 if rupture else 1.0
 
     def flag(col: str) -> pd.Series:
@@ -537,9 +578,17 @@ def _monthly(
         title=title,
         subtitle=subtitle(
             ctx,
-            f"{what}; p-chart, 3-sigma limits from the first "
-            f"{int(ctx.settings.spc_baseline_months)} months"
-            + (" (withheld months left out)" if (calendar_base & withheld).any() else ""),
+            (
+                f"{what}; too short for a separate baseline (a baseline of "
+                f"{int(ctx.settings.spc_baseline_months)} months needs "
+                f"{int(ctx.settings.spc_baseline_months) + MIN_JUDGED} or more): run chart "
+                "around the period's rate, no limits, no rules applied"
+                if run_chart
+                else f"{what}; p-chart, 3-sigma limits from the first "
+                f"{int(ctx.settings.spc_baseline_months)} months"
+                + (" (withheld months left out)" if (calendar_base & withheld).any() else "")
+                + "; the months after them judged against the centre line"
+            ),
             definition_text(ctx),
             n_text=(
                 n_text(ctx, total, "SRS with a previous SRS", now["exact_n_clients"])
@@ -550,6 +599,8 @@ def _monthly(
         y_label="Ruptures per 100 SRS" if rupture else "Repair rate",
         value_format="num1" if rupture else "pct",
         baseline_end=baseline_end,
+        scale="per100" if rupture else "rate",
+        centre_label="mean of the period" if run_chart else "centre line (baseline)",
     )
     fit_layout(fig)
     flagged = int(safe[["shift", "trend", "astronomical"]].fillna(False).any(axis=1).sum())
@@ -564,6 +615,11 @@ def _monthly(
             "ruptures. "
         )
     reading += f"{flagged} month(s) flagged."
+    if run_chart:
+        reading += (
+            " The period is too short for a separate baseline, so no month is judged: a "
+            "baseline judges the months after it, never itself."
+        )
     if withheld.any():
         reading += (
             " A withheld month has no centre line, limits or flags, and is left out of the "
