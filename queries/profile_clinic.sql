@@ -25,7 +25,6 @@
 --   mean_score: double, mean over episodes of the episode's mean item score (item points)
 --   sd_score: double, SD of the episode means (item points)
 --   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
---   administrations_cellkey: integer, cell key of administrations (alliance/noise.py)
 with
 episodes as (
     -- per episode, the count and sum of each recorded item of the chosen measure (missing items
@@ -35,7 +34,6 @@ episodes as (
     select
         episode_id,
         client_id,
-        ckey,
         ekey,
         multi_episode_client as multi,
         item_count($alliance, n_srs_heard, n_wai_heard) as n_heard,
@@ -54,7 +52,6 @@ episodes as (
     select
         episode_id,
         any_value(client_id) as client_id,
-        any_value(ckey) as ckey,
         any_value(ekey) as ekey,
         any_value(multi_episode_client) as multi,
         sum(item_count($alliance, n_srs_heard, n_wai_heard)) as n_heard,
@@ -79,7 +76,6 @@ per_episode as (
     select
         d.dimension,
         e.client_id,
-        e.ckey,
         e.ekey,
         e.multi,
         case d.dimension
@@ -105,8 +101,7 @@ per_dimension as (
         sum(administrations)::bigint as administrations,
         avg(total / administrations) as mean_score,
         stddev_samp(total / administrations) as sd_score,
-        coalesce(sum(ekey), 0)::bigint as episodes_cellkey,
-        coalesce(sum(ckey::bigint * administrations), 0)::bigint as administrations_cellkey
+        coalesce(sum(ekey), 0)::bigint as episodes_cellkey
     from per_episode
     where administrations > 0
     group by dimension
@@ -128,8 +123,7 @@ final as (
         administrations,
         mean_score,
         sd_score,
-        episodes_cellkey,
-        administrations_cellkey
+        episodes_cellkey
     from per_dimension
     left join multi_clients using (dimension)
 )

@@ -42,7 +42,6 @@
 --   mean_score: double, mean over episodes of the episode's mean item score (item points)
 --   sd_score: double, SD of the episode means (item points)
 --   episodes_cellkey: integer, cell key of episodes (alliance/noise.py)
---   administrations_cellkey: integer, cell key of administrations (alliance/noise.py)
 with
 cells as (
     -- per episode, therapist, site and month the count and sum of each recorded item of the
@@ -56,7 +55,6 @@ cells as (
         site,
         month,
         client_id,
-        ckey,
         ekey,
         multi_episode_client as multi,
         single_therapist,
@@ -84,7 +82,6 @@ attributes as not materialized (
     select
         episode_id,
         client_id,
-        ckey,
         ekey,
         multi_episode_client as multi,
         single_therapist,
@@ -104,7 +101,6 @@ per_episode as (
     select
         episode_id,
         client_id,
-        ckey,
         ekey,
         multi_episode_client as multi,
         true as single_therapist,
@@ -136,7 +132,7 @@ per_episode as (
     -- episode is joined on after grouping, cheaper than carrying it, strings above all, through
     -- the grouping as any_value)
     select
-        p.episode_id, a.client_id, a.ckey, a.ekey, a.multi, a.single_therapist, a.therapist,
+        p.episode_id, a.client_id, a.ekey, a.multi, a.single_therapist, a.therapist,
         a.single_site,
         a.site, a.program, a.age_band, a.gender, a.race_ethnicity,
         p.n_heard, p.m_heard, p.n_goals, p.m_goals, p.n_approach, p.m_approach, p.n_overall,
@@ -161,7 +157,7 @@ per_episode as (
 per_episode_therapist as (
     -- the episode's means with each therapist it saw (usually one: then its overall means)
     select
-        episode_id, therapist, client_id, ckey, ekey, multi, age_band, gender, race_ethnicity,
+        episode_id, therapist, client_id, ekey, multi, age_band, gender, race_ethnicity,
         n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
     where single_therapist and list_has_any(
@@ -170,7 +166,7 @@ per_episode_therapist as (
     )
     union all
     select
-        p.episode_id, p.therapist, a.client_id, a.ckey, a.ekey, a.multi, a.age_band, a.gender,
+        p.episode_id, p.therapist, a.client_id, a.ekey, a.multi, a.age_band, a.gender,
         a.race_ethnicity,
         p.n_heard, p.m_heard, p.n_goals, p.m_goals, p.n_approach, p.m_approach, p.n_overall,
         p.m_overall
@@ -198,7 +194,7 @@ per_episode_therapist as (
 per_episode_site as (
     -- the episode's means at each site (usually one: then its overall means)
     select
-        episode_id, site, client_id, ckey, ekey, multi,
+        episode_id, site, client_id, ekey, multi,
         n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
     where list_contains($groupings, 'site') and single_site
@@ -207,7 +203,6 @@ per_episode_site as (
         episode_id,
         site,
         any_value(client_id) as client_id,
-        any_value(ckey) as ckey,
         any_value(ekey) as ekey,
         any_value(multi) as multi,
         sum(n_heard) as n_heard,
@@ -229,7 +224,6 @@ per_episode_month as (
         episode_id,
         month,
         client_id,
-        ckey,
         ekey,
         multi,
         n_heard,
@@ -247,7 +241,6 @@ per_episode_month as (
         episode_id,
         month,
         any_value(client_id) as client_id,
-        any_value(ckey) as ckey,
         any_value(ekey) as ekey,
         any_value(multi) as multi,
         sum(n_heard) as n_heard,
@@ -265,66 +258,66 @@ per_episode_month as (
 observations as (
     -- one row per unit and episode: the observations of every grouping
     select 'clinic' as grouping, 'clinic' as unit, 'all' as subgroup,
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
     union all
     select 'program', program, 'all',
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
     where list_contains($groupings, 'program')
     union all
     select 'age_band', age_band, 'all',
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
     where list_contains($groupings, 'age_band')
     union all
     select 'gender', gender, 'all',
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
     where list_contains($groupings, 'gender')
     union all
     select 'race_ethnicity', race_ethnicity, 'all',
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode
     where list_contains($groupings, 'race_ethnicity')
     union all
     select 'therapist', therapist, 'all',
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
     where list_contains($groupings, 'therapist')
     union all
     select 'therapist/age_band', therapist, age_band,
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
     where list_contains($groupings, 'therapist/age_band')
     union all
     select 'therapist/gender', therapist, gender,
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
     where list_contains($groupings, 'therapist/gender')
     union all
     select 'therapist/race_ethnicity', therapist, race_ethnicity,
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_therapist
     where list_contains($groupings, 'therapist/race_ethnicity')
     union all
     select 'site', site, 'all',
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_site
     where list_contains($groupings, 'site')
     union all
     select 'month', strftime(month, '%Y-%m-%d'), 'all',
-           client_id, multi, ckey, ekey,
+           client_id, multi, ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from per_episode_month
     where list_contains($groupings, 'month')
@@ -333,7 +326,7 @@ obs as (
     -- the unit as one integer key (hash of its three labels): grouping by it is much cheaper
     -- than by three strings; the labels are taken back once per unit
     select hash(grouping, unit, subgroup) as unit_key, grouping, unit, subgroup, client_id, multi,
-           ckey, ekey,
+           ekey,
            n_heard, m_heard, n_goals, m_goals, n_approach, m_approach, n_overall, m_overall
     from observations
     where unit is not null and subgroup is not null
@@ -360,16 +353,12 @@ stats as (
         sum(n_overall)::bigint as a_overall,
         avg(m_overall) as mean_overall,
         stddev_samp(m_overall) as sd_overall,
-        -- cell keys (alliance/noise.py): an episode carries its key, an administration its
-        -- client's
+        -- cell keys (alliance/noise.py): an episode carries its key (the administrations' key
+        -- is derived from the episodes' in the view: noise.derived_key)
         coalesce(sum(ekey) filter (where m_heard is not null), 0)::bigint as ek_heard,
         coalesce(sum(ekey) filter (where m_goals is not null), 0)::bigint as ek_goals,
         coalesce(sum(ekey) filter (where m_approach is not null), 0)::bigint as ek_approach,
         coalesce(sum(ekey) filter (where m_overall is not null), 0)::bigint as ek_overall,
-        coalesce(sum(ckey::bigint * n_heard), 0)::bigint as ak_heard,
-        coalesce(sum(ckey::bigint * n_goals), 0)::bigint as ak_goals,
-        coalesce(sum(ckey::bigint * n_approach), 0)::bigint as ak_approach,
-        coalesce(sum(ckey::bigint * n_overall), 0)::bigint as ak_overall,
         -- clients with one episode: one row each in a unit
         count(*) filter (where not multi and n_heard > 0) as single_heard,
         count(*) filter (where not multi and n_goals > 0) as single_goals,
@@ -441,11 +430,7 @@ final as (
         case d.dimension
             when 'heard' then s.ek_heard when 'goals' then s.ek_goals
             when 'approach' then s.ek_approach else s.ek_overall
-        end as episodes_cellkey,
-        case d.dimension
-            when 'heard' then s.ak_heard when 'goals' then s.ak_goals
-            when 'approach' then s.ak_approach else s.ak_overall
-        end as administrations_cellkey
+        end as episodes_cellkey
     from stats as s
     join clients as c using (unit_key)
     cross join (values ('heard'), ('goals'), ('approach'), ('overall')) as d(dimension)

@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -113,8 +114,9 @@ def test_rollup_cells_sum_to_sessions(demo_con) -> None:
 @pytest.mark.parametrize("alliance", ["srs", "wai"])
 def test_profile_cell_keys(demo_con, alliance: str) -> None:
     """The cell keys of profile_dimensions and profile_clinic are the sums of their records'
-    keys (alliance/noise.py): each episode counted once per unit (its `ekey`), each
-    administration its client's `ckey`; computed here from the sessions."""
+    keys (alliance/noise.py): each episode counted once per unit (its `ekey`), computed here
+    from the sessions; the administrations' key is derived from it in the view (the same
+    records), never summed by the queries."""
     item = "srs_relationship" if alliance == "srs" else "wai_bond_mean"
     f = Filters(first_month=dt.date(2025, 11, 1), last_month=dt.date(2026, 10, 1))
     params = {**f.sql_params(None), "alliance": alliance}
@@ -142,10 +144,25 @@ def test_profile_cell_keys(demo_con, alliance: str) -> None:
     want = want.set_index(["grouping", "unit"]).sort_index()
     got = queries.run(demo_con, "profile_dimensions", **params, groupings=["site", "month"])
     got = got[got["dimension"] == "heard"].set_index(["grouping", "unit"]).sort_index()
-    cols = ["episodes_cellkey", "administrations_cellkey"]
+    cols = ["episodes_cellkey"]
+    assert "administrations_cellkey" not in got.columns
     assert len(got) == len(want) > 10
     assert got[cols].astype("int64").equals(want.loc[got.index, cols].astype("int64"))
     clinic = queries.run(demo_con, "profile_clinic", **params).set_index("dimension")
     assert clinic.loc["heard", cols].astype("int64").tolist() == (
         want.loc[("clinic", "clinic"), cols].astype("int64").tolist()
+    )
+    # the view derives the administrations' key from the episodes' (noise.derived_key)
+    from alliance import noise
+    from alliance.panel import Context
+    from alliance.settings import Settings
+    from alliance.views import profile
+
+    ctx = Context(con=demo_con, filters=f, settings=Settings())
+    table = profile._clinic_table(ctx).set_index("dimension")
+    assert (
+        table.loc["heard", "administrations_cellkey"]
+        == noise.derived_key(
+            np.array([table.loc["heard", "episodes_cellkey"]], dtype="float64"), "administrations"
+        )[0]
     )

@@ -189,9 +189,14 @@ def _clinic_table(ctx: Context, filters: Filters | None = None) -> pd.DataFrame:
 
 
 def _with_intervals(df: pd.DataFrame, f: Filters) -> pd.DataFrame:
-    """The instrument's dimensions, with label and the 95% t interval over episodes."""
+    """The instrument's dimensions, with label and the 95% t interval over episodes; the
+    administrations' cell key derived from the episodes' (the same records: the queries need
+    not sum a second key, noise.derived_key)."""
     keep = DIMENSIONS[:3] if f.alliance_measure == "wai" else DIMENSIONS
     df = df[df["dimension"].isin(keep)].reset_index(drop=True)
+    df["administrations_cellkey"] = noise.derived_key(
+        df["episodes_cellkey"].to_numpy(dtype="float64"), "administrations"
+    )
     n = df["episodes"].to_numpy(dtype=float)
     # the t quantile once per distinct number of episodes (tens of thousands of rows share a
     # few thousand values)
