@@ -118,6 +118,8 @@ def protect_table(
     n_col: str = "n_clients",
     n_key_from: str | None = None,
     overlapping: bool = False,
+    also_partition_by: Sequence[Sequence[str]] = (),
+    clients_col: privacy.ClientSets | None = None,
 ) -> pd.DataFrame:
     """Threshold, numerator rule, complementary suppression and perturbation of one table.
 
@@ -134,6 +136,9 @@ def protect_table(
             (:func:`alliance.noise.derived_key`), so no query sums distinct keys.
         overlapping: the cells may share clients (months of one period): a withheld set is
             judged by its largest cell, not by the sum of their counts.
+        also_partition_by, clients_col: as :func:`alliance.privacy.suppress` (further
+            partitionings; the client ids behind each cell, to judge a withheld set by the
+            distinct clients of its union).
 
     Returns:
         The table as :func:`alliance.privacy.suppress` returns it (``suppressed``,
@@ -171,6 +176,8 @@ def protect_table(
         partition_cols=partition_cols,
         complementary=complementary,
         overlapping=overlapping,
+        also_partition_by=also_partition_by,
+        clients_col=clients_col,
     )
     withheld = safe[privacy.SUPPRESSED_COL].to_numpy(dtype=bool)
     safe[n_col] = pd.Series(shown_n, index=df.index).round().astype("Int64").mask(withheld)

@@ -82,6 +82,7 @@ def protect_counts(
     complementary: bool = True,
     n_key_from: str | None = None,
     overlapping: bool = False,
+    also_partition_by: Sequence[Sequence[str]] = (),
 ) -> pd.DataFrame:
     """The protected-statistics step for a table whose counts come with their cell keys:
     threshold, numerator rule, complementary suppression and cell-key noise
@@ -98,6 +99,7 @@ def protect_counts(
         complementary=complementary,
         n_key_from=n_key_from,
         overlapping=overlapping,
+        also_partition_by=also_partition_by,
     )
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import stats as sps
 
-from alliance import charts, figure_edit, noise, privacy, protected, queries
+from alliance import charts, figure_edit, noise, protected, queries
 from alliance.panel import Context, Panel, View, empty_panel
 from alliance.protected import Z95
 from alliance.settings import MEASURES
@@ -728,11 +728,9 @@ def _protect_grid(ctx: Context, raw: pd.DataFrame, dimension: str) -> pd.DataFra
     """Group x site dropout cells and each group's all-site figure, protected together.
 
     Partitions: the cells of one group (its sites and its all-site figure) and the cells of one
-    site (its groups; for the all-site column, the groups that split the clinic). The steps of
-    ``protected.protect_table`` (threshold judged on the true clients, numerator rule, cell-key
-    noise, keys dropped), with the second partitioning that ``protect_counts`` does not take
-    yet (/tmp/req_outcomes_demographics.md). Rates, Wilson intervals and each group's gap from
-    the clinic come from the protected counts.
+    site (its groups; for the all-site column, the groups that split the clinic), through the
+    one protected step. Rates, Wilson intervals and each group's gap from the clinic come from
+    the protected counts.
     """
     rows = raw[raw["level"] != "clinic"].copy()
     rows["site"] = rows["site"].where(rows["level"] == "cell", ALL_SITES)
@@ -741,29 +739,18 @@ def _protect_grid(ctx: Context, raw: pd.DataFrame, dimension: str) -> pd.DataFra
         return rows.drop(columns=protected.key_columns(rows)).assign(
             low=[], high=[], diff=[], diff_low=[], diff_high=[], suppressed=[], suppression=[]
         )
-    k = ctx.policy.k
     rows = rows.drop(columns=["level"]).reset_index(drop=True)
-    rows["n_clients_cellkey"] = noise.derived_key(
-        rows["ended_cellkey"].to_numpy(dtype="float64"), "n_clients"
-    )
-    rate = protected.Rate("dropout_rate", "dropouts", "ended")
-    counts = ["n_clients", "ended", "dropouts"]
-    true_n = rows["n_clients"].to_numpy(dtype="int64")
-    judged = np.where(
-        protected.numerator_rule(rows, [rate], k) & (true_n > 0), np.minimum(true_n, k - 1), true_n
-    )
-    shown = protected.perturb(rows, params=ctx.noise, counts=counts, rates=[rate], floor=k)
-    shown_n = shown["n_clients"].to_numpy(dtype=float)
-    safe = privacy.suppress(
-        shown.drop(columns=protected.key_columns(shown)).assign(n_clients=judged),
-        policy=ctx.policy,
-        n_col="n_clients",
+    safe = protect_counts(
+        ctx,
+        rows,
+        counts=["n_clients", "ended", "dropouts"],
+        rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
         value_cols=["ended", "dropouts", "dropout_rate"],
         partition_cols=["client_group"],
         also_partition_by=[["site"]],
+        n_key_from="ended",
     )
     hide = safe["suppressed"].to_numpy(dtype=bool)
-    safe["n_clients"] = pd.Series(shown_n, index=safe.index).round().astype("Int64").mask(hide)
     low, high = protected.wilson(safe["dropouts"], safe["ended"], ctx.noise)
     c = clinic.iloc[0]
     clinic_n, overall = _clinic_shown(ctx, c, "ended", events="dropouts")
