@@ -211,9 +211,9 @@ def spc_method_text(frame: pd.DataFrame, months: int, with_data: str) -> list[st
     if is_run_chart(frame):
         shown = int(frame["baseline"].sum())
         return [
-            f"too short for a separate baseline ({shown} months {with_data}; a baseline of "
-            f"{months} months needs {months + MIN_JUDGED} or more): run chart around the "
-            "period's mean, no limits, no rules applied"
+            f"too short for a separate baseline (a baseline of {months} months needs at least "
+            f"{months + MIN_JUDGED} months {with_data}, this period has {shown}): run chart "
+            "around the period's mean, no limits, no rules applied"
         ]
     return [
         f"centre line and 3-sigma limits from the {spc_baseline_text(frame)}: the first "
