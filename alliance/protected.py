@@ -158,9 +158,8 @@ def protect_table(
         )
     keys = key_columns(df)
     true_n = pd.to_numeric(df[n_col]).to_numpy(dtype="int64")
-    judged = np.where(
-        numerator_rule(df, rates, k) & (true_n > 0), np.minimum(true_n, k - 1), true_n
-    )
+    ruled = numerator_rule(df, rates, k)
+    judged = np.where(ruled & (true_n > 0), np.minimum(true_n, k - 1), true_n)
     shown = perturb(df, params=params, counts=counts, means=means, rates=rates, floor=k)
     shown_n = shown[n_col].to_numpy(dtype="float64")
     if value_cols is None:
@@ -168,8 +167,13 @@ def protect_table(
         value_cols = [
             c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c].dtype)
         ]
+    frame = shown.drop(columns=keys).assign(**{n_col: judged})
+    if clients_col is not None and ruled.any():
+        # a cell withheld by the numerator rule is judged as no larger than its judged size:
+        # its client ids do not count towards the distinct clients of a withheld set
+        clients_col = _ids_without(frame, clients_col, ruled)
     safe = privacy.suppress(
-        shown.drop(columns=keys).assign(**{n_col: judged}),
+        frame,
         policy=policy,
         n_col=n_col,
         value_cols=[c for c in value_cols if c not in keys],
@@ -182,6 +186,25 @@ def protect_table(
     withheld = safe[privacy.SUPPRESSED_COL].to_numpy(dtype=bool)
     safe[n_col] = pd.Series(shown_n, index=df.index).round().astype("Int64").mask(withheld)
     return safe
+
+
+def _ids_without(
+    frame: pd.DataFrame, clients_col: privacy.ClientSets, ruled: np.ndarray
+) -> privacy.ClientSets:
+    """`clients_col` as a callable that gives no ids (unknown) for the `ruled` rows."""
+    if callable(clients_col):
+        source = clients_col
+    else:
+        values = list(frame[clients_col])
+        frame.drop(columns=clients_col, inplace=True)
+
+        def source(_: pd.DataFrame) -> list[object]:
+            return values
+
+    def ids(table: pd.DataFrame) -> list[object]:
+        return [None if r else x for x, r in zip(source(table), ruled, strict=True)]
+
+    return ids
 
 
 def wilson(

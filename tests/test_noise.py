@@ -167,3 +167,31 @@ def test_wilson_of_protected_counts_is_wider_than_plain_wilson() -> None:
     assert lo[0] < plo[0] and hi[0] > phi[0]
     lo, hi = protected.wilson(pd.Series([np.nan]), pd.Series([np.nan]), PARAMS)
     assert np.isnan(lo[0]) and np.isnan(hi[0])
+
+
+def test_a_month_withheld_by_the_numerator_rule_adds_no_distinct_clients() -> None:
+    """A withheld set is judged by the distinct clients of its union; a cell withheld by the
+    numerator rule counts as no more than its judged size (k - 1), not as its client ids."""
+    raw = pd.DataFrame(
+        {
+            "month": ["a", "b", "c", "d"],
+            "n_clients": [5, 20, 30, 30],
+            "ended": [5, 20, 30, 30],
+            "dropouts": [0, 3, 12, 12],  # b: 3 dropouts, withheld by the numerator rule
+            "dropout_rate": [0, 0.15, 0.4, 0.4],
+            "n_clients_cellkey": [1, 2, 3, 4],
+            "ended_cellkey": [5, 6, 7, 8],
+            "dropouts_cellkey": [9, 10, 11, 12],
+        }
+    )
+    ids = [list(range(0, 5)), list(range(5, 25)), list(range(25, 55)), list(range(55, 85))]
+    safe = protected.protect_table(
+        raw,
+        policy=POLICY,
+        params=PARAMS,
+        counts=["n_clients", "ended", "dropouts"],
+        rates=[protected.Rate("dropout_rate", "dropouts", "ended")],
+        clients_col=lambda frame: ids,
+    )
+    # a (5 clients) and b (judged as 10) are not 11 distinct clients for sure: c goes too
+    assert safe["suppressed"].tolist() == [True, True, True, False]

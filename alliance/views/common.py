@@ -83,6 +83,7 @@ def protect_counts(
     n_key_from: str | None = None,
     overlapping: bool = False,
     also_partition_by: Sequence[Sequence[str]] = (),
+    clients_col: privacy.ClientSets | None = None,
 ) -> pd.DataFrame:
     """The protected-statistics step for a table whose counts come with their cell keys:
     threshold, numerator rule, complementary suppression and cell-key noise
@@ -100,6 +101,7 @@ def protect_counts(
         n_key_from=n_key_from,
         overlapping=overlapping,
         also_partition_by=also_partition_by,
+        clients_col=clients_col,
     )
 
 

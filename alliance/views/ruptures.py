@@ -492,7 +492,6 @@ def _monthly(
         )
         return empty_panel(key, title, f"No {what} in this selection.")
     df = with_client_keys(df.assign(month=pd.to_datetime(df["unit"])))
-    k = ctx.policy.k
     counts = pd.DataFrame(
         {
             "month": df["month"].to_numpy(),
@@ -505,31 +504,20 @@ def _monthly(
             f"{n}{KEY}": df[f"{n}{KEY}"].to_numpy(),
         }
     )
-    # the protected-statistics step in protect_table's order, with the distinct clients of the
-    # withheld months (protect_table has no clients_col): 1. judged on the exact counts, a month
-    # whose rate has 1 .. k-1 events or non-events counts as a cell of fewer than k clients
-    # (numerator rule); 2. every count perturbed; 3. months add up to the period's total: one
-    # partition, whose withheld months must together describe k distinct clients (a month
-    # withheld by the numerator rule counts as no more than its judged size); 4. the keys
-    # dropped; 5. the protected client count shown
-    ruled = protected.numerator_rule(counts, [protected.Rate("rate", events, n)], k)
-    true_n = counts["n_clients"].to_numpy(dtype="int64")
-    judged = np.where(ruled & (true_n > 0), np.minimum(true_n, k - 1), true_n)
-    shown = protected.perturb(counts, params=ctx.noise, counts=["n_clients", events, n], floor=k)
+    # the protected-statistics step: a month whose rate has 1 .. k-1 events or non-events is
+    # withheld (numerator rule); months add up to the period's total: one partition, whose
+    # withheld months must together describe k distinct clients (a month withheld by the
+    # numerator rule counts as no more than its judged size)
     clients = clients or MonthClients(ctx)
-    month_ids = clients.ids(which)
-
-    def judged_ids(frame: pd.DataFrame) -> list[object]:
-        return [None if r else ids for ids, r in zip(month_ids(frame), ruled, strict=True)]
-
-    safe = privacy.suppress(
-        shown.drop(columns=protected.key_columns(shown)).assign(n_clients=judged),
-        policy=ctx.policy,
+    safe = protect_counts(
+        ctx,
+        counts,
+        counts=["n_clients", events, n],
+        rates=[protected.Rate("rate", events, n)],
         value_cols=[events, n],
-        clients_col=judged_ids,
-    ).drop(columns="unit")
+        clients_col=clients.ids(which),
+    ).drop(columns=["unit", "rate"])
     withheld = safe["suppressed"].to_numpy(dtype=bool)
-    safe["n_clients"] = shown["n_clients"].round().astype("Int64").mask(withheld)
     calendar_base = _baseline(df["month"], ctx)
     base = calendar_base & ~withheld
     # a baseline judges the months after it: with fewer than 6 shown months after it, the
