@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import db, figure_edit
+from alliance import db
+from alliance.charts import figure_edit
 from alliance.filters import Filters
 from alliance.panel import Context, Panel
 from alliance.privacy import PrivacyPolicy, display_table, neutralize_frame

@@ -22,8 +22,9 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from alliance import access, charts, db, faults, queries, screen_margins
+from alliance import access, charts, db, faults, queries
 from alliance import audit as audit_log
+from alliance.charts import screen_margins
 from alliance.filters import (
     FILTER_LABELS,
     FilterOptions,

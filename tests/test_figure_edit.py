@@ -6,7 +6,8 @@ import plotly.graph_objects as go
 import pytest
 from plotly.subplots import make_subplots
 
-from alliance import charts, figure_edit
+from alliance import charts
+from alliance.charts import figure_edit
 
 
 def _drawn(fig: go.Figure) -> dict:

@@ -11,7 +11,8 @@ import types
 
 import pytest
 
-from alliance import db, screen_margins, ui
+from alliance import db, ui
+from alliance.charts import screen_margins
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 from plotly.subplots import make_subplots
 
-from alliance import screen_margins
+from alliance.charts import screen_margins
 
 # Widths Chromium measured (getBBox) for y tick labels at Streamlit's 12 px, on the 10 M clinic
 MEASURED_PX = {

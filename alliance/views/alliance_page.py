@@ -17,7 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from numpy.typing import ArrayLike
 
-from alliance import charts, figure_edit, noise, protected, queries
+from alliance import charts, noise, protected, queries
+from alliance.charts import figure_edit
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.spc import MIN_JUDGED, judged_rules, separate_baseline
 from alliance.stats import mean_interval, risk_difference, xbar_chart

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import figure_edit, privacy, protected
-from alliance.charts import GREY, wrap_subtitle
+from alliance import privacy, protected
+from alliance.charts import GREY, figure_edit, wrap_subtitle
 from alliance.panel import Context
 
 CORRELATION_NOTE = "An association, not a cause: other differences between clients may explain it."

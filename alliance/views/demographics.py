@@ -32,7 +32,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import stats as sps
 
-from alliance import charts, figure_edit, noise, protected, queries
+from alliance import charts, noise, protected, queries
+from alliance.charts import figure_edit
 from alliance.panel import Context, Panel, View, empty_panel
 from alliance.protected import Z95
 from alliance.settings import MEASURES

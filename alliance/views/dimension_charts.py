@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts, figure_edit
+from alliance import charts
+from alliance.charts import figure_edit
 from alliance.views.common import chart_text, chart_texts
 
 DIMENSIONS = ("heard", "goals", "approach", "overall")

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts, figure_edit, noise, privacy, protected, queries
+from alliance import charts, noise, privacy, protected, queries
+from alliance.charts import figure_edit
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.stats import Estimate, p_chart
 from alliance.views.alliance_page import (

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from alliance import charts, figure_edit, noise, privacy, protected, queries
+from alliance import charts, noise, privacy, protected, queries
+from alliance.charts import figure_edit
 from alliance.filters import Filters, add_months
 from alliance.panel import (
     Context,

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance import charts, figure_edit, noise, privacy, protected, queries, spc, stats
+from alliance import charts, noise, privacy, protected, queries, spc, stats
+from alliance.charts import figure_edit
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
 from alliance.views.common import (

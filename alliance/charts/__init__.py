@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from alliance import figure_edit
+from alliance.charts import figure_edit
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies
 BLUE = "#0072B2"
