@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from alliance import charts, report, spc
+from alliance.charts import control
 from alliance.filters import Filters
 from alliance.noise import NoiseParams
 from alliance.panel import Context, Panel, Tile, delta_interval
@@ -292,19 +293,19 @@ def test_a_baseline_never_judges_itself():
     months = pd.Series(pd.date_range("2025-01-01", periods=12, freq="MS"))
     # all 12 months are the baseline: the period is too short for a separate one
     values = np.array([37.0, 37.1, 37.2, 37.3, 37.1, 37.0, 36.9, 36.9, 36.9, 37.0, 36.9, 36.9])
-    base = alliance_page.baseline_mask(pd.Series(values), 12)
-    frame = alliance_page.spc_frame(months, values, 37.0, 36.0, 38.0, base)
-    assert alliance_page.is_run_chart(frame)
+    base = control.baseline_mask(pd.Series(values), 12)
+    frame = control.spc_frame(months, values, 37.0, 36.0, 38.0, base)
+    assert control.is_run_chart(frame)
     assert not frame[["shift", "trend", "astronomical"]].any().any()
     assert frame[["lcl", "ucl"]].isna().all().all()
-    text = " ".join(alliance_page.spc_method_text(frame, 12, "with ratings"))
+    text = " ".join(control.spc_method_text(frame, 12, "with ratings"))
     assert "too short for a separate baseline" in text
     # a separate baseline: only the months after it can be flagged
     values = np.r_[np.full(6, 10.0) + np.arange(6) * 0.1, np.full(6, 12.0)]
     months = pd.Series(pd.date_range("2025-01-01", periods=12, freq="MS"))
-    base = alliance_page.baseline_mask(pd.Series(values), 6)
-    frame = alliance_page.spc_frame(months, values, 10.25, 9.0, 11.5, base)
-    assert not alliance_page.is_run_chart(frame)
+    base = control.baseline_mask(pd.Series(values), 6)
+    frame = control.spc_frame(months, values, 10.25, 9.0, 11.5, base)
+    assert not control.is_run_chart(frame)
     assert not frame.loc[frame["baseline"], ["shift", "trend", "astronomical"]].any().any()
     assert frame.loc[~frame["baseline"], "shift"].all()
 
@@ -316,9 +317,7 @@ def test_rules_use_the_drawn_centre_line():
     rules = spc.judged_rules(values, 11.5, None, None, np.r_[np.ones(6), np.zeros(6)] > 0)
     assert rules["shift"].to_numpy()[6:].all()
     months = pd.Series(pd.date_range("2025-01-01", periods=12, freq="MS"))
-    frame = alliance_page.spc_frame(
-        months, values, 11.5, 8.0, 15.0, np.r_[np.ones(6), np.zeros(6)] > 0
-    )
+    frame = control.spc_frame(months, values, 11.5, 8.0, 15.0, np.r_[np.ones(6), np.zeros(6)] > 0)
     drawn = frame["centre"].to_numpy()
     shifted = frame["shift"].to_numpy()
     assert (frame["value"].to_numpy()[shifted] < drawn[shifted]).all()

@@ -1,4 +1,4 @@
-"""The alliance-dimension chart builders (alliance/views/dimension_charts.py) on small,
+"""The alliance-dimension chart builders (alliance/charts/dimensions.py) on small,
 hand-made inputs: which trace lands on which axis, lane and row, and what hovering shows."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliance.views.dimension_charts import COLOURS, LABELS, funnel_grid, strip_figure
+from alliance.charts.dimensions import COLOURS, LABELS, funnel_grid, strip_figure
 
 
 def _funnel_item(name: str, target: float) -> dict:

@@ -19,6 +19,7 @@ from scipy import stats as sps
 from streamlit.testing.v1 import AppTest
 
 from alliance import noise, protected, queries
+from alliance.charts import control
 from alliance.filters import Filters
 from alliance.panel import Context
 from alliance.settings import Settings
@@ -191,7 +192,7 @@ def test_mean_interval_matches_mean_ci_from_raw_values():
 def test_baseline_is_the_first_months_with_data():
     values = pd.Series([np.nan, 1.0, 2.0, np.nan, 3.0, 4.0, 5, 6, 7, 8, 9])
     assert (
-        alliance_page.baseline_mask(values, 3).tolist()
+        control.baseline_mask(values, 3).tolist()
         == [
             False,
             True,
@@ -203,7 +204,7 @@ def test_baseline_is_the_first_months_with_data():
     )
     # fewer than 3 + 6 months with data: no separate baseline, every shown month (run chart)
     short = pd.Series([np.nan, 1.0, 2.0, np.nan, 3.0, 4.0])
-    assert alliance_page.baseline_mask(short, 3).tolist() == [False, True, True, False, True, True]
+    assert control.baseline_mask(short, 3).tolist() == [False, True, True, False, True, True]
 
 
 def test_run_rules_judge_the_months_after_the_baseline_against_the_drawn_centre():
@@ -211,15 +212,15 @@ def test_run_rules_judge_the_months_after_the_baseline_against_the_drawn_centre(
     # and 20 is outside the upper limit 19
     months = pd.Series(pd.date_range("2025-01-01", periods=10, freq="MS"))
     values = np.array([12, 10, 13, 9, 14, 12, 15, 13, 16, 20], dtype=float)
-    base = alliance_page.baseline_mask(pd.Series(values), 4)
-    frame = alliance_page.spc_frame(months, values, 11.5, 4.0, 19.0, base)
+    base = control.baseline_mask(pd.Series(values), 4)
+    frame = control.spc_frame(months, values, 11.5, 4.0, 19.0, base)
     assert frame["judged"].tolist() == [False] * 4 + [True] * 6
     assert frame["shift"].tolist() == [False] * 4 + [True] * 6
     assert frame["astronomical"].tolist() == [False] * 9 + [True]
     assert not frame["trend"].any()
-    note = alliance_page.spc_note(frame)
+    note = control.spc_note(frame)
     assert "6 month(s) in a shift" in note and "first May 2025" in note
-    assert alliance_page.spc_baseline_text(frame) == "baseline Jan 2025 – Apr 2025 (4 months)"
+    assert control.spc_baseline_text(frame) == "baseline Jan 2025 – Apr 2025 (4 months)"
 
 
 # --------------------------------------------------------------------------- the view

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +14,7 @@ import plotly.graph_objects as go
 
 from alliance import privacy, protected
 from alliance.charts import GREY, figure_edit, wrap_subtitle
+from alliance.charts.text import chart_text, chart_texts  # noqa: F401 (re-exported)
 from alliance.panel import Context
 
 CORRELATION_NOTE = "An association, not a cause: other differences between clients may explain it."
@@ -189,22 +189,6 @@ def markdown_safe(text: str | None) -> str:
     return _MD_LIST.sub(r"\1\\\2", out)
 
 
-def chart_text(value: object) -> str:
-    """A name from the data as Plotly text (a title, an axis category, a hover label).
-
-    Plotly reads a few HTML tags in its text (<a href>, <b>, <br>...): a site called
-    '<a href="http://x">North</a>' would be a link inside the chart. With < > & written as
-    entities it shows as written (checked in Chromium). Tables keep the plain name.
-    """
-    return html.escape(str(value), quote=False)
-
-
-def chart_texts(values: pd.Series) -> pd.Series:
-    """`chart_text` of every value, escaping each distinct value once (a chart's thousands of
-    points share a few dozen names)."""
-    return values.map({v: chart_text(v) for v in values.unique()})
-
-
 def subtitle(ctx: Context, *parts: str, n_text: str | None = None) -> str:
     """measure · definition · period and filters · n."""
     items = [p for p in parts if p]
@@ -259,3 +243,13 @@ def any_withheld(df: pd.DataFrame) -> bool:
 
 def srs_cutoff_text(ctx: Context) -> str:
     return f"below cutoff = SRS total < {ctx.settings.srs_cutoff:g}"
+
+
+def too_small_notice(ctx: Context, n_clients: int) -> str:
+    if n_clients == 0:
+        return "No sessions match these filters. Widen the period or clear a filter."
+    return (
+        f"This selection describes fewer than {ctx.policy.k} clients, so no numbers are shown: "
+        "with so few people, figures could identify individuals and would be too noisy to act "
+        "on. Widen the period or clear a filter."
+    )

@@ -34,6 +34,7 @@ from scipy import stats as sps
 
 from alliance import charts, noise, protected, queries
 from alliance.charts import figure_edit
+from alliance.charts.layout import fit_header
 from alliance.panel import Context, Panel, View, empty_panel
 from alliance.protected import Z95
 from alliance.settings import MEASURES
@@ -46,7 +47,6 @@ from alliance.views.common import (
     srs_cutoff_text,
     subtitle,
 )
-from alliance.views.therapists import fit_header
 
 TITLE = "Client demographics (equity)"
 QUESTION = (

@@ -15,9 +15,7 @@ import plotly.graph_objects as go
 
 from alliance import charts, noise, privacy, protected, queries
 from alliance.charts import figure_edit
-from alliance.panel import Context, Panel, Tile, View, empty_panel
-from alliance.stats import Estimate, p_chart
-from alliance.views.alliance_page import (
+from alliance.charts.control import (
     baseline_mask,
     fit_layout,
     spc_baseline_end,
@@ -26,6 +24,8 @@ from alliance.views.alliance_page import (
     spc_method_text,
     spc_note,
 )
+from alliance.panel import Context, Panel, Tile, View, empty_panel
+from alliance.stats import Estimate, p_chart
 from alliance.views.common import (
     CORRELATION_NOTE,
     SMALL_N_NOTE,
@@ -38,6 +38,7 @@ from alliance.views.common import (
     protect_comparison,
     protect_counts,
     subtitle,
+    too_small_notice,
     withheld_note,
 )
 from alliance.views.dropout_stats import (
@@ -48,7 +49,6 @@ from alliance.views.dropout_stats import (
     effects_released,
     pool,
 )
-from alliance.views.overview import too_small_notice
 
 TITLE = "Dropout"
 QUESTION = (

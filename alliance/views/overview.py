@@ -28,6 +28,7 @@ from alliance.views.common import (
     protect_counts,
     srs_cutoff_text,
     subtitle,
+    too_small_notice,
     withheld_note,
 )
 
@@ -543,13 +544,3 @@ def build(ctx: Context) -> View:
     )
     tiles = _tiles(ctx, now, before)
     return View(TITLE, QUESTION, tiles=tiles, panels=panels, n_clients=now["n_clients"])
-
-
-def too_small_notice(ctx: Context, n_clients: int) -> str:
-    if n_clients == 0:
-        return "No sessions match these filters. Widen the period or clear a filter."
-    return (
-        f"This selection describes fewer than {ctx.policy.k} clients, so no numbers are shown: "
-        "with so few people, figures could identify individuals and would be too noisy to act "
-        "on. Widen the period or clear a filter."
-    )

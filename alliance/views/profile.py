@@ -18,6 +18,16 @@ import pandas as pd
 from scipy import stats as sps
 
 from alliance import charts, noise, protected, queries
+from alliance.charts.dimensions import (
+    COLOURS,
+    DIMENSIONS,
+    LABELS,
+    dot_figure,
+    fit_layout,
+    funnel_grid,
+    gap_heatmap,
+    strip_figure,
+)
 from alliance.filters import Filters
 from alliance.panel import (
     Context,
@@ -43,19 +53,9 @@ from alliance.views.common import (
     protect_comparison,
     protect_counts,
     subtitle,
+    too_small_notice,
     withheld_note,
 )
-from alliance.views.dimension_charts import (
-    COLOURS,
-    DIMENSIONS,
-    LABELS,
-    dot_figure,
-    fit_layout,
-    funnel_grid,
-    gap_heatmap,
-    strip_figure,
-)
-from alliance.views.overview import too_small_notice
 
 TITLE = "Alliance profile"
 QUESTION = (

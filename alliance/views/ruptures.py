@@ -20,6 +20,7 @@ import pandas as pd
 
 from alliance import charts, noise, privacy, protected, queries
 from alliance.charts import figure_edit
+from alliance.charts.dimensions import LABELS, fit_layout, funnel_grid
 from alliance.filters import Filters, add_months
 from alliance.panel import (
     Context,
@@ -46,10 +47,9 @@ from alliance.views.common import (
     protect,
     protect_counts,
     subtitle,
+    too_small_notice,
     withheld_note,
 )
-from alliance.views.dimension_charts import LABELS, fit_layout, funnel_grid
-from alliance.views.overview import too_small_notice
 from alliance.views.profile import SRS_ITEMS, therapist_labels
 
 TITLE = "Ruptures & repair"

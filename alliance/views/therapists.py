@@ -42,6 +42,7 @@ import plotly.graph_objects as go
 
 from alliance import charts, noise, privacy, protected, queries, spc, stats
 from alliance.charts import figure_edit
+from alliance.charts.layout import fit_header
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.settings import MEASURES
 from alliance.views.common import (
@@ -774,17 +775,6 @@ def _selected_tiles(
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def fit_header(fig: go.Figure, extra: int = 0) -> None:
-    """Make room above the plot for the title and every line of the subtitle."""
-    sub = fig.layout.title.subtitle.text or ""
-    lines = sub.count("<br>") + 1 if sub else 0
-    figure_edit.update_layout(
-        fig,
-        title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 14}},
-        margin={"t": 58 + 18 * lines + extra},
-    )
 
 
 def _key(ctx: Context, name: str) -> str:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from alliance import charts
 from alliance.charts import figure_edit
-from alliance.views.common import chart_text, chart_texts
+from alliance.charts.text import chart_text, chart_texts
 
 DIMENSIONS = ("heard", "goals", "approach", "overall")
 LABELS = {
