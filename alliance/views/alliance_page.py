@@ -5,9 +5,9 @@ with its Task / Bond / Goal subscales), the monthly mean as an X-bar control cha
 run-chart rules, the alliance by session number, and alliance drops with the dropout that
 followed. Definitions: ../shared/metrics.md ("Alliance", "Quality improvement views").
 
-Numbers: alliance.metrics.alliance; figures: alliance.charts.ratings (the control chart's frame,
-layout and captions are alliance.charts.control, shared with Dropout); tile and panel text:
-alliance.views.alliance_text.
+Numbers: alliance.metrics.alliance (headline, tiles) and alliance.metrics.alliance_panels (the
+panels' frames); figures: alliance.charts.ratings (the control chart's frame, layout and captions
+are alliance.charts.control, shared with Dropout); words: alliance.views.alliance_text.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from alliance.charts.control import (
     spc_note,
 )
 from alliance.metrics import alliance as metrics
+from alliance.metrics import alliance_panels as frames
 from alliance.metrics.alliance import FIXED_COHORT_SESSIONS, LAST_SESSION_NUMBER, SCALES, Scale
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.views import alliance_text as text
@@ -44,6 +45,16 @@ QUESTION = (
     "How strong is the alliance clients report, is it changing over time, and does it build "
     "over the first sessions?"
 )
+_DROPS_COLUMNS = [
+    "group",
+    "n_clients",
+    "episodes",
+    "dropouts",
+    "dropout_rate",
+    "low",
+    "high",
+    "suppressed",
+]
 
 
 def _tiles(ctx: Context, s: dict, p: dict) -> list[Tile]:
@@ -70,7 +81,7 @@ def _tiles(ctx: Context, s: dict, p: dict) -> list[Tile]:
 
 def _distribution(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
     title = f"How clients rate the alliance: {scale.label}"
-    d = metrics.distribution(ctx, scale, s, p)
+    d = frames.distribution(ctx, scale, s, p)
     if d is None:
         return empty_panel("distribution", title, text.no_ratings(scale))
     safe = d.safe
@@ -123,7 +134,7 @@ def _distribution(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
 
 def _wai_subscales(ctx: Context) -> Panel:
     title = "WAI-SR subscales: task, bond and goal"
-    found = metrics.wai_subscales(ctx)
+    found = frames.wai_subscales(ctx)
     if found is None:
         return empty_panel("wai_subscales", title, text.no_ratings(SCALES["wai"]))
     safe, clients, clients_shown = found
@@ -160,7 +171,7 @@ def _wai_subscales(ctx: Context) -> Panel:
 
 def _control_chart(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
     title = f"Monthly mean {scale.label}: control chart"
-    c = metrics.control_chart(ctx, scale)
+    c = frames.control_chart(ctx, scale)
     if c is None:
         return empty_panel("alliance_spc", title, text.no_ratings(scale))
     if c.frame is None:
@@ -209,7 +220,7 @@ def _control_chart(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
 
 def _by_session_number(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
     title = f"Does the alliance build? {scale.label} by session number"
-    safe = metrics.by_session_number(ctx, scale)
+    safe = frames.by_session_number(ctx, scale)
     if safe is None:
         return empty_panel("by_session", title, text.no_ratings(scale))
     fig = ratings.session_lines(
@@ -258,7 +269,7 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
 def _drops_and_dropout(ctx: Context, s: dict, p: dict) -> Panel:
     title = "Alliance drops and what followed them"
     thr = ctx.settings.rupture_threshold
-    d = metrics.drops_and_dropout(ctx, s, p)
+    d = frames.drops_and_dropout(ctx, s, p)
     if d is None:
         return empty_panel("drops", title, text.NO_DROPS)
     fig = ratings.dots(
@@ -291,18 +302,7 @@ def _drops_and_dropout(ctx: Context, s: dict, p: dict) -> Panel:
         subtitle="",
         reading=text.drops_reading(d.difference) + noise_note(ctx) + withheld_note(ctx, d.safe),
         figure=fig,
-        data=d.safe[
-            [
-                "group",
-                "n_clients",
-                "episodes",
-                "dropouts",
-                "dropout_rate",
-                "low",
-                "high",
-                "suppressed",
-            ]
-        ],
+        data=d.safe[_DROPS_COLUMNS],
         withheld=any_withheld(d.safe),
     )
 

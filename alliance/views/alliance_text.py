@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pandas as pd
 
 from alliance.metrics import alliance as metrics
-from alliance.metrics.alliance import Distribution, Scale
+from alliance.metrics.alliance import Scale
+from alliance.metrics.alliance_panels import Distribution
 from alliance.panel import Context
 from alliance.stats import Estimate
 from alliance.views.common import srs_cutoff_text
