@@ -298,3 +298,9 @@ def perturb_figures(
     shown = perturb(df, params=params, counts=counts, means=means, rates=rates, floor=policy.k)
     ruled = {r.col for r in rates if numerator_rule(df, [r], policy.k).any()}
     return shown, ruled
+
+
+def min_clients(policy: privacy.PrivacyPolicy) -> int:
+    """The fewest distinct clients a shown figure may describe (k), for a sentence that names
+    the threshold ("every month describes fewer than 11 clients"); never for a decision."""
+    return policy.k

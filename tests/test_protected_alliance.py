@@ -254,3 +254,4 @@ def test_single_figure_rules_of_the_privacy_layer() -> None:
     assert ruled == {"r"} and out["x"].iloc[0] >= 11
     same = protected.perturb(frame, params=params, counts=["x", "n"], rates=[rate], floor=11)
     pd.testing.assert_frame_equal(out, same)
+    assert protected.min_clients(policy) == 11

@@ -79,6 +79,11 @@ def _tiles(ctx: Context, s: dict, p: dict) -> list[Tile]:
     return tiles
 
 
+def _ratings_n(ctx: Context, scale: Scale, s: dict, p: dict) -> str:
+    """'n = … ratings' of the period's ratings of the scale (protected), judged by its clients."""
+    return n_text(ctx, metrics.rating_count(p, scale), "ratings", metrics.rating_clients(s, scale))
+
+
 def _distribution(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
     title = f"How clients rate the alliance: {scale.label}"
     d = frames.distribution(ctx, scale, s, p)
@@ -184,12 +189,7 @@ def _control_chart(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
             ctx,
             f"Mean {scale.long_label} per month (X-bar chart)",
             *spc_method_text(frame, ctx.settings.spc_baseline_months, "with ratings"),
-            n_text=n_text(
-                ctx,
-                metrics.rating_count(p, scale),
-                "ratings",
-                metrics.rating_clients(s, scale),
-            ),
+            n_text=_ratings_n(ctx, scale, s, p),
         ),
         y_label=f"Mean {scale.label}",
         value_format=scale.value_format,
@@ -236,12 +236,7 @@ def _by_session_number(ctx: Context, scale: Scale, s: dict, p: dict) -> Panel:
             f"Mean {scale.long_label} at each session number (the episode's n-th attended "
             f"session), 95% CI; {LAST_SESSION_NUMBER}+ pools later sessions",
             f"dashed: episodes seen from session 1 through {FIXED_COHORT_SESSIONS} in the period",
-            n_text=n_text(
-                ctx,
-                metrics.rating_count(p, scale),
-                "ratings",
-                metrics.rating_clients(s, scale),
-            ),
+            n_text=_ratings_n(ctx, scale, s, p),
         ),
         x_label="Session number",
         y_label=f"Mean {scale.label}",

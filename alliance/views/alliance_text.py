@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from alliance import protected
 from alliance.metrics import alliance as metrics
 from alliance.metrics.alliance import Scale
 from alliance.metrics.alliance_panels import Distribution
@@ -109,7 +110,10 @@ def no_ratings(scale: Scale) -> str:
 
 
 def no_month_shown(ctx: Context) -> str:
-    return f"Every month describes fewer than {ctx.policy.k} clients: widen the selection."
+    return (
+        f"Every month describes fewer than {protected.min_clients(ctx.policy)} clients: widen "
+        "the selection."
+    )
 
 
 def tick_format(scale: Scale) -> Callable[[float], str]:
