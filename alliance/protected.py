@@ -16,7 +16,7 @@ widened for the noise, so a band never gives back an exact count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -241,3 +241,66 @@ def mean_interval(
         )
     half = np.sqrt(half2)
     return m - half, m + half
+
+
+# --------------------------------------------------------------------------------------------
+# The rules for single figures (the Overview's and the Alliance page's headlines)
+# --------------------------------------------------------------------------------------------
+
+
+def shown_counts(
+    counts: np.ndarray,
+    cell_keys: np.ndarray,
+    *,
+    policy: privacy.PrivacyPolicy,
+    params: noise.NoiseParams,
+) -> np.ndarray:
+    """Counts with their cell's noise, a non-zero count never shown below k (the arithmetic of
+    ``perturb`` on arrays, for one headline row without a frame)."""
+    return noise.perturb_counts(counts, cell_keys, params, policy.k)
+
+
+def rate_withheld(events: float, total: float, policy: privacy.PrivacyPolicy) -> bool:
+    """The numerator rule for one rate: withheld when it has 1 .. k-1 events or 1 .. k-1
+    non-events (``numerator_rule`` for one figure)."""
+    k = policy.k
+    return bool(0 < events < k or 0 < total - events < k)
+
+
+def clients_behind(
+    count: int, lower_bound: int, policy: privacy.PrivacyPolicy, exact: Callable[[], int]
+) -> int:
+    """Distinct clients behind a figure, for the threshold: 0 without data; the count itself
+    when it is below k (fewer items than k means fewer clients than k); a lower bound when it
+    already reaches k; otherwise the exact number from ``exact()`` (a query, run only for such
+    small selections). Not shown, only compared with k."""
+    k = policy.k
+    if count <= 0:
+        return 0
+    if count < k:
+        return count
+    if lower_bound >= k:
+        return lower_bound
+    return int(exact())
+
+
+def perturb_figures(
+    df: pd.DataFrame,
+    *,
+    policy: privacy.PrivacyPolicy,
+    params: noise.NoiseParams,
+    counts: Sequence[str],
+    means: Sequence[Mean] = (),
+    rates: Sequence[Rate] = (),
+) -> tuple[pd.DataFrame, set[str]]:
+    """Figures that are not cells of a table (a headline, a total): ``perturb`` with every
+    non-zero count shown at least k, and the rates the numerator rule withholds in any row."""
+    shown = perturb(df, params=params, counts=counts, means=means, rates=rates, floor=policy.k)
+    ruled = {r.col for r in rates if numerator_rule(df, [r], policy.k).any()}
+    return shown, ruled
+
+
+def min_clients(policy: privacy.PrivacyPolicy) -> int:
+    """The fewest distinct clients a shown figure may describe (k), for a sentence that names
+    the threshold ("every month describes fewer than 11 clients"); never for a decision."""
+    return policy.k

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from alliance.filters import add_months
+from alliance.metrics import overview
 from alliance.panel import Context
-from alliance.views import overview
 
 RATES = ["dropout_rate", "srs_below_cutoff_rate", "reliable_improvement_rate", "recovery_rate"]
 FIGURES = [*RATES, "mean_srs"]
@@ -55,7 +55,7 @@ def measure(ctx: Context) -> dict[str, dict[str, dict[str, float | int | None]]]
         for key in FIGURES:
             bucket = changes.setdefault(level, {}).setdefault(key, [])
             hidden = withheld.setdefault(level, {})
-            population = overview._population(exact, key)
+            population = overview.population(exact, key)
             if population == 0 or exact[key] is None:
                 continue
             if population < k or key in by_rule:

@@ -18,6 +18,7 @@ from pypdf import PdfReader
 
 from alliance import exports
 from alliance.filters import Filters
+from alliance.metrics import overview as overview_metrics
 from alliance.panel import Context, Panel
 from alliance.privacy import PrivacyError, PrivacyPolicy, display_table
 from alliance.settings import Settings
@@ -55,7 +56,9 @@ def dropout_panel(view) -> Panel:
 def ended(clinic_ctx) -> int:
     """Ended episodes in the period as shown: the overview's protected headline (its own query,
     not the chart's), the count with its cell's noise."""
-    shown, _ = overview.protected_headline(clinic_ctx, overview.headline(clinic_ctx))
+    shown, _ = overview_metrics.protected_headline(
+        clinic_ctx, overview_metrics.headline(clinic_ctx)
+    )
     return int(shown["ended"])
 
 

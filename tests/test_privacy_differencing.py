@@ -10,6 +10,7 @@ import itertools
 import pytest
 
 from alliance.filters import Filters, add_months
+from alliance.metrics import overview as overview_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import overview
@@ -32,10 +33,10 @@ def _ctx(con, **filters) -> Context:
 
 def _tiles(con, **filters) -> dict:
     ctx = _ctx(con, **filters)
-    now = overview.headline(ctx)
-    before = overview.headline(ctx, ctx.filters.previous_period())
+    now = overview_metrics.headline(ctx)
+    before = overview_metrics.headline(ctx, ctx.filters.previous_period())
     tiles = {t.key: t for t in overview._tiles(ctx, now, before)}
-    shown, _ = overview.protected_headline(ctx, now)
+    shown, _ = overview_metrics.protected_headline(ctx, now)
     return {"now": now, "tiles": tiles, "shown": shown}
 
 
@@ -101,7 +102,7 @@ def test_the_same_cell_through_different_periods_shows_the_same_value(demo_con) 
     month = dt.date(2026, 8, 1)
 
     def trend(ctx: Context):
-        return overview._dropout_trend(ctx, overview.headline(ctx)).data.set_index("month")
+        return overview._dropout_trend(ctx, overview_metrics.headline(ctx)).data.set_index("month")
 
     long = trend(_ctx(demo_con, first_month=START, last_month=dt.date(2026, 10, 1)))
     short = trend(_ctx(demo_con, first_month=dt.date(2026, 5, 1), last_month=month))

@@ -15,6 +15,8 @@ import pytest
 
 from alliance import queries
 from alliance.filters import Filters, add_months
+from alliance.metrics import alliance as alliance_metrics
+from alliance.metrics import overview as overview_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import alliance_page, overview
@@ -39,9 +41,9 @@ def _ctx(con, **filters) -> Context:
 def _page_ratings(con, **filters) -> dict:
     """The exact SRS ratings and those the page's Mean SRS tile shows ("n = … ratings")."""
     ctx = _ctx(con, **filters)
-    s = alliance_page.summary(ctx)
+    s = alliance_metrics.summary(ctx)
     tiles = {
-        t.key: t for t in alliance_page._tiles(ctx, s, alliance_page.protected_summary(ctx, s))
+        t.key: t for t in alliance_page._tiles(ctx, s, alliance_metrics.protected_summary(ctx, s))
     }
     tile = tiles["mean_srs"]
     found = N_RATINGS.search(tile.n_text)
@@ -122,13 +124,13 @@ def test_the_same_month_shows_the_same_value_through_two_periods_and_pages(demo_
         short.loc[stamp, ["n", "value", "n_clients"]].tolist()
     )
     one = _ctx(demo_con, first_month=month, last_month=month)
-    s = alliance_page.summary(one)
-    p = alliance_page.protected_summary(one, s)
+    s = alliance_metrics.summary(one)
+    p = alliance_metrics.protected_summary(one, s)
     tile = {t.key: t for t in alliance_page._tiles(one, s, p)}["mean_srs"]
     assert tile.value == pytest.approx(long.loc[stamp, "value"], abs=1e-12)
     assert p["srs_n"] == long.loc[stamp, "n"]
     assert p["srs_clients"] == long.loc[stamp, "n_clients"]
-    trend = overview._alliance_trend(one, overview.headline(one)).data
+    trend = overview._alliance_trend(one, overview_metrics.headline(one)).data
     assert float(trend["mean_score"].iloc[0]) == pytest.approx(tile.value, abs=1e-12)
     # and the shown figures are not the exact ones
     assert (p["srs_n"], tile.value) != (s["srs_n"], s["mean_srs"])
@@ -138,7 +140,7 @@ COUNT_COLS = ("n", "episodes", "dropouts", "administrations")
 
 
 def _exact_tables(ctx: Context) -> dict[str, pd.DataFrame]:
-    scale = alliance_page.SCALES[ctx.filters.alliance_measure]
+    scale = alliance_metrics.SCALES[ctx.filters.alliance_measure]
     p = ctx.params()
     return {
         "distribution": queries.run(
@@ -155,8 +157,8 @@ def _exact_tables(ctx: Context) -> dict[str, pd.DataFrame]:
             "alliance_by_session_number",
             **p,
             alliance=scale.key,
-            last_number=alliance_page.LAST_SESSION_NUMBER,
-            cohort_sessions=alliance_page.FIXED_COHORT_SESSIONS,
+            last_number=alliance_metrics.LAST_SESSION_NUMBER,
+            cohort_sessions=alliance_metrics.FIXED_COHORT_SESSIONS,
         ),
         "alliance_spc": queries.run(
             ctx.con, "monthly_alliance", **p, alliance=scale.key, srs_cutoff=36.0
@@ -178,7 +180,7 @@ def test_no_cell_key_and_no_exact_count_in_any_panel(demo_con, measure) -> None:
     )
     view = alliance_page.build(ctx)
     exact = _exact_tables(ctx)
-    s = alliance_page.summary(ctx)
+    s = alliance_metrics.summary(ctx)
     same = total = 0
     for panel in view.panels:
         assert panel.figure is not None, panel.key
@@ -200,7 +202,7 @@ def test_no_cell_key_and_no_exact_count_in_any_panel(demo_con, measure) -> None:
     assert same / total < 0.5, (same, total)  # noise 0 has probability 1/5
     # the total of ratings in the subtitles is the protected one, never the exact one
     n_exact = s["srs_n"] if measure == "srs" else s["wai_n"]
-    p = alliance_page.protected_summary(ctx, s)
+    p = alliance_metrics.protected_summary(ctx, s)
     n_shown = p["srs_n"] if measure == "srs" else p["wai_n"]
     if n_shown != n_exact:
         for panel in view.panels:
@@ -210,3 +212,46 @@ def test_no_cell_key_and_no_exact_count_in_any_panel(demo_con, measure) -> None:
         assert (
             f"n = {s['sessions']:,} sessions" not in tile.n_text or p["sessions"] == s["sessions"]
         )
+
+
+# --------------------------------------------------------------------------- the privacy layer's
+# rules for single figures (alliance/protected.py), which the headlines call instead of k
+
+
+def test_single_figure_rules_of_the_privacy_layer() -> None:
+    from alliance import noise, protected
+    from alliance.privacy import PrivacyPolicy
+
+    policy, params = PrivacyPolicy(k=11), noise.NoiseParams()
+    counts = np.array([0.0, 1.0, 11.0, 500.0])
+    keys = np.array([5.0, 6.0, 7.0, 8.0])
+    shown = protected.shown_counts(counts, keys, policy=policy, params=params)
+    assert shown[0] == 0 and (shown[1:] >= 11).all()
+    assert (shown == noise.perturb_counts(counts, keys, params, 11)).all()
+    # the numerator rule: 1 .. k-1 events or non-events
+    assert protected.rate_withheld(3, 100, policy) and protected.rate_withheld(95, 100, policy)
+    assert not protected.rate_withheld(0, 100, policy)
+    assert not protected.rate_withheld(50, 100, policy)
+    assert not protected.rate_withheld(100, 100, policy)
+    # the clients behind a figure: exact only when the bound does not settle it
+    asked = []
+
+    def exact() -> int:
+        asked.append(1)
+        return 9
+
+    assert protected.clients_behind(0, 0, policy, exact) == 0
+    assert protected.clients_behind(7, 3, policy, exact) == 7
+    assert protected.clients_behind(40, 12, policy, exact) == 12
+    assert not asked
+    assert protected.clients_behind(40, 5, policy, exact) == 9 and asked
+    # figures outside a table: perturbed with the floor k, rates under the numerator rule
+    rate = protected.Rate("r", "x", "n")
+    frame = pd.DataFrame({"x": [3], "n": [200], "x_cellkey": [1.0], "n_cellkey": [2.0]})
+    out, ruled = protected.perturb_figures(
+        frame, policy=policy, params=params, counts=["x", "n"], rates=[rate]
+    )
+    assert ruled == {"r"} and out["x"].iloc[0] >= 11
+    same = protected.perturb(frame, params=params, counts=["x", "n"], rates=[rate], floor=11)
+    pd.testing.assert_frame_equal(out, same)
+    assert protected.min_clients(policy) == 11

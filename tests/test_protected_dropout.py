@@ -14,6 +14,7 @@ import pytest
 
 from alliance import queries
 from alliance.filters import Filters, add_months
+from alliance.metrics import overview as overview_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import dropout, overview
@@ -119,7 +120,7 @@ def test_the_same_month_shows_the_same_value_through_two_periods_and_pages(demo_
     p = dropout.protected_summary(one, s)
     assert p["ended"] == long.loc[stamp, "ended"]
     # the Overview's dropout month is the same cell
-    trend = overview._dropout_trend(one, overview.headline(one)).data
+    trend = overview._dropout_trend(one, overview_metrics.headline(one)).data
     assert float(trend["dropout_rate"].iloc[0]) == pytest.approx(tile.value, abs=1e-12)
     assert float(trend["ended"].iloc[0]) == p["ended"]
     assert (p["ended"], p["dropouts"]) != (s["ended"], s["dropouts"])

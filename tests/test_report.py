@@ -27,6 +27,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import cli, exports, report
 from alliance.filters import Filters
+from alliance.metrics import overview as overview_metrics
 from alliance.panel import Context, Panel
 from alliance.settings import Settings
 from alliance.views import overview
@@ -74,7 +75,7 @@ def packs(export_server, ctx, views):
 def _ended(ctx) -> str:
     """'1,383 ended episodes': from the overview's protected headline, not from the charts
     (the pack shows the protected count, as the page does)."""
-    shown, _ = overview.protected_headline(ctx, overview.headline(ctx))
+    shown, _ = overview_metrics.protected_headline(ctx, overview_metrics.headline(ctx))
     return f"{shown['ended']:,.0f} ended episodes"
 
 

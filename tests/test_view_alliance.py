@@ -21,9 +21,10 @@ from streamlit.testing.v1 import AppTest
 from alliance import noise, protected, queries
 from alliance.charts import control
 from alliance.filters import Filters
+from alliance.metrics import alliance as alliance_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
-from alliance.stats import mean_ci
+from alliance.stats import mean_ci, mean_interval
 from alliance.views import alliance_page
 from tests.conftest import ROOT
 from tests.test_view_dropout import YEAR_2025, build_clinic
@@ -180,12 +181,10 @@ def test_dropout_after_drops_follows_the_period(hand_con):
 
 def test_mean_interval_matches_mean_ci_from_raw_values():
     values = [31.0, 35.5, 36.0, 38.2, 40.0, 33.3]
-    lo, hi = alliance_page.mean_interval(
-        [statistics.mean(values)], [statistics.stdev(values)], [len(values)]
-    )
+    lo, hi = mean_interval([statistics.mean(values)], [statistics.stdev(values)], [len(values)])
     want = mean_ci(values)
     assert (lo[0], hi[0]) == (pytest.approx(want.low), pytest.approx(want.high))
-    lo1, _ = alliance_page.mean_interval([3.0], [0.0], [1])
+    lo1, _ = mean_interval([3.0], [0.0], [1])
     assert np.isnan(lo1[0])
 
 
@@ -232,7 +231,7 @@ def test_view_on_hand_data(hand_con):
     ctx = hand_ctx(hand_con)
     v = alliance_page.build(ctx)
     assert v.notice is None
-    s = alliance_page.summary(ctx)
+    s = alliance_metrics.summary(ctx)
     assert (s["srs_n"], s["srs_below"], s["with_previous"], s["drops"]) == (16, 10, 9, 4)
     keys = hand_con.execute(
         """
@@ -287,8 +286,8 @@ def test_distribution_shares_are_of_all_ratings_even_when_bins_are_withheld(hand
     visible = panel.data.dropna(subset=["share"])
     # each shown bin's share is of all ratings, both counts protected (16 ratings by hand)
     ctx = hand_ctx(hand_con, k=2)
-    total = alliance_page.protected_summary(ctx, alliance_page.summary(ctx))["srs_n"]
-    assert total == noisy(ctx, 16, alliance_page.summary(ctx)["srs_n_cellkey"])
+    total = alliance_metrics.protected_summary(ctx, alliance_metrics.summary(ctx))["srs_n"]
+    assert total == noisy(ctx, 16, alliance_metrics.summary(ctx)["srs_n_cellkey"])
     assert visible["share"].tolist() == pytest.approx((visible["n"] / total).tolist())
 
 
