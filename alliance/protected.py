@@ -241,3 +241,27 @@ def mean_interval(
         )
     half = np.sqrt(half2)
     return m - half, m + half
+
+
+# --------------------------------------------------------------------------------------------
+# The threshold for callers outside the privacy layer (issue #22: k is read only here)
+# --------------------------------------------------------------------------------------------
+
+
+def min_clients(policy: privacy.PrivacyPolicy) -> int:
+    """The fewest distinct clients a shown cell may describe (k): the floor of a protected
+    count, and the number the sentences that state the rule print."""
+    return int(policy.k)
+
+
+def enough_clients(n_clients: pd.Series | np.ndarray, policy: privacy.PrivacyPolicy) -> np.ndarray:
+    """Per row: True where the count describes at least k clients (a row that may be used)."""
+    return pd.to_numeric(pd.Series(n_clients)).to_numpy(dtype="float64") >= policy.k
+
+
+def shown_counts(
+    counts: np.ndarray, keys: np.ndarray, params: noise.NoiseParams, policy: privacy.PrivacyPolicy
+) -> np.ndarray:
+    """Counts as a person sees them: each with its cell's noise, a non-zero count never below
+    k (``noise.perturb_counts`` with the policy's floor)."""
+    return noise.perturb_counts(counts, keys, params, policy.k)
