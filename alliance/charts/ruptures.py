@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from alliance import charts
 from alliance.charts import figure_edit
 from alliance.charts.dimensions import fit_layout
+from alliance.charts.text import chart_text
 
 
 def rate_chart(df: pd.DataFrame, **options: Any) -> go.Figure:
@@ -30,3 +31,20 @@ def item_drops(df: pd.DataFrame, **options: Any) -> go.Figure:
     fig = charts.interval_dots(df, **options)
     figure_edit.update_xaxes(fig, rangemode="tozero")
     return fit_layout(fig, legend_below=False)
+
+
+def funnel_item(which: str, points: pd.DataFrame, limits: pd.DataFrame, target: float) -> dict:
+    """The rupture ('rupture') or repair rate's funnel as dimension_grids.funnel_grid takes it,
+    each with its own value axis."""
+    rupture = which == "rupture"
+    return {
+        "name": "Ruptures per 100 SRS" if rupture else "Repair rate",
+        # site names as text in the chart, never markup
+        "points": points.assign(unit=points["unit"].map(chart_text)),
+        "limits": limits,
+        "target": target,
+        "x_label": "SRS with a previous SRS" if rupture else "Ruptures with a known fate",
+        "y_label": "Ruptures per 100 SRS" if rupture else "Repair rate",
+        "value_format": "num1" if rupture else "pct",
+        "own_axis": True,
+    }

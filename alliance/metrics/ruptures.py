@@ -169,18 +169,18 @@ def perturbed_rows(ctx: Context, df: pd.DataFrame) -> pd.DataFrame:
     judged on the exact counts (``rupture_rule``, ``repair_rule``: True = that rate is
     withheld), and the exact client counts kept, for judging only, as ``exact_n_clients`` and
     ``exact_fate_clients``. No key column."""
-    k = protected.min_clients(ctx.policy)
+    least = protected.min_clients(ctx.policy)
     raw = with_client_keys(df)
     shown = protected.perturb(
         raw,
         params=ctx.noise,
         counts=[*RATE_COUNTS, *CLIENT_KEYS],
         rates=[RUPTURE_RATE, REPAIR_RATE],
-        floor=k,
+        floor=least,
     )
     shown = shown.assign(
-        rupture_rule=protected.numerator_rule(raw, [RUPTURE_RATE], k),
-        repair_rule=protected.numerator_rule(raw, [REPAIR_RATE], k),
+        rupture_rule=protected.numerator_rule(raw, [RUPTURE_RATE], least),
+        repair_rule=protected.numerator_rule(raw, [REPAIR_RATE], least),
         exact_n_clients=df["n_clients"].to_numpy(),
         exact_fate_clients=df["fate_clients"].to_numpy(),
     )

@@ -16,7 +16,8 @@ import pandas as pd
 
 from alliance import charts, privacy
 from alliance.charts.dimension_grids import funnel_grid
-from alliance.charts.ruptures import group_bars, item_drops, rate_chart
+from alliance.charts.ruptures import funnel_item, group_bars, item_drops, rate_chart
+from alliance.metrics import ruptures_after as after
 from alliance.metrics import ruptures_panels as mp
 from alliance.metrics.dimensions import LABELS
 from alliance.metrics.ruptures import (
@@ -30,7 +31,6 @@ from alliance.panel import Context, Panel, Tile, View, empty_panel, with_delta_r
 from alliance.views import ruptures_text as text
 from alliance.views.common import (
     any_withheld,
-    chart_text,
     chosen_sections,
     gather,
     n_text,
@@ -168,21 +168,6 @@ def _monthly(
     )
 
 
-def _funnel_item(which: str, pts: pd.DataFrame, lim: pd.DataFrame, target: float) -> dict:
-    rupture = which == "rupture"
-    return {
-        "name": "Ruptures per 100 SRS" if rupture else "Repair rate",
-        # site names as text in the chart, never markup
-        "points": pts.assign(unit=pts["unit"].map(chart_text)),
-        "limits": lim,
-        "target": target,
-        "x_label": "SRS with a previous SRS" if rupture else "Ruptures with a known fate",
-        "y_label": "Ruptures per 100 SRS" if rupture else "Repair rate",
-        "value_format": "num1" if rupture else "pct",
-        "own_axis": True,
-    }
-
-
 def _funnels(ctx: Context, units: pd.DataFrame, clinic: dict, *, level: str) -> Panel:
     """Rupture rate and repair rate by site or therapist: two funnel plots side by side."""
     noun = "therapist" if level == "therapist" else "site"
@@ -195,7 +180,7 @@ def _funnels(ctx: Context, units: pd.DataFrame, clinic: dict, *, level: str) -> 
             reasons.append(text.funnel_reason(ctx, which, why))
         else:
             pts, lim, target, table, safe, info = part
-            parts.append((_funnel_item(which, pts, lim, target), table, safe, info))
+            parts.append((funnel_item(which, pts, lim, target), table, safe, info))
     if not parts:
         message = f"No funnel by {noun}: " + "; ".join(reasons) + "."
         return empty_panel(key, title, message, section=f"By {noun}")
@@ -224,7 +209,7 @@ def _funnels(ctx: Context, units: pd.DataFrame, clinic: dict, *, level: str) -> 
 
 
 def _followup(ctx: Context) -> list[Panel]:
-    got = mp.followup_rows(ctx)
+    got = after.followup_rows(ctx)
     m = got["measure"]
     t_drop, t_imp = "Dropout after a rupture", f"{m.label} improvement after a rupture"
     if got["df"].empty:
@@ -244,7 +229,7 @@ def _followup(ctx: Context) -> list[Panel]:
         title=t_drop,
         subtitle=subtitle(
             ctx,
-            "Dropout rate of ended episodes (≥ 2 SRS) by their ruptures, 95% Wilson intervals",
+            text.DROPOUT_MEASURE,
             definition,
             # the groups' clients: at least the largest group's
             n_text=n_text(ctx, got["total"], "ended episodes", int(df["n_clients"].max())),
@@ -271,7 +256,6 @@ def _followup(ctx: Context) -> list[Panel]:
         message = f"No ended episodes with two or more {m.label} scores in this selection."
         return [p_drop, empty_panel("followup_outcome", t_imp, message)]
     imp, safe_i = got["imp"], got["safe_i"]
-    direction = "last − first" if m.higher_is_better else "first − last"
     fig_i = group_bars(
         safe_i,
         x="group",
@@ -281,8 +265,7 @@ def _followup(ctx: Context) -> list[Panel]:
         title=t_imp,
         subtitle=subtitle(
             ctx,
-            f"Mean {m.label} improvement ({direction}, points, positive = better) of ended "
-            "episodes (≥ 2 SRS, ≥ 2 scores) by their ruptures, 95% CI",
+            text.improvement_measure(m),
             definition,
             n_text=n_text(ctx, got["imp_total"], "ended episodes", int(imp["n_clients"].max())),
         ),
@@ -302,7 +285,7 @@ def _followup(ctx: Context) -> list[Panel]:
 
 def _items(ctx: Context) -> Panel:
     key, title = "rupture_items", "Which part of the alliance drops at a rupture"
-    got = mp.item_rows(ctx)
+    got = after.item_rows(ctx)
     if got is None:
         return empty_panel(
             key,
@@ -321,8 +304,7 @@ def _items(ctx: Context) -> Panel:
         title=title,
         subtitle=subtitle(
             ctx,
-            "Mean drop of each SRS item (0–10) from the previous SRS at ruptures where items were "
-            "recorded, 95% CI",
+            text.ITEMS_MEASURE,
             text.definition_text(ctx),
             n_text=n_text(ctx, got["ruptures"], "ruptures", int(df["n_clients"].max())),
         ),
@@ -359,7 +341,7 @@ def build(ctx: Context, section: str | None = None) -> View:
         # the follow-up and item panels need nothing from the main table: they are built while
         # its query runs (and dropped unseen when the selection turns out too small to show)
         parts += [lambda: _followup(ctx), lambda: _items(ctx)]
-    table, table_before, *after = gather(*parts)
+    table, table_before, *built = gather(*parts)
     # what the page shows: the protected clinic rows (the exact client counts only judge)
     now = protected_summary(ctx, table)
     before = protected_summary(ctx, table_before)
@@ -399,8 +381,8 @@ def build(ctx: Context, section: str | None = None) -> View:
                 "Therapist-level comparisons are not available for your role.",
             )
         panels += _in("units", [_funnels(ctx, sites, now, level="site"), ther])
-    if after:
-        followup, items = after
+    if built:
+        followup, items = built
         panels += _in("after", [*followup, items])
     return View(TITLE, QUESTION, tiles=_tiles(ctx, now, before), panels=panels, n_clients=n_clients)
 

@@ -11,8 +11,24 @@ from alliance import protected
 from alliance.metrics.dimensions import LABELS
 from alliance.metrics.profile import SRS_ITEMS
 from alliance.panel import Context
+from alliance.settings import Measure
 from alliance.spc import MIN_JUDGED
 from alliance.views.common import CORRELATION_NOTE, SMALL_N_NOTE, noise_note, withheld_note
+
+DROPOUT_MEASURE = "Dropout rate of ended episodes (≥ 2 SRS) by their ruptures, 95% Wilson intervals"
+ITEMS_MEASURE = (
+    "Mean drop of each SRS item (0–10) from the previous SRS at ruptures where items were "
+    "recorded, 95% CI"
+)
+
+
+def improvement_measure(m: Measure) -> str:
+    """The improvement chart's measure (what it subtracts, and from which episodes)."""
+    direction = "last − first" if m.higher_is_better else "first − last"
+    return (
+        f"Mean {m.label} improvement ({direction}, points, positive = better) of ended "
+        "episodes (≥ 2 SRS, ≥ 2 scores) by their ruptures, 95% CI"
+    )
 
 
 def definition_text(ctx: Context) -> str:
@@ -119,11 +135,11 @@ def overdispersion_text(methods: set[str]) -> str:
 
 def funnel_reason(ctx: Context, which: str, why: str) -> str:
     """Why a funnel is not drawn ('rupture rate: …')."""
-    k = protected.min_clients(ctx.policy)
+    least = protected.min_clients(ctx.policy)
     text = {
         "empty": f"no {'SRS ratings' if which == 'rupture' else 'ruptures with a known fate'}",
-        "target": f"the clinic's rate rests on fewer than {k} events or non-events",
-        "few": f"fewer than two describe at least {k} clients",
+        "target": f"the clinic's rate rests on fewer than {least} events or non-events",
+        "few": f"fewer than two describe at least {least} clients",
     }[why]
     return f"{which} rate: {text}"
 
