@@ -157,7 +157,7 @@ def followup_rows(ctx: Context) -> dict:
 def item_rows(ctx: Context) -> dict | None:
     """How much each SRS item fell at a rupture, protected, or None without ruptures with
     items. Returns df (exact), safe (dimension, n_clients, ruptures, mean_drop, low, high,
-    largest, largest_share, label, suppressed; in the dimensions' order) and ruptures (the
+    largest, largest_share, suppressed; in the dimensions' order) and ruptures (the
     protected number of ruptures, the same for every item)."""
     df = queries.run(
         ctx.con,
@@ -193,12 +193,6 @@ def item_rows(ctx: Context) -> dict | None:
     safe = safe.assign(low=low, high=high)
     order = {d: i for i, d in enumerate(LABELS)}
     safe = safe.assign(_o=safe["dimension"].map(order)).sort_values("_o").drop(columns="_o")
-    safe = safe.assign(
-        label=[
-            f"{LABELS[d]} (fell most in {s:.0%})" if pd.notna(s) else LABELS[d]
-            for d, s in zip(safe["dimension"], safe["largest_share"], strict=True)
-        ]
-    )
     # the same ruptures for every item: one protected count
     ruptures = int(
         protected.shown_counts(

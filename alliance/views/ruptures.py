@@ -296,7 +296,7 @@ def _items(ctx: Context) -> Panel:
         )
     df, safe = got["df"], got["safe"]
     fig = item_drops(
-        safe,
+        safe.assign(label=text.item_labels(safe)),
         category="label",
         value="mean_drop",
         low="low",

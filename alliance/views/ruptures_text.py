@@ -210,6 +210,14 @@ def improvement_reading(ctx: Context, safe_i: pd.DataFrame) -> str:
     )
 
 
+def item_labels(safe: pd.DataFrame) -> list[str]:
+    """Each item's name, with how often it fell most where that share is shown."""
+    return [
+        f"{LABELS[d]} (fell most in {s:.0%})" if pd.notna(s) else LABELS[d]
+        for d, s in zip(safe["dimension"], safe["largest_share"], strict=True)
+    ]
+
+
 def items_reading(ctx: Context, safe: pd.DataFrame) -> str:
     top = safe.dropna(subset=["mean_drop"])
     lead = ""
