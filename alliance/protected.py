@@ -304,3 +304,16 @@ def min_clients(policy: privacy.PrivacyPolicy) -> int:
     """The fewest distinct clients a shown figure may describe (k), for a sentence that names
     the threshold ("every month describes fewer than 11 clients"); never for a decision."""
     return policy.k
+
+
+def enough_clients_rows(n_clients: pd.Series | np.ndarray, policy: privacy.PrivacyPolicy) -> np.ndarray:
+    """Per row: True where the count describes at least k clients (a row that may be used)."""
+    return pd.to_numeric(pd.Series(n_clients)).to_numpy(dtype="float64") >= policy.k
+
+
+def shown_counts_of(
+    counts: np.ndarray, keys: np.ndarray, params: noise.NoiseParams, policy: privacy.PrivacyPolicy
+) -> np.ndarray:
+    """Counts as a person sees them: each with its cell's noise, a non-zero count never below
+    k (``noise.perturb_counts`` with the policy's floor)."""
+    return noise.perturb_counts(counts, keys, params, policy.k)

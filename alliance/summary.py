@@ -18,9 +18,10 @@ import math
 import pandas as pd
 
 from alliance.metrics import overview
+from alliance.metrics.ruptures import rupture_summary
 from alliance.panel import Context
 from alliance.stats import mean_interval, wilson_interval
-from alliance.views import dropout_stats, outcomes, ruptures, therapists
+from alliance.views import dropout_stats, outcomes, therapists
 from alliance.views.common import protect
 
 COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}
@@ -113,7 +114,7 @@ def compute(ctx: Context) -> dict[str, object]:
         _ci(getattr(icc, "low", None), getattr(icc, "high", None)),
     )
 
-    r = ruptures.rupture_summary(ctx)
+    r = rupture_summary(ctx)
     add("rupture_rate_per_100", r.get("rupture_rate_per_100"), int(r.get("n_clients") or 0))
     add(
         "repair_rate",

@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from alliance import serve
+from alliance.metrics import profile as profile_metrics
 from alliance.serve import CHROMIUM, CHROMIUM_ARGS
-from alliance.views import profile
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -153,7 +153,8 @@ def test_profile_shows_one_section_kept_in_the_link(server: str, browser_page: P
     picker.get_by_role("radio", name="Client background").click()
     page.wait_for_function("() => location.search.includes('show=Client+background')")
     background = [
-        f"The alliance dimensions by {label.lower()}" for label in profile.DEMOGRAPHICS.values()
+        f"The alliance dimensions by {label.lower()}"
+        for label in profile_metrics.DEMOGRAPHICS.values()
     ]
     wait_for_titles(page, background)
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()

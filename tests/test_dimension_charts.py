@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliance.charts.dimensions import COLOURS, LABELS, funnel_grid, strip_figure
+from alliance.charts.dimension_grids import funnel_grid, strip_figure
+from alliance.charts.dimensions import COLOURS, LABELS
 
 
 def _funnel_item(name: str, target: float) -> dict:

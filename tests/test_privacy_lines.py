@@ -29,6 +29,7 @@ import pytest
 
 from alliance import privacy, queries, report, spc
 from alliance.filters import Filters
+from alliance.metrics import ruptures as rupture_metrics
 from alliance.panel import Context, Panel
 from alliance.privacy import PrivacyPolicy
 from alliance.settings import Settings
@@ -252,9 +253,9 @@ def test_month_client_lists_match_the_counts_of_the_rupture_table(demo_con):
     for code in [None, *_therapists(demo_con)[:6]]:
         ctx = _ctx(demo_con, THREE_YEARS, therapist=code)
         lists = queries.run(
-            demo_con, "rupture_month_clients", **ctx.params(), **ruptures.rupture_params(ctx)
+            demo_con, "rupture_month_clients", **ctx.params(), **rupture_metrics.rupture_params(ctx)
         ).set_index("month")
-        counts = ruptures.rupture_counts(ctx, "month")
+        counts = rupture_metrics.rupture_counts(ctx, "month")
         for row in counts.itertuples():
             prev = lists["previous_clients"].get(row.unit, [])
             fate = lists["fate_clients"].get(row.unit, [])
@@ -286,7 +287,7 @@ def test_repair_chart_withheld_months_describe_k_distinct_clients(demo_con):
         if hidden.empty or len(hidden) == len(d):
             continue
         lists = queries.run(
-            demo_con, "rupture_month_clients", **ctx.params(), **ruptures.rupture_params(ctx)
+            demo_con, "rupture_month_clients", **ctx.params(), **rupture_metrics.rupture_params(ctx)
         )
         lists = lists.assign(month=lists["month"].str[:7]).set_index("month")["fate_clients"]
         union = set().union(*(set(lists[m]) for m in hidden["month"]))

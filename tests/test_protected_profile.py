@@ -15,6 +15,7 @@ import pytest
 
 from alliance import queries
 from alliance.filters import Filters, add_months
+from alliance.metrics import profile as profile_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import profile
@@ -50,7 +51,7 @@ def _ctx(con, first=START, last=END, **filters) -> Context:
 def _tile_episodes(con, **filters) -> dict[str, int | None]:
     """The clinic tiles' episodes per dimension as shown ('n = … episodes'), None if withheld."""
     ctx = _ctx(con, **filters)
-    clinic = profile.dimension_scores(ctx, "clinic")
+    clinic = profile_metrics.dimension_scores(ctx, "clinic")
     if clinic.empty:
         return {}
     out = {}
@@ -171,5 +172,5 @@ def test_no_key_and_no_exact_count_leaves_the_page(demo_con, demo_ctx) -> None:
 
 
 def _dims(labels):
-    back = {v: k for k, v in profile.LABELS.items()}
+    back = {v: k for k, v in profile_metrics.LABELS.items()}
     return [back[x] for x in labels]

@@ -20,6 +20,7 @@ import pytest
 
 from alliance import noise, queries
 from alliance.filters import Filters, add_months
+from alliance.metrics import ruptures as rupture_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import ruptures
@@ -94,7 +95,7 @@ def test_month_differencing_of_the_tiles_recovers_no_more_than_chance(demo_con):
         if key not in shown:
             ctx = _ctx(demo_con, first=first, last=end, site=site, race_ethnicity=race)
             shown[key] = _tile_counts(ruptures.build(ctx, "units"))
-            e = ruptures.rupture_summary(ctx)
+            e = rupture_metrics.rupture_summary(ctx)
             exact[key] = (e["with_previous"], e["ruptures"]) if e["n_clients"] >= K else None
         return shown[key], exact[key]
 
@@ -163,7 +164,7 @@ def test_cell_keys_are_the_sums_of_the_records_keys(demo_ctx):
     """rupture_rates' keys against the exact facts: every administration carries its client's
     key (the rollup's sum(ckey * n_srs) equals the sessions' sum)."""
     ctx = demo_ctx
-    got = ruptures.rupture_table(ctx, groupings=()).iloc[0]
+    got = rupture_metrics.rupture_table(ctx, groupings=()).iloc[0]
     p = ctx.params()
     want = ctx.con.execute(
         """
@@ -191,8 +192,8 @@ def test_no_key_column_and_no_exact_count_is_shown(demo_ctx):
             assert "_cellkey" not in p.figure.to_json(), p.key
     # the shown counts are the protected ones: the monthly charts' counts against their cells'
     # perturbation, and not the exact counts
-    table = ruptures.rupture_table(ctx, groupings=["month"])
-    months = ruptures.rupture_counts(ctx, "month", table=table)
+    table = rupture_metrics.rupture_table(ctx, groupings=["month"])
+    months = rupture_metrics.rupture_counts(ctx, "month", table=table)
     panel = next(p for p in view.panels if p.key == "rupture_monthly")
     d = panel.data[~panel.data["suppressed"].astype(bool)].set_index("month")
     m = months.assign(month=months["unit"].str[:7]).set_index("month").loc[d.index]
@@ -203,8 +204,8 @@ def test_no_key_column_and_no_exact_count_is_shown(demo_ctx):
         assert np.array_equal(d[col].to_numpy(dtype=float), want), col
         assert (d[col].to_numpy(dtype=float) != m[col].to_numpy(dtype=float)).mean() > 0.5
     # no exact headline count in a tile, a subtitle or a hover
-    exact = ruptures.rupture_summary(ctx)
-    now = ruptures.protected_summary(ctx, table)
+    exact = rupture_metrics.rupture_summary(ctx)
+    now = rupture_metrics.protected_summary(ctx, table)
     text = "\n".join(
         [t.n_text for t in view.tiles]
         + [p.figure.to_json() for p in view.panels if p.figure is not None]
@@ -224,11 +225,11 @@ def test_the_followup_and_items_panels_show_protected_counts(demo_ctx):
         "rupture_followup",
         **ctx.params(),
         measure=ctx.filters.outcome_measure,
-        **ruptures.rupture_params(ctx),
+        **rupture_metrics.rupture_params(ctx),
     ).set_index("rupture_group")
     drop = next(p for p in view.panels if p.key == "followup_dropout").data
     shown = drop[~drop["suppressed"].astype(bool)]
-    labels = {v: k for k, v in ruptures.GROUP_LABELS.items()}
+    labels = {v: k for k, v in rupture_metrics.GROUP_LABELS.items()}
     for row in shown.itertuples():
         cell = df.loc[labels[row.group]]
         want = noise.perturb_counts(

@@ -19,7 +19,7 @@ import pytest
 
 from alliance import queries
 from alliance.filters import Filters
-from alliance.views import profile
+from alliance.metrics import profile as profile_metrics
 
 REFERENCE = Path(__file__).parent / "reference"
 
@@ -80,7 +80,11 @@ def test_profile_rollup_equals_sessions(request, clinic: str, name: str, allianc
             continue
         # every grouping, each section's, and the clinic alone: the groupings asked for
         # (with the clinic) and nothing else, each exactly as the reference computes it
-        for groupings in (profile.ALL_GROUPINGS, *profile.SECTION_GROUPINGS.values(), ()):
+        for groupings in (
+            profile_metrics.ALL_GROUPINGS,
+            *profile_metrics.SECTION_GROUPINGS.values(),
+            (),
+        ):
             got = queries.run(con, name, **params, groupings=list(groupings))
             part = want[want["grouping"].isin(["clinic", *groupings])]
             _compare(got, part)
@@ -156,10 +160,9 @@ def test_profile_cell_keys(demo_con, alliance: str) -> None:
     from alliance import noise
     from alliance.panel import Context
     from alliance.settings import Settings
-    from alliance.views import profile
 
     ctx = Context(con=demo_con, filters=f, settings=Settings())
-    table = profile._clinic_table(ctx).set_index("dimension")
+    table = profile_metrics.clinic_table(ctx).set_index("dimension")
     assert (
         table.loc["heard", "administrations_cellkey"]
         == noise.derived_key(

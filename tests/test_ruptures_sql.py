@@ -20,6 +20,7 @@ import pytest
 
 from alliance import db, queries
 from alliance.filters import Filters
+from alliance.metrics import ruptures as rupture_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import ruptures
@@ -112,7 +113,7 @@ def tiny_ctx(con, *, first=JAN, last=MAR, **settings) -> Context:
 
 
 def per_episode(ctx: Context) -> dict[int, dict]:
-    df = ruptures.rupture_counts(ctx, "therapist")
+    df = rupture_metrics.rupture_counts(ctx, "therapist")
     return {
         int(u.removeprefix("T-")): row
         for u, row in zip(df["unit"], df.to_dict("records"), strict=True)
@@ -153,7 +154,7 @@ def test_denominators_count_administrations_with_a_previous_srs(tiny_con):
 
 
 def test_summary_matches_the_definitions(tiny_con):
-    s = ruptures.rupture_summary(tiny_ctx(tiny_con))
+    s = rupture_metrics.rupture_summary(tiny_ctx(tiny_con))
     # 7 ruptures / 20 administrations with a previous SRS; repaired 3 of 6 with a known fate
     assert s["ruptures"] == 7 and s["with_previous"] == 20
     assert s["rupture_rate_per_100"] == pytest.approx(35.0)
@@ -212,19 +213,19 @@ def test_the_window_runs_past_the_end_of_the_period(tiny_con):
 
 def test_declared_columns_match_the_results(tiny_con):
     ctx = tiny_ctx(tiny_con)
-    df = ruptures.rupture_table(ctx)
+    df = rupture_metrics.rupture_table(ctx)
     assert list(df.columns) == list(queries.load("rupture_rates").columns)
     assert set(df["grouping"]) == {"clinic", "month", "site", "therapist"}
 
 
 def test_grouping_by_month_and_site_adds_up(tiny_con):
     ctx = tiny_ctx(tiny_con)
-    clinic = ruptures.rupture_counts(ctx, "clinic").iloc[0]
+    clinic = rupture_metrics.rupture_counts(ctx, "clinic").iloc[0]
     for unit in ("month", "site"):
-        df = ruptures.rupture_counts(ctx, unit)
+        df = rupture_metrics.rupture_counts(ctx, unit)
         for col in ("with_previous", "ruptures", "repaired", "unrepaired", "open"):
             assert df[col].sum() == clinic[col], (unit, col)
-    months = ruptures.rupture_counts(ctx, "month").set_index("unit")
+    months = rupture_metrics.rupture_counts(ctx, "month").set_index("unit")
     # ruptures on Jan 12 (1, 3, 6, 7, 8) and Jan 19 (2, 4)
     assert months.loc["2026-01-01", "ruptures"] == 7
 
@@ -233,10 +234,10 @@ def test_filters_and_role_restriction_apply(tiny_con):
     ctx = tiny_ctx(tiny_con)
     south = dataclasses.replace(ctx, filters=dataclasses.replace(ctx.filters, site="South"))
     # site 2 = even episodes 2, 4, 6, 8: ruptures 4, repaired 2 (4, 8), unrepaired 2 (2, 6)
-    s = ruptures.rupture_summary(south)
+    s = rupture_metrics.rupture_summary(south)
     assert (s["ruptures"], s["repaired"], s["unrepaired"], s["open"]) == (4, 2, 2, 0)
     north_only = dataclasses.replace(ctx, allowed_sites=["North"])
-    s = ruptures.rupture_summary(north_only)
+    s = rupture_metrics.rupture_summary(north_only)
     assert (s["ruptures"], s["repaired"], s["unrepaired"], s["open"]) == (3, 1, 1, 1)
 
 
@@ -395,16 +396,16 @@ def test_clinic_only_table_is_the_clinic_row_of_the_full_table(tiny_con, demo_co
         (demo_con, D(2026, 3, 1), D(2026, 5, 1)),
     ):
         ctx = tiny_ctx(con, first=first, last=last, repair_window=window)
-        full = ruptures.rupture_table(ctx)
-        clinic = ruptures.rupture_table(ctx, groupings=())
+        full = rupture_metrics.rupture_table(ctx)
+        clinic = rupture_metrics.rupture_table(ctx, groupings=())
         assert list(clinic["grouping"]) == ["clinic"]
         want = full[full["grouping"] == "clinic"].reset_index(drop=True)
         assert int(want["with_previous"].iloc[0]) > 0
         assert clinic.reset_index(drop=True).equals(want)
-        for units in ruptures.SECTION_UNITS.values():
-            part = ruptures.rupture_table(ctx, groupings=units).reset_index(drop=True)
+        for units in rupture_metrics.SECTION_UNITS.values():
+            part = rupture_metrics.rupture_table(ctx, groupings=units).reset_index(drop=True)
             want = full[full["grouping"].isin(["clinic", *units])].reset_index(drop=True)
             assert set(part["grouping"]) == {"clinic", *units}
             pd.testing.assert_frame_equal(part, want, rtol=1e-12)
     with pytest.raises(ValueError, match="unknown groupings"):
-        ruptures.rupture_table(ctx, groupings=("program",))
+        rupture_metrics.rupture_table(ctx, groupings=("program",))

@@ -17,9 +17,11 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import db, queries
 from alliance.filters import Filters
+from alliance.metrics import profile as profile_metrics
+from alliance.metrics import profile_therapists
 from alliance.panel import Context
 from alliance.settings import Settings
-from alliance.views import profile
+from alliance.views import profile, profile_text
 from tests.conftest import ROOT, groupings_asked, sections_make_the_whole
 
 D = dt.date
@@ -86,7 +88,7 @@ def items_ctx(con, **filters) -> Context:
 
 
 def test_dimension_scores_are_means_of_episode_means(items_con):
-    df = profile.dimension_scores(items_ctx(items_con)).set_index("dimension")
+    df = profile_metrics.dimension_scores(items_ctx(items_con)).set_index("dimension")
     # episode means: heard 9.5, 8, 8; goals 8.5, 8, 8; approach 7.5, 6, 8; overall 8.5, 7, 8
     assert df.loc["heard", "mean_score"] == pytest.approx(8.5)
     assert df.loc["goals", "mean_score"] == pytest.approx(8.5 / 3 + 16 / 3)
@@ -107,39 +109,41 @@ def test_dimension_scores_are_means_of_episode_means(items_con):
 def test_declared_columns_match_the_results(items_con):
     ctx = items_ctx(items_con)
     declared = list(queries.load("profile_dimensions").columns)
-    for groupings in ([], ["site"], list(profile.ALL_GROUPINGS)):
+    for groupings in ([], ["site"], list(profile_metrics.ALL_GROUPINGS)):
         df = queries.run(
             items_con, "profile_dimensions", **ctx.params(), alliance="srs", groupings=groupings
         )
         assert list(df.columns) == declared
-    groupings = set(profile.profile_table(ctx)["grouping"])
+    groupings = set(profile_metrics.profile_table(ctx)["grouping"])
     assert groupings == {
-        *profile.GROUP_BYS,
+        *profile_metrics.GROUP_BYS,
         "therapist/age_band",
         "therapist/gender",
         "therapist/race_ethnicity",
     }
     assert set(
-        profile.profile_table(ctx, groupings=["program", *profile.DEMOGRAPHICS])["grouping"]
-    ) == {"clinic", "program", *profile.DEMOGRAPHICS}
-    assert set(profile.profile_table(ctx, groupings=[])["grouping"]) == {"clinic"}
+        profile_metrics.profile_table(ctx, groupings=["program", *profile_metrics.DEMOGRAPHICS])[
+            "grouping"
+        ]
+    ) == {"clinic", "program", *profile_metrics.DEMOGRAPHICS}
+    assert set(profile_metrics.profile_table(ctx, groupings=[])["grouping"]) == {"clinic"}
     with pytest.raises(ValueError, match="unknown groupings"):
-        profile.profile_table(ctx, groupings=["site", "postcode"])
+        profile_metrics.profile_table(ctx, groupings=["site", "postcode"])
 
 
 def test_dimension_scores_by_unit(items_con):
     ctx = items_ctx(items_con)
-    site = profile.dimension_scores(ctx, "site").set_index(["unit", "dimension"])
+    site = profile_metrics.dimension_scores(ctx, "site").set_index(["unit", "dimension"])
     assert site.loc[("North", "heard"), "mean_score"] == pytest.approx(8.75)
     assert site.loc[("South", "approach"), "mean_score"] == pytest.approx(8.0)
     assert np.isnan(site.loc[("South", "heard"), "low"])  # one episode: no interval
-    male = profile.dimension_scores(ctx, "gender").set_index(["unit", "dimension"])
+    male = profile_metrics.dimension_scores(ctx, "gender").set_index(["unit", "dimension"])
     assert male.loc[("male", "heard"), "mean_score"] == pytest.approx(8.0)
     assert male.loc[("male", "heard"), "low"] == pytest.approx(8.0)  # SD 0
-    cells = profile.dimension_scores(ctx, "therapist", "gender")
+    cells = profile_metrics.dimension_scores(ctx, "therapist", "gender")
     row = cells[(cells["unit"] == "T-AAAA") & (cells["subgroup"] == "male")]
     assert row.set_index("dimension").loc["approach", "mean_score"] == pytest.approx(6.0)
-    month = profile.dimension_scores(ctx, "month").set_index(["unit", "dimension"])
+    month = profile_metrics.dimension_scores(ctx, "month").set_index(["unit", "dimension"])
     # February: episode 1 (both sessions), 2, 3 (first 3 Mondays... all in Feb/Mar)
     assert set(month.index.get_level_values(0)) <= {"2026-02-01", "2026-03-01"}
 
@@ -148,11 +152,11 @@ def test_a_grouping_is_the_same_whether_its_rows_are_together_or_not(items_con):
     """dimension_scores slices a grouping whose rows are together (the query orders them so)
     and picks them one by one otherwise: the same frame either way."""
     ctx = items_ctx(items_con)
-    table = profile.profile_table(ctx)
+    table = profile_metrics.profile_table(ctx)
     shuffled = table.sample(frac=1.0, random_state=3).reset_index(drop=True)
     for grouping in ("clinic", "site", "therapist/gender", "month"):
-        together = profile.dimension_scores(ctx, *grouping.split("/"), table=table)
-        apart = profile.dimension_scores(ctx, *grouping.split("/"), table=shuffled)
+        together = profile_metrics.dimension_scores(ctx, *grouping.split("/"), table=table)
+        apart = profile_metrics.dimension_scores(ctx, *grouping.split("/"), table=shuffled)
         assert len(together) > 0
         keys = ["unit", "subgroup", "dimension"]
         pd.testing.assert_frame_equal(
@@ -160,23 +164,23 @@ def test_a_grouping_is_the_same_whether_its_rows_are_together_or_not(items_con):
             apart.sort_values(keys).reset_index(drop=True),
         )
     empty = table[table["grouping"] != "site"]
-    assert profile.dimension_scores(ctx, "site", table=empty).empty
+    assert profile_metrics.dimension_scores(ctx, "site", table=empty).empty
 
 
 def test_wai_dimensions_are_the_subscales(items_con):
     ctx = items_ctx(items_con, alliance_measure="wai")
-    df = profile.dimension_scores(ctx).set_index("dimension")
-    assert list(profile.dimensions(ctx)) == ["heard", "goals", "approach"]
+    df = profile_metrics.dimension_scores(ctx).set_index("dimension")
+    assert list(profile_metrics.dimensions(ctx)) == ["heard", "goals", "approach"]
     assert "overall" not in df.index
     assert df.loc["heard", "mean_score"] == pytest.approx(5.0)  # Bond
     assert df.loc["goals", "mean_score"] == pytest.approx(3.0)  # Goal
     assert df.loc["approach", "mean_score"] == pytest.approx(4.0)  # Task
-    assert "Bond" in profile.items_caption(ctx)
+    assert "Bond" in profile_text.items_caption(ctx)
 
 
 def test_gap_vs_overall_by_hand():
     # group 1, 2, 3 (mean 2, var 1); rest 4, 6 (mean 5, var 2); all: mean 3.2, var 3.7
-    gap, low, high = profile.gap_vs_overall(
+    gap, low, high = profile_metrics.gap_vs_overall(
         np.array([2.0]), np.array([1.0]), np.array([3.0]), 3.2, 3.7**0.5, 5.0
     )
     assert gap[0] == pytest.approx(-1.2)  # 2 - 3.2 = (2/5)(2 - 5)
@@ -184,7 +188,7 @@ def test_gap_vs_overall_by_hand():
     assert low[0] == pytest.approx(-1.2 - 1.959963984540054 * se)
     assert high[0] == pytest.approx(-1.2 + 1.959963984540054 * se)
     # a group that is the whole clinic has no gap
-    gap, low, high = profile.gap_vs_overall(
+    gap, low, high = profile_metrics.gap_vs_overall(
         np.array([3.2]), np.array([3.7**0.5]), np.array([5.0]), 3.2, 3.7**0.5, 5.0
     )
     assert (gap[0], low[0], high[0]) == (0.0, 0.0, 0.0)
@@ -192,9 +196,11 @@ def test_gap_vs_overall_by_hand():
 
 def test_meeting_mode_labels_are_letters_by_volume(items_con):
     ctx = dataclasses.replace(items_ctx(items_con), meeting_mode=True)
-    names = profile.therapist_labels(["T-B", "T-A", "T-C"], ctx, pd.Series({"T-C": 9, "T-A": 5}))
+    names = profile_metrics.therapist_labels(
+        ["T-B", "T-A", "T-C"], ctx, pd.Series({"T-C": 9, "T-A": 5})
+    )
     assert names == {"T-C": "Therapist A", "T-A": "Therapist B", "T-B": "Therapist C"}
-    plain = profile.therapist_labels(["T-B"], items_ctx(items_con))
+    plain = profile_metrics.therapist_labels(["T-B"], items_ctx(items_con))
     assert plain == {"T-B": "T-B"}
 
 
@@ -228,7 +234,7 @@ def _all_text(v) -> str:
 def test_profile_renders_on_the_demo_clinic(demo_view):
     ctx, v = demo_view
     assert v.notice is None
-    assert [t.label for t in v.tiles] == list(profile.LABELS.values())
+    assert [t.label for t in v.tiles] == list(profile_metrics.LABELS.values())
     keys = {p.key for p in v.panels}
     assert {"by_site", "weakest", "by_program", "by_month", "funnel_dimensions"} <= keys
     assert {"gap_race_ethnicity", "gap_age_band", "gap_gender", "therapist_gaps"} <= keys
@@ -251,7 +257,7 @@ def test_demo_item_structure_relationship_highest_approach_lowest(demo_view):
 def test_captions_name_the_instrument_items(demo_view):
     _, v = demo_view
     text = _all_text(v)
-    for name in profile.SRS_ITEMS.values():
+    for name in profile_metrics.SRS_ITEMS.values():
         assert name in text
 
 
@@ -281,7 +287,7 @@ def test_withheld_cells_show_no_values(demo_view):
 
 def test_shrunken_gaps_lie_between_raw_gap_and_centre(demo_view):
     ctx, _ = demo_view
-    df = profile.therapist_gaps(ctx).dropna(subset=["shrunk", "raw_gap", "centre"])
+    df = profile_therapists.therapist_gaps(ctx).dropna(subset=["shrunk", "raw_gap", "centre"])
     assert len(df) > 50
     assert (
         (df["shrunk"] - df["centre"]).abs() <= (df["raw_gap"] - df["centre"]).abs() + 1e-9
@@ -330,11 +336,11 @@ def test_each_section_asks_only_for_its_groupings(demo_view, monkeypatch):
     grouping, whichever section (or the whole page) is built."""
     ctx, _ = demo_view
     asked = groupings_asked(monkeypatch, "profile_dimensions")
-    for section, groupings in profile.SECTION_GROUPINGS.items():
+    for section, groupings in profile_metrics.SECTION_GROUPINGS.items():
         profile.build(ctx, section)
         assert asked.pop() == list(groupings), section
     profile.build(ctx)
-    assert asked.pop() == [g for gs in profile.SECTION_GROUPINGS.values() for g in gs]
+    assert asked.pop() == [g for gs in profile_metrics.SECTION_GROUPINGS.values() for g in gs]
     viewer = dataclasses.replace(ctx, therapist_level=False)
     for section in [*profile.SECTIONS, None]:
         profile.build(viewer, section)
@@ -347,7 +353,9 @@ def test_wai_profile_on_the_demo_clinic(demo_view):
     v = profile.build(
         dataclasses.replace(ctx, filters=dataclasses.replace(ctx.filters, alliance_measure="wai"))
     )
-    assert [t.label for t in v.tiles] == [profile.LABELS[d] for d in ("heard", "goals", "approach")]
+    assert [t.label for t in v.tiles] == [
+        profile_metrics.LABELS[d] for d in ("heard", "goals", "approach")
+    ]
     values = {t.key: t.value for t in v.tiles}
     assert values["dim_heard"] > values["dim_approach"]  # Bond highest, Task lowest
     assert 3.5 < values["dim_approach"] < 4.3
@@ -371,7 +379,7 @@ def test_profile_page_renders(app_env):
     at.switch_page("pages/profile.py").run()
     assert not at.exception
     labels = [m.label for m in at.metric]
-    assert labels[:4] == list(profile.LABELS.values())
+    assert labels[:4] == list(profile_metrics.LABELS.values())
     picker = at.segmented_control(key="show_profile")
     assert picker.value == profile.SECTIONS["where"]
     assert picker.options == list(profile.SECTIONS.values())
@@ -383,7 +391,7 @@ def test_profile_page_renders(app_env):
     ]
     picker.set_value(profile.SECTIONS["therapists"]).run()
     assert not at.exception
-    assert [m.label for m in at.metric][:4] == list(profile.LABELS.values())
+    assert [m.label for m in at.metric][:4] == list(profile_metrics.LABELS.values())
     assert _titles(at) == [
         "The alliance dimensions by therapist",
         "Does a group's gap differ between therapists?",
@@ -391,7 +399,8 @@ def test_profile_page_renders(app_env):
     at.segmented_control(key="show_profile").set_value(profile.SECTIONS["background"]).run()
     assert not at.exception
     assert _titles(at) == [
-        f"The alliance dimensions by {label.lower()}" for label in profile.DEMOGRAPHICS.values()
+        f"The alliance dimensions by {label.lower()}"
+        for label in profile_metrics.DEMOGRAPHICS.values()
     ]
 
 
@@ -401,7 +410,7 @@ def test_profile_page_switches_to_wai(app_env):
     at.radio(key="f_alliance").set_value("wai").run()
     assert not at.exception
     assert [m.label for m in at.metric][:3] == [
-        profile.LABELS[d] for d in ("heard", "goals", "approach")
+        profile_metrics.LABELS[d] for d in ("heard", "goals", "approach")
     ]
     assert "Overall" not in [m.label for m in at.metric]
 

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from alliance.filters import Filters
+from alliance.metrics import ruptures as rupture_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import ruptures
@@ -64,7 +65,7 @@ def test_view_renders_on_the_demo_clinic(demo_view):
 
 def test_rates_are_plausible(demo_view):
     ctx, _ = demo_view
-    s = ruptures.rupture_summary(ctx)
+    s = rupture_metrics.rupture_summary(ctx)
     # clients report ruptures in 19-42% of sessions; an SRS drop of >= 2 points catches fewer
     assert 8 < s["rupture_rate_per_100"] < 25
     assert 0.3 < s["repair_rate"] < 0.7
@@ -77,9 +78,9 @@ def test_rates_are_plausible(demo_view):
 
 def test_summary_adds_up_over_months_and_therapists(demo_view):
     ctx, _ = demo_view
-    s = ruptures.rupture_summary(ctx)
+    s = rupture_metrics.rupture_summary(ctx)
     for unit in ("month", "site", "therapist"):
-        df = ruptures.rupture_counts(ctx, unit)
+        df = rupture_metrics.rupture_counts(ctx, unit)
         assert int(df["ruptures"].sum()) == s["ruptures"], unit
         assert int(df["repaired"].sum()) == s["repaired"], unit
         assert int(df["with_previous"].sum()) == s["with_previous"], unit
@@ -103,8 +104,8 @@ def test_settings_are_printed_on_every_chart(demo_view):
 def test_repaired_episodes_improve_more_than_unrepaired(demo_view):
     ctx, v = demo_view
     out = next(p for p in v.panels if p.key == "followup_outcome").data.set_index("group")
-    repaired = out.loc[ruptures.GROUP_LABELS["repaired"], "mean_improvement"]
-    unrepaired = out.loc[ruptures.GROUP_LABELS["unrepaired"], "mean_improvement"]
+    repaired = out.loc[rupture_metrics.GROUP_LABELS["repaired"], "mean_improvement"]
+    unrepaired = out.loc[rupture_metrics.GROUP_LABELS["unrepaired"], "mean_improvement"]
     assert repaired > unrepaired
     drop = next(p for p in v.panels if p.key == "followup_dropout")
     assert "association, not a cause" in drop.reading
@@ -168,7 +169,7 @@ def test_each_section_asks_only_for_its_units(demo_view, monkeypatch):
     the clinic alone); a viewer's never the therapist unit, whichever section is built."""
     ctx, _ = demo_view
     asked = groupings_asked(monkeypatch, "rupture_rates")
-    for section, units in ruptures.SECTION_UNITS.items():
+    for section, units in rupture_metrics.SECTION_UNITS.items():
         ruptures.build(ctx, section)
         assert sorted(asked[-2:]) == sorted([list(units), []]), section
         asked.clear()
