@@ -241,3 +241,48 @@ def mean_interval(
         )
     half = np.sqrt(half2)
     return m - half, m + half
+
+
+# --------------------------------------------------------------------------------------------
+# The threshold asked, never compared by hand outside the privacy layer (issue #22)
+# --------------------------------------------------------------------------------------------
+
+
+def numerator_withheld(
+    policy: privacy.PrivacyPolicy, events: int | None, total: int | None
+) -> bool:
+    """The numerator rule for one exact rate: True when its events or its non-events (total -
+    events) number 1 .. k-1 (a missing count counts as 0, as in `numerator_rule`)."""
+    x = float(events or 0)
+    rest = float(total or 0) - x
+    return bool((0 < x < policy.k) or (0 < rest < policy.k))
+
+
+def perturb_shown(
+    df: pd.DataFrame,
+    *,
+    policy: privacy.PrivacyPolicy,
+    params: noise.NoiseParams,
+    counts: Sequence[str],
+    rates: Sequence[Rate] = (),
+) -> pd.DataFrame:
+    """`perturb` as for a shown figure: a non-zero count never shows below k."""
+    return perturb(df, params=params, counts=counts, rates=rates, floor=policy.k)
+
+
+def perturb_count_values(
+    values: np.ndarray, keys: np.ndarray, policy: privacy.PrivacyPolicy, params: noise.NoiseParams
+) -> np.ndarray:
+    """Counts with their cells' noise as shown (never below k when not 0): noise.perturb_counts."""
+    return noise.perturb_counts(values, keys, params, policy.k)
+
+
+def min_clients(policy: privacy.PrivacyPolicy) -> int:
+    """The fewest distinct clients a shown figure may describe (k), for sentences that say so."""
+    return int(policy.k)
+
+
+def enough_clients(policy: privacy.PrivacyPolicy, *group_clients: int) -> bool:
+    """Every group given has at least k distinct clients (a threshold test, not the release
+    rule of a statistic: privacy.statistic_released)."""
+    return all(int(n) >= policy.k for n in group_clients)

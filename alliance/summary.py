@@ -17,9 +17,10 @@ import math
 
 import pandas as pd
 
+from alliance.metrics import dropout_stats, outcomes
 from alliance.panel import Context
 from alliance.stats import mean_interval, wilson_interval
-from alliance.views import dropout_stats, outcomes, overview, ruptures, therapists
+from alliance.views import overview, ruptures, therapists
 from alliance.views.common import protect
 
 COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}
