@@ -101,6 +101,18 @@ def early_rate(ctx: Context, s: dict, p: dict) -> float | None:
     return p["early_dropout_rate"] if p["with_early_srs"] and early_ok else None
 
 
+def early_srs_groups(ctx: Context) -> pd.DataFrame:
+    """Ended episodes counted by site and exact early SRS (queries/dropout_early_srs.sql): the
+    grouped counts behind d, the odds ratio, r and the fitted curve (dropout_stats.py)."""
+    return queries.run(ctx.con, "dropout_early_srs", **ctx.params())
+
+
+def effects_withheld(ctx: Context, s: dict) -> bool:
+    """The one release rule for d, OR, r and the curve (dropout_stats.effects_released), on the
+    distinct clients of the dropouts and of the other endings with an early SRS."""
+    return not effects_released(ctx.policy, s["early_dropout_clients"], s["early_other_clients"])
+
+
 # --------------------------------------------------------------------------- p-chart
 
 
@@ -297,7 +309,7 @@ def effect_by_site(
             ),
         ]
     )
-    # d itself only where the one release rule lets it out (both groups >= k clients; a row
+    # d itself only where the one release rule lets it out (both groups with at least k clients; a row
     # with one empty group stays visible above, its d is not computable anyway)
     released = np.array(
         [
@@ -371,7 +383,7 @@ def last_sessions(ctx: Context, p: dict) -> pd.DataFrame | None:
 
 
 def medians_released(ctx: Context, s: dict) -> bool:
-    """The median last sessions may be said: both exist and both endings have >= k clients."""
+    """The median last sessions may be said: both exist and both endings have at least k clients."""
     return (
         s["median_last_dropout"] is not None
         and s["median_last_planned"] is not None

@@ -197,7 +197,7 @@ def protected_summary(ctx: Context, row: pd.Series, measure: str) -> dict:
     with a Wilson interval widened for the noise; the mean improvement is the exact mean plus
     the sum's bounded noise over the protected count (interval widened likewise); the effect
     size is that mean over the SD of the first scores; r is exact (a statistic, released when
-    its episodes describe >= k clients) with its interval at the protected n. ``withheld``:
+    its episodes describe at least k clients) with its interval at the protected n. ``withheld``:
     the figures whose population has 1 .. k-1 clients or whose rate has 1 .. k-1 events or
     non-events (numerator rule); ``outcome_share`` (episodes with change scores / ended) and
     its withholding likewise.

@@ -46,7 +46,7 @@ def distribution(ctx: Context, measure: str, rc: float) -> tuple[pd.DataFrame, f
     if df.empty:
         return None
     # Each band's cells add up to a headline count (and all cells to the total): partitioning
-    # by band keeps >= 2 withheld cells of >= k clients in any band with a withheld cell,
+    # by band keeps >= 2 withheld cells of at least k clients in any band with a withheld cell,
     # which also protects the grand total. Counts carry their cell's noise; shares are of the
     # protected total.
     safe = protect_counts(

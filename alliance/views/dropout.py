@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliance import privacy, protected, queries
+from alliance import privacy, protected
 from alliance.charts import dropout as figures
 from alliance.charts.control import baseline_mask, spc_frame, spc_method_text, spc_note
 from alliance.metrics import dropout as metrics
-from alliance.metrics.dropout_stats import effect_groups, effect_stats, effects_released, pool
+from alliance.metrics.dropout_stats import effect_groups, effect_stats, pool
 from alliance.panel import Context, Panel, Tile, View, empty_panel
 from alliance.stats import Estimate
 from alliance.views import dropout_text as text
@@ -293,7 +293,7 @@ def build(ctx: Context) -> View:
         )
     p = metrics.protected_summary(ctx, s)
     groups, clients, (bands, quintiles), p_chart, when = gather(
-        lambda: queries.run(ctx.con, "dropout_early_srs", **ctx.params()),
+        lambda: metrics.early_srs_groups(ctx),
         lambda: effect_groups(ctx),
         lambda: _bands_and_quintiles(ctx, s, p),
         lambda: _p_chart(ctx, s, p),
@@ -301,10 +301,7 @@ def build(ctx: Context) -> View:
     )
     pooled = pool(groups)
     effects = effect_stats(pooled)
-    # the one release rule for d, OR, r and the curve (dropout_stats.effects_released)
-    withheld = not effects_released(
-        ctx.policy, s["early_dropout_clients"], s["early_other_clients"]
-    )
+    withheld = metrics.effects_withheld(ctx, s)
     panels = [
         p_chart,
         bands,
