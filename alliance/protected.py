@@ -306,7 +306,9 @@ def min_clients(policy: privacy.PrivacyPolicy) -> int:
     return policy.k
 
 
-def enough_clients_rows(n_clients: pd.Series | np.ndarray, policy: privacy.PrivacyPolicy) -> np.ndarray:
+def enough_clients_rows(
+    n_clients: pd.Series | np.ndarray, policy: privacy.PrivacyPolicy
+) -> np.ndarray:
     """Per row: True where the count describes at least k clients (a row that may be used)."""
     return pd.to_numeric(pd.Series(n_clients)).to_numpy(dtype="float64") >= policy.k
 
@@ -317,3 +319,41 @@ def shown_counts_of(
     """Counts as a person sees them: each with its cell's noise, a non-zero count never below
     k (``noise.perturb_counts`` with the policy's floor)."""
     return noise.perturb_counts(counts, keys, params, policy.k)
+
+
+# wt-b: the Outcomes and Dropout pages
+
+
+def numerator_withheld(
+    policy: privacy.PrivacyPolicy, events: int | None, total: int | None
+) -> bool:
+    """The numerator rule for one exact rate: True when its events or its non-events (total -
+    events) number 1 .. k-1 (a missing count counts as 0, as in `numerator_rule`)."""
+    x = float(events or 0)
+    rest = float(total or 0) - x
+    return bool((0 < x < policy.k) or (0 < rest < policy.k))
+
+
+def perturb_shown(
+    df: pd.DataFrame,
+    *,
+    policy: privacy.PrivacyPolicy,
+    params: noise.NoiseParams,
+    counts: Sequence[str],
+    rates: Sequence[Rate] = (),
+) -> pd.DataFrame:
+    """`perturb` as for a shown figure: a non-zero count never shows below k."""
+    return perturb(df, params=params, counts=counts, rates=rates, floor=policy.k)
+
+
+def perturb_count_values(
+    values: np.ndarray, keys: np.ndarray, policy: privacy.PrivacyPolicy, params: noise.NoiseParams
+) -> np.ndarray:
+    """Counts with their cells' noise as shown (never below k when not 0): noise.perturb_counts."""
+    return noise.perturb_counts(values, keys, params, policy.k)
+
+
+def all_have_enough_clients(policy: privacy.PrivacyPolicy, *group_clients: int) -> bool:
+    """Every group given has at least k distinct clients (a threshold test, not the release
+    rule of a statistic: privacy.statistic_released)."""
+    return all(int(n) >= policy.k for n in group_clients)

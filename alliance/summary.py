@@ -17,11 +17,11 @@ import math
 
 import pandas as pd
 
-from alliance.metrics import overview
+from alliance.metrics import dropout_stats, outcomes, overview
 from alliance.metrics.ruptures import rupture_summary
 from alliance.panel import Context
 from alliance.stats import mean_interval, wilson_interval
-from alliance.views import dropout_stats, outcomes, therapists
+from alliance.views import therapists
 from alliance.views.common import protect
 
 COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}

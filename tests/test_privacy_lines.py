@@ -29,11 +29,13 @@ import pytest
 
 from alliance import privacy, queries, report, spc
 from alliance.filters import Filters
+from alliance.metrics import dropout as dropout_metrics
+from alliance.metrics import dropout_stats
 from alliance.metrics import ruptures as rupture_metrics
 from alliance.panel import Context, Panel
 from alliance.privacy import PrivacyPolicy
 from alliance.settings import Settings
-from alliance.views import alliance_page, dropout, dropout_stats, outcomes, ruptures
+from alliance.views import alliance_page, dropout, outcomes, ruptures
 from tests.conftest import ROOT
 
 D = dt.date
@@ -304,7 +306,7 @@ def _small_dropout_group(con) -> list[Context]:
     out = []
     for code in _therapists(con):
         ctx = _ctx(con, therapist=code)
-        s = dropout.summary(ctx)
+        s = dropout_metrics.summary(ctx)
         if s["n_clients"] >= K and 0 < s["early_dropout_clients"] < K:
             out.append(ctx)
     return out

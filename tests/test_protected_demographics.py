@@ -113,10 +113,10 @@ def test_the_dots_show_the_grid_and_the_clinic_is_protected(demo_ctx):
     panel = next(p for p in view.panels if p.key == "demo_dropout")
     assert panel.stats["clinic"] != pytest.approx(clinic["dropout_rate"], abs=1e-12)
     # the outcome panels' clinic-wide rate is the Outcomes page's tile: the same cell
-    from alliance.views import outcomes
+    from alliance.metrics import outcomes
 
-    row = outcomes._summary_row(demo_ctx, "ors")
-    tile = outcomes._protected_summary(demo_ctx, row, "ors")
+    row = outcomes.summary_row(demo_ctx, "ors")
+    tile = outcomes.protected_summary(demo_ctx, row, "ors")
     improve = next(p for p in view.panels if p.key == "demo_reliable_improvement")
     assert improve.stats["clinic"] == pytest.approx(tile["reliable_improvement_rate"])
 

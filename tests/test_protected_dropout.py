@@ -14,6 +14,7 @@ import pytest
 
 from alliance import queries
 from alliance.filters import Filters, add_months
+from alliance.metrics import dropout as metrics
 from alliance.metrics import overview as overview_metrics
 from alliance.panel import Context
 from alliance.settings import Settings
@@ -32,10 +33,10 @@ def _page(con, **filters) -> dict | None:
     """Exact and shown ended episodes and dropouts of the page's headline (the p-chart's and
     the tile's n, and the rate times it); None when the page withholds them."""
     ctx = _ctx(con, **filters)
-    s = dropout.summary(ctx)
+    s = metrics.summary(ctx)
     if s["n_clients"] < ctx.policy.k:
         return None
-    p = dropout.protected_summary(ctx, s)
+    p = metrics.protected_summary(ctx, s)
     return {"exact": (s["ended"], s["dropouts"]), "shown": (p["ended"], p["dropouts"])}
 
 
@@ -116,8 +117,8 @@ def test_the_same_month_shows_the_same_value_through_two_periods_and_pages(demo_
     view = dropout.build(one)
     tile = {t.key: t for t in view.tiles}["dropout_rate"]
     assert tile.value == pytest.approx(long.loc[stamp, "value"], abs=1e-12)
-    s = dropout.summary(one)
-    p = dropout.protected_summary(one, s)
+    s = metrics.summary(one)
+    p = metrics.protected_summary(one, s)
     assert p["ended"] == long.loc[stamp, "ended"]
     # the Overview's dropout month is the same cell
     trend = overview._dropout_trend(one, overview_metrics.headline(one)).data
@@ -130,7 +131,7 @@ def _exact_tables(ctx: Context) -> dict[str, pd.DataFrame]:
     p = ctx.params()
     bands = queries.run(ctx.con, "dropout_by_alliance_band", **p, srs_cutoff=36.0)
     quint = queries.run(ctx.con, "dropout_by_quintile", **p)
-    last = queries.run(ctx.con, "dropout_last_session", **p, last_number=dropout.LAST_SESSION)
+    last = queries.run(ctx.con, "dropout_last_session", **p, last_number=metrics.LAST_SESSION)
     last = last.assign(
         ending=last["ending"].map({"dropout": "Dropout", "planned": "Planned ending"})
     )
@@ -145,8 +146,8 @@ def test_no_cell_key_and_no_exact_count_in_any_panel(demo_con) -> None:
     ctx = _ctx(demo_con, first_month=START, last_month=dt.date(2026, 10, 1))
     view = dropout.build(ctx)
     exact = _exact_tables(ctx)
-    s = dropout.summary(ctx)
-    p = dropout.protected_summary(ctx, s)
+    s = metrics.summary(ctx)
+    p = metrics.protected_summary(ctx, s)
     same = total = 0
     for panel in view.panels:
         assert panel.figure is not None, panel.key

@@ -15,6 +15,7 @@ import pytest
 
 from alliance import noise, queries
 from alliance.filters import Filters, add_months
+from alliance.metrics import outcomes as metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.views import outcomes
@@ -38,8 +39,8 @@ def _ctx(con, **filters) -> Context:
 def _figures(con, **filters) -> tuple[dict, dict]:
     """(exact, shown) headline of the page: the exact one only judges; tiles show `shown`."""
     ctx = _ctx(con, **filters)
-    row = outcomes._summary_row(ctx, "ors")
-    return outcomes._summary_from_row(row, "ors"), outcomes._protected_summary(ctx, row, "ors")
+    row = metrics.summary_row(ctx, "ors")
+    return metrics.summary_from_row(row, "ors"), metrics.protected_summary(ctx, row, "ors")
 
 
 def _truth(con, month: dt.date, site, race) -> tuple[int, int, int]:
@@ -109,16 +110,16 @@ def test_month_differencing_on_the_outcomes_tiles_recovers_no_more_than_chance(a
 def test_the_tiles_show_the_protected_headline(demo_ctx):
     view = outcomes.build(demo_ctx)
     tiles = {t.key: t for t in view.tiles}
-    row = outcomes._summary_row(demo_ctx, "ors")
-    shown = outcomes._protected_summary(demo_ctx, row, "ors")
-    exact = outcomes._summary_raw(demo_ctx, "ors")
+    row = metrics.summary_row(demo_ctx, "ors")
+    shown = metrics.protected_summary(demo_ctx, row, "ors")
+    exact = metrics.summary_raw(demo_ctx, "ors")
     assert tiles["outcome_n"].value == shown["outcome_n"] != exact["outcome_n"]
     for key in ("reliable_improvement_rate", "recovery_rate", "mean_improvement"):
         assert tiles[key].value == pytest.approx(shown[key])
         assert tiles[key].value != pytest.approx(exact[key], abs=1e-12)
     assert f"n = {shown['outcome_n']:,} episodes" in tiles["reliable_improvement_rate"].n_text
     # summary's figures stay exact
-    assert outcomes.outcome_summary(demo_ctx, "ors")["outcome_n"] == exact["outcome_n"]
+    assert metrics.outcome_summary(demo_ctx, "ors")["outcome_n"] == exact["outcome_n"]
 
 
 def test_the_same_month_through_two_periods_shows_the_same_value(demo_con):
@@ -126,9 +127,9 @@ def test_the_same_month_through_two_periods_shows_the_same_value(demo_con):
 
     def monthly(**f):
         ctx = _ctx(demo_con, **f)
-        row = outcomes._summary_row(ctx, "ors")
-        now = outcomes._summary_from_row(row, "ors")
-        panels = outcomes._monthly(ctx, now, outcomes._protected_summary(ctx, row, "ors"))
+        row = metrics.summary_row(ctx, "ors")
+        now = metrics.summary_from_row(row, "ors")
+        panels = outcomes._monthly(ctx, now, metrics.protected_summary(ctx, row, "ors"))
         return {p.key: p.data.set_index("month") for p in panels}
 
     long = monthly(first_month=START, last_month=dt.date(2026, 10, 1))
@@ -197,7 +198,7 @@ def test_no_key_and_no_exact_count_in_any_panel(demo_ctx):
         t_raw.loc[t_raw["n_clients"] >= 11, "episodes"].astype(float)
     )
     bins = next(p for p in view.panels if p.key == "alliance_outcome")
-    assert bins.stats["r_n"] != outcomes._summary_raw(demo_ctx, "ors")["r_n"]
+    assert bins.stats["r_n"] != metrics.summary_raw(demo_ctx, "ors")["r_n"]
     for panel in view.panels:
         assert "small fixed adjustment" in panel.reading, panel.key
 
@@ -208,7 +209,7 @@ def test_other_measure_also_protected(demo_ctx, measure):
         demo_ctx, filters=dataclasses.replace(demo_ctx.filters, outcome_measure=measure)
     )
     view = outcomes.build(ctx)
-    exact = outcomes._summary_raw(ctx, measure)
+    exact = metrics.summary_raw(ctx, measure)
     tile = next(t for t in view.tiles if t.key == "outcome_n")
     assert tile.value != exact["outcome_n"]  # this cell's noise is not 0 (demo clinic)
     assert abs(tile.value - exact["outcome_n"]) <= ctx.noise.max_noise

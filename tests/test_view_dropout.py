@@ -34,10 +34,12 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import db, noise, protected, queries
 from alliance.filters import Filters
+from alliance.metrics import dropout as metrics
+from alliance.metrics import dropout_stats
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.stats import cohens_d, logistic_curve, logistic_or_per_sd_lower, wilson_interval
-from alliance.views import dropout, dropout_stats
+from alliance.views import dropout
 from tests.conftest import ROOT
 
 D = dt.date
@@ -307,7 +309,7 @@ def test_cumulative_share_stops_at_the_first_withheld_bin():
     part = pd.DataFrame(
         {"share": [0.3, 0.2, np.nan, 0.1, np.nan], "suppressed": [False, False, True, False, True]}
     )
-    got = dropout._cumulative_visible(part)
+    got = metrics._cumulative_visible(part)
     assert got.iloc[:2].tolist() == pytest.approx([0.3, 0.5])
     assert got.iloc[2:].isna().all()  # 0.1 after a withheld bin would give the bin away
 
@@ -321,7 +323,7 @@ def test_view_on_hand_data_shows_the_hand_computed_numbers(hand_con):
     ctx = hand_ctx(hand_con)
     v = dropout.build(ctx)
     assert v.notice is None
-    s = dropout.summary(ctx)
+    s = metrics.summary(ctx)
     assert (s["ended"], s["dropouts"]) == (6, 2)
     keys = hand_con.execute(
         """
@@ -397,7 +399,7 @@ def test_empty_selection_gives_a_message(demo_con):
 def test_demo_clinic_recovers_its_parameters(demo_con):
     """The demo draws dropout from a logistic model with OR ≈ 1.7 per SD (d ≈ .55), ≈ 20%."""
     ctx = Context(demo_con, FULL_DEMO, Settings())
-    s = dropout.summary(ctx)
+    s = metrics.summary(ctx)
     lo, hi = wilson_interval(s["dropouts"], s["ended"])
     assert 0.15 < s["dropout_rate"] < 0.25
     assert lo[0] < 0.207 and hi[0] > 0.187  # overlaps Swift & Greenberg's 18.7-20.7%

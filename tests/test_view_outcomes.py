@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import db, queries
 from alliance.filters import Filters
+from alliance.metrics import outcomes as metrics
 from alliance.panel import Context
 from alliance.settings import Settings
 from alliance.stats import fisher_z_ci, pre_post_effect_size, wilson_interval
@@ -156,7 +157,7 @@ def test_summary_phq9_by_hand(con):
 
 def test_outcome_summary_rates_intervals_and_effect_size(con):
     ctx = Context(con=con, filters=PERIOD, settings=Settings(privacy_k=1))
-    s = outcomes.outcome_summary(ctx, "ors")
+    s = metrics.outcome_summary(ctx, "ors")
     assert s["outcome_n"] == 5 and s["clinical_n"] == 3
     assert s["reliable_improvement_rate"] == pytest.approx(2 / 5)
     assert s["reliable_deterioration_rate"] == pytest.approx(1 / 5)
@@ -172,7 +173,7 @@ def test_outcome_summary_rates_intervals_and_effect_size(con):
     assert s["withheld"] == []
     json.dumps(s)  # plain numbers, lists and None only
 
-    p = outcomes.outcome_summary(ctx, "phq9")
+    p = metrics.outcome_summary(ctx, "phq9")
     assert p["recovery_rate"] == 1.0 and p["reliable_recovery_rate"] == pytest.approx(2 / 3)
     assert p["pre_post_effect_size"] == pytest.approx(
         pre_post_effect_size([14, 8, 12, 10], [7, 15, 9, 4], False)
@@ -181,7 +182,7 @@ def test_outcome_summary_rates_intervals_and_effect_size(con):
 
 def test_outcome_summary_withholds_small_populations(con):
     ctx = Context(con=con, filters=PERIOD, settings=Settings())  # k = 11 > 4 clients
-    s = outcomes.outcome_summary(ctx, "ors")
+    s = metrics.outcome_summary(ctx, "ors")
     assert s["reliable_improvement_rate"] is None and s["reliable_improvement_rate_ci"] is None
     assert s["alliance_outcome_r"] is None
     assert "recovery_rate" in s["withheld"]
@@ -282,7 +283,7 @@ def test_fixture_view_is_withheld_below_k_and_renders_at_k_1(con):
 
 
 def test_demo_alliance_outcome_r_near_published(demo_ctx):
-    s = outcomes.outcome_summary(demo_ctx, "ors")
+    s = metrics.outcome_summary(demo_ctx, "ors")
     r, (low, high) = s["alliance_outcome_r"], s["alliance_outcome_r_ci"]
     assert low < r < high
     assert 0.15 < r < 0.40
@@ -306,7 +307,7 @@ def test_demo_summary_matches_an_independent_computation(demo_ctx):
         {"a": f.date_from, "b": f.date_to},
     ).df()
     imp = (df["last_score"] - df["first_score"]).round(6)
-    s = outcomes.outcome_summary(demo_ctx, "ors")
+    s = metrics.outcome_summary(demo_ctx, "ors")
     assert s["outcome_n"] == len(df)
     assert s["reliable_improvement_rate"] == pytest.approx((imp >= 5).mean())
     assert s["reliable_deterioration_rate"] == pytest.approx((imp <= -5).mean())
@@ -368,7 +369,7 @@ def test_demo_empty_selection_gives_messages_not_exceptions(demo_ctx):
     nobody = dataclasses.replace(demo_ctx, filters=dataclasses.replace(f, therapist="T-NONE"))
     view = outcomes.build(nobody)
     assert view.notice and "No episodes ended" in view.notice
-    s = outcomes.outcome_summary(nobody, "ors")
+    s = metrics.outcome_summary(nobody, "ors")
     assert s["outcome_n"] == 0 and s["reliable_improvement_rate"] is None
     assert s["alliance_outcome_r"] is None and s["pre_post_effect_size"] is None
     # a cohort below the privacy threshold
