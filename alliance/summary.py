@@ -17,9 +17,10 @@ import math
 
 import pandas as pd
 
+from alliance.metrics.therapists import therapist_icc_outcome
 from alliance.panel import Context
 from alliance.stats import mean_interval, wilson_interval
-from alliance.views import dropout_stats, outcomes, overview, ruptures, therapists
+from alliance.views import dropout_stats, outcomes, overview, ruptures
 from alliance.views.common import protect
 
 COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}
@@ -104,7 +105,7 @@ def compute(ctx: Context) -> dict[str, object]:
         }.get(key, "outcome_clients")
         add(key, o.get(key), int(o.get(population) or 0), o.get(f"{key}_ci"))
 
-    icc = therapists.therapist_icc_outcome(ctx, "ors")
+    icc = therapist_icc_outcome(ctx, "ors")
     add(
         "therapist_icc_outcome",
         icc.icc,

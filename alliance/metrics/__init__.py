@@ -1,0 +1,2 @@
+"""Numbers only, one module per page: named queries -> statistics -> protected frames and
+estimates. No Plotly, no prose."""
