@@ -191,6 +191,7 @@ class Panel:
     withheld: bool = False  # any cell withheld by the privacy rule
     section: str = ""
     stats: dict[str, float] = field(default_factory=dict)  # headline numbers shown beside it
+    selectable: bool = False  # its points can be clicked to choose a therapist (funnel plots)
 
 
 @dataclass(frozen=True)

@@ -357,3 +357,29 @@ def all_have_enough_clients(policy: privacy.PrivacyPolicy, *group_clients: int) 
     """Every group given has at least k distinct clients (a threshold test, not the release
     rule of a statistic: privacy.statistic_released)."""
     return all(int(n) >= policy.k for n in group_clients)
+
+
+# wt-d: the Therapists and Demographics pages
+
+
+def at_least_k(policy: privacy.PrivacyPolicy, n_clients: object) -> np.ndarray:
+    """Which groups have at least k distinct clients (so a statistic may rest on them), one
+    boolean per count; a missing count is not enough."""
+    return np.asarray(n_clients, dtype="float64") >= policy.k
+
+
+def shown_count_values(
+    policy: privacy.PrivacyPolicy, params: noise.NoiseParams, counts: object, keys: object
+) -> np.ndarray:
+    """Exact counts as the protected step shows them: each with its cell's noise, a non-zero
+    count never below k (as `protect_table` shows them)."""
+    return noise.perturb_counts(
+        np.asarray(counts, dtype="float64"), np.asarray(keys, dtype="float64"), params, policy.k
+    )
+
+
+def rate_withheld_for(policy: privacy.PrivacyPolicy, events: float, total: float) -> bool:
+    """The numerator rule for one rate (see `numerator_rule`): 1 .. k-1 events or 1 .. k-1
+    non-events."""
+    rest = float(total) - float(events)
+    return bool(0 < float(events) < policy.k or 0 < rest < policy.k)

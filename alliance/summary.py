@@ -19,9 +19,9 @@ import pandas as pd
 
 from alliance.metrics import dropout_stats, outcomes, overview
 from alliance.metrics.ruptures import rupture_summary
+from alliance.metrics.therapists import therapist_icc_outcome
 from alliance.panel import Context
 from alliance.stats import mean_interval, wilson_interval
-from alliance.views import therapists
 from alliance.views.common import protect
 
 COUNT_KEYS = {"sessions", "episodes", "clients", "therapists", "ended_episodes"}
@@ -106,7 +106,7 @@ def compute(ctx: Context) -> dict[str, object]:
         }.get(key, "outcome_clients")
         add(key, o.get(key), int(o.get(population) or 0), o.get(f"{key}_ci"))
 
-    icc = therapists.therapist_icc_outcome(ctx, "ors")
+    icc = therapist_icc_outcome(ctx, "ors")
     add(
         "therapist_icc_outcome",
         icc.icc,

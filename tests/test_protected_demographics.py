@@ -12,11 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import noise, queries
+from alliance import noise, protected, queries
 from alliance.filters import Filters, add_months
+from alliance.metrics import demographics as demographic_metrics
 from alliance.panel import Context
+from alliance.privacy import PrivacyPolicy
 from alliance.settings import Settings
 from alliance.views import demographics
+from alliance.views.demographics_text import display_groups
 
 START = dt.date(2025, 11, 1)
 LAST_MONTHS = [dt.date(2026, m, 1) for m in range(1, 10)]
@@ -39,9 +42,9 @@ def _groups(con, k: int = 11, **filters):
     """(exact, shown) all-site group rows of the dropout dots, indexed by group."""
     ctx = _ctx(con, k, **filters)
     raw = queries.run(con, "demographics_dropout", **ctx.params(), dimension="race_ethnicity")
-    grid = demographics._protect_grid(ctx, raw, "race_ethnicity")
+    grid = demographic_metrics.protect_grid(ctx, raw, "race_ethnicity")
     exact = raw[raw["level"] == "group"].set_index("client_group")
-    shown = grid[grid["site"] == demographics.ALL_SITES].set_index("client_group")
+    shown = grid[grid["site"] == demographic_metrics.ALL_SITES].set_index("client_group")
     return exact, shown
 
 
@@ -101,7 +104,7 @@ def test_the_dots_show_the_grid_and_the_clinic_is_protected(demo_ctx):
         last_month=demo_ctx.filters.last_month,
     )
     for group in shown.index[~shown["suppressed"].astype(bool)]:
-        label = demographics._display_groups(pd.Series([group])).iloc[0]
+        label = display_groups(pd.Series([group])).iloc[0]
         assert dots.loc[label, "ended episodes"] == shown.loc[group, "ended"]
         assert dots.loc[label, "dropout rate %"] == pytest.approx(
             100 * shown.loc[group, "dropout_rate"]
@@ -127,7 +130,7 @@ def test_a_group_at_a_site_is_the_same_cell_through_two_filters(demo_con):
     f = {"first_month": START, "last_month": dt.date(2026, 10, 1)}
     ctx = _ctx(demo_con, 3, **f)  # a small k: more cells shown to compare (values as at k)
     raw = queries.run(demo_con, "demographics_dropout", **ctx.params(), dimension="race_ethnicity")
-    grid = demographics._protect_grid(ctx, raw, "race_ethnicity")
+    grid = demographic_metrics.protect_grid(ctx, raw, "race_ethnicity")
     compared = 0
     for site in ("Eastgate", "Northside"):
         _, one = _groups(demo_con, 3, site=site, **f)
@@ -165,7 +168,7 @@ def test_no_key_and_no_exact_count_in_any_panel(demo_ctx):
     mean = mean.set_index("Race/ethnicity")
     compared = 0
     for i, group in enumerate(groups["client_group"]):
-        label = demographics._display_groups(pd.Series([group])).iloc[0]
+        label = display_groups(pd.Series([group])).iloc[0]
         if mean.loc[label, "suppressed"]:
             continue
         assert mean.loc[label, "SRS ratings"] == want[i]
@@ -179,3 +182,15 @@ def test_no_key_and_no_exact_count_in_any_panel(demo_ctx):
         next(p for p in view.panels if p.key == "demo_dropout").data["ended episodes"].dropna()
     )
     assert set(hover[np.isfinite(hover)].ravel()) <= shown
+
+
+def test_rate_withheld_is_the_numerator_rule_for_one_rate() -> None:
+    policy = PrivacyPolicy(k=11)
+    assert not protected.rate_withheld_for(policy, 0, 0)  # nothing: not a small cell
+    assert not protected.rate_withheld_for(policy, 0, 40)  # no events, 40 non-events
+    assert protected.rate_withheld_for(policy, 3, 40)  # 3 events
+    assert protected.rate_withheld_for(policy, 35, 40)  # 5 non-events
+    assert not protected.rate_withheld_for(policy, 11, 22)
+    frame = pd.DataFrame({"x": [0, 3, 35, 11], "t": [40, 40, 40, 22]})
+    rule = protected.numerator_rule(frame, [protected.Rate("r", "x", "t")], policy.k)
+    assert rule.tolist() == [protected.rate_withheld_for(policy, x, t) for x, t in frame.values]

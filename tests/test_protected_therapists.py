@@ -14,9 +14,10 @@ import re
 import numpy as np
 import pytest
 
-from alliance import noise, queries
+from alliance import noise, protected, queries
 from alliance.filters import Filters
 from alliance.panel import Context
+from alliance.privacy import PrivacyPolicy
 from alliance.settings import Settings
 from alliance.views import therapists
 from tests.conftest import _plain
@@ -214,3 +215,15 @@ def test_no_key_and_no_exact_count_leaves_the_page(demo_con, demo_ctx) -> None:
     # the ICC's n is protected too (its episodes' key: the sum of its therapists' keys)
     icc = next(p for p in view.panels if p.key == "therapist_icc")
     assert not any(c.endswith("_cellkey") for c in icc.data.columns)
+
+
+def test_at_least_k_and_shown_counts_are_the_protected_steps() -> None:
+    ctx_policy = PrivacyPolicy(k=11)
+    got = protected.at_least_k(ctx_policy, np.array([0, 10, 11, 40]))
+    assert got.tolist() == [False, False, True, True]
+    assert protected.at_least_k(ctx_policy, [np.nan]).tolist() == [False]
+    params = noise.NoiseParams()
+    counts, keys = np.array([0.0, 12.0, 500.0]), np.array([7.0, 99.0, 12345.0])
+    shown = protected.shown_count_values(ctx_policy, params, counts, keys)
+    assert shown.tolist() == noise.perturb_counts(counts, keys, params, 11).tolist()
+    assert shown[0] == 0 and shown[1] >= 11  # 0 stays 0; a shown count is never below k

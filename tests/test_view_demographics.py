@@ -1,6 +1,6 @@
 """Client demographics (equity): group metrics with intervals, group x site, and privacy.
 
-SQL is checked on the small hand-built clinic of tests/test_view_therapists.py (answers worked
+SQL is checked on the small hand-built clinic of tests/small_clinic.py (answers worked
 out in the comments), the client-cluster intervals against hand computation, small groups on
 the demo clinic, the page through AppTest.
 """
@@ -20,14 +20,21 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import db, noise, protected, queries
 from alliance.filters import Filters
+from alliance.metrics.demographics_clusters import (
+    ClusterSums,
+    clustered_mean_ci,
+    clustered_mean_diff_vs_overall,
+    clustered_rate_ci,
+    clustered_rate_diff_vs_overall,
+    effective_n,
+)
 from alliance.panel import Context
 from alliance.privacy import PrivacyPolicy, assert_no_small_cells, display_table
 from alliance.settings import Settings
 from alliance.stats import risk_difference, risk_difference_vs_overall, wilson_interval
 from alliance.views import demographics
-from alliance.views.demographics import ClusterSums
 from tests.conftest import ROOT
-from tests.test_view_therapists import YEAR, build_small_clinic
+from tests.small_clinic import YEAR, build_small_clinic
 
 NHPI = "Native Hawaiian or Pacific Islander"
 
@@ -148,7 +155,7 @@ def _white_and_clinic() -> tuple[ClusterSums, ClusterSums]:
 
 def test_clustered_mean_interval_by_hand():
     white, _ = _white_and_clinic()
-    mean, low, high = demographics.clustered_mean_ci(white)
+    mean, low, high = clustered_mean_ci(white)
     # r = 36.2; residuals y_c - r m_c: -2, -4.2, -0.4, 6.6 -> sum of squares 65.36
     var = 4 / 3 * 65.36 / 10**2
     half = sps.t.ppf(0.975, 3) * np.sqrt(var)
@@ -158,7 +165,7 @@ def test_clustered_mean_interval_by_hand():
 
 def test_clustered_mean_difference_by_hand():
     white, clinic = _white_and_clinic()
-    diff, low, high = demographics.clustered_mean_diff_vs_overall(white, clinic)
+    diff, low, high = clustered_mean_diff_vs_overall(white, clinic)
     # rest: r = 282 / 8 = 35.25; residuals -1.5, 11.25, -12.5, 2.75 -> 292.625
     v_white, v_rest = 4 / 3 * 65.36 / 100, 4 / 3 * 292.625 / 64
     w = 10 / 18
@@ -180,26 +187,26 @@ def test_clustered_rate_uses_the_effective_number_of_ratings():
         ym=np.array([50.0]),
         m2=np.array([100.0]),
     )
-    rate, low, high, n_eff = demographics.clustered_rate_ci(below)
+    rate, low, high, n_eff = clustered_rate_ci(below)
     assert rate[0] == pytest.approx(0.5) and n_eff[0] == pytest.approx(15.0)
     lo, hi = wilson_interval(7.5, 15.0)
     assert (low[0], high[0]) == pytest.approx((lo[0], hi[0]))
     # White clients of the small clinic: 2 of 5, 1 of 1, 1 of 2, 0 of 2 below: p = 0.4, the
     # residuals 0, 0.6, 0.2, -0.8 give 0.24 / (4/3 * 1.04 / 100) = 17.3 > 10 ratings: capped
     white = ClusterSums(*(np.array([v]) for v in (4.0, 4.0, 10.0, 6.0, 13.0, 34.0)))
-    assert demographics.effective_n(white)[0] == 10.0
+    assert effective_n(white)[0] == 10.0
     # no variation at all (p = 0): the number of clients, the cautious choice
     none = ClusterSums(*(np.array([v]) for v in (4.0, 0.0, 20.0, 0.0, 0.0, 100.0)))
-    assert demographics.effective_n(none)[0] == 4.0
+    assert effective_n(none)[0] == 4.0
 
 
 def test_clustered_rate_difference_follows_risk_difference_vs_overall():
     # group: 3 clients with 9, 10, 11 ratings of which 1, 2, 3 below; rest: 9, 10, 11 and 1, 1, 2
     group = ClusterSums(*(np.array([v]) for v in (3.0, 6.0, 30.0, 14.0, 62.0, 302.0)))
     clinic = ClusterSums(*(np.array([v]) for v in (6.0, 10.0, 60.0, 20.0, 103.0, 604.0)))
-    diff, low, high = demographics.clustered_rate_diff_vs_overall(group, clinic)
+    diff, low, high = clustered_rate_diff_vs_overall(group, clinic)
     rest = clinic.minus(group)
-    ng, nr = demographics.effective_n(group)[0], demographics.effective_n(rest)[0]
+    ng, nr = effective_n(group)[0], effective_n(rest)[0]
     rd = risk_difference(0.2 * ng, ng, 4 / 30 * nr, nr)
     assert diff[0] == pytest.approx(0.2 - 10 / 60)
     assert (low[0], high[0]) == pytest.approx((rd.low * 0.5, rd.high * 0.5))

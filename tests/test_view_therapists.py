@@ -7,10 +7,8 @@ statistics' behaviour on the real demo clinic; the page through AppTest.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import re
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -20,65 +18,14 @@ from streamlit.testing.v1 import AppTest
 
 from alliance import db, noise, protected, queries, stats
 from alliance.filters import Filters
+from alliance.metrics import therapists as therapist_metrics
 from alliance.panel import Context
 from alliance.privacy import PrivacyPolicy, assert_no_small_cells
 from alliance.settings import Settings
 from alliance.views import therapists
 from tests.conftest import ROOT
+from tests.small_clinic import YEAR, D, build_small_clinic
 from tests.test_browser import browser_page, server, wait_idle  # noqa: F401 (fixtures)
-
-D = dt.date
-YEAR = Filters(first_month=D(2025, 1, 1), last_month=D(2025, 12, 1))
-
-# episode: (client, therapist, site, age band, gender, race, end reason, SRS totals, ORS totals)
-# therapists 1 = T-AAAA, 2 = T-BBBB, 3 = T-CCCC; sites 1 = North, 2 = South
-EPISODES = {
-    1: (1, 1, 1, "26-44", "female", "White", "planned", [30, 34, 38, 40], [15, 26]),
-    2: (2, 1, 1, "18-25", "male", "Asian", "dropout", [36, 33], [20, 22]),
-    3: (3, 1, 2, "26-44", "female", "White", "dropout", [32], [18]),
-    4: (4, 2, 2, "45-64", "female", "Asian", "planned", [38, 39, 40], [22, 30]),
-    5: (5, 2, 2, "45-64", "male", "White", "other", [35, 37], [24, 23]),
-    6: (6, 3, 1, "26-44", "female", "Black or African American", "dropout", [28, 30], [10, 12]),
-    7: (7, 3, 1, "26-44", "male", "White", "planned", [39, 40], [20, 28]),
-    8: (1, 3, 1, "26-44", "female", "White", None, [37], []),  # open: no dropout/outcome
-    9: (8, 2, 1, "65+", "female", "Black or African American", "planned", [None, 38], [21, 27]),
-}
-
-
-def build_small_clinic(path: Path) -> None:
-    """Nine episodes of eight clients, three therapists, two sites (see EPISODES)."""
-    with db.writer(path, fresh=True) as con:
-        con.execute("insert into sites values (1, 'North'), (2, 'South')")
-        con.execute("insert into programs values (1, 'Adult outpatient')")
-        con.execute(
-            "insert into therapists values (1, 'p1', 'T-AAAA'), (2, 'p2', 'T-BBBB'), "
-            "(3, 'p3', 'T-CCCC')"
-        )
-        con.execute("insert into clients select i, 'c' || i from range(1, 9) t(i)")
-        session_id = 0
-        for ep, (client, ther, site, age, gender, race, end, srs, ors) in EPISODES.items():
-            con.execute(
-                "insert into episodes values (?, ?, ?, 1, ?, ?, ?, ?)",
-                [ep, client, f"e{ep}", age, gender, race, end],
-            )
-            start = D(2025, 1, 6) + dt.timedelta(days=3 * ep)
-            for i in range(max(len(srs), len(ors))):
-                session_id += 1
-                con.execute(
-                    "insert into sessions (session_id, episode_id, therapist_id, site_id, "
-                    "session_date, srs_total, ors_total) values (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        session_id,
-                        ep,
-                        ther,
-                        site,
-                        start + dt.timedelta(weeks=i),
-                        srs[i] if i < len(srs) else None,
-                        ors[i] if i < len(ors) else None,
-                    ],
-                )
-        db.set_meta(con, "dataset_kind", "clinic")
-        db.rebuild_facts(con)
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +124,9 @@ def test_funnel_points_and_target_on_the_small_clinic(small_con):
     assert dropout.stats["target"] == pytest.approx(shown.loc["clinic", "dropout_rate"])
     assert data.loc["T-AAAA", "ended episodes"] == shown.loc["T-AAAA", "ended"]
     assert data.loc["T-AAAA", "dropouts"] == shown.loc["T-AAAA", "dropouts"]
+    # its points choose a therapist; the ICC's estimate does not
+    selectable = {p.key for p in view.panels if p.selectable}
+    assert selectable == {"funnel_dropout", "funnel_alliance", "funnel_outcome"}
     spec = dropout.figure.to_plotly_json()
     target_line = [s for s in spec["layout"]["shapes"] if s.get("y0") == s.get("y1")]
     assert target_line and target_line[0]["y0"] == pytest.approx(
@@ -270,15 +220,15 @@ def test_selected_therapist_reads_one_code_from_a_selection_event():
 
 def test_meeting_labels_are_letters_in_a_salted_order():
     codes = [f"T-{i:04X}" for i in range(40)]
-    labels = therapists.meeting_labels(codes, salt="view|filters")
+    labels = therapist_metrics.meeting_labels(codes, salt="view|filters")
     assert sorted(labels.values(), key=lambda s: (len(s), s))[:3] == ["A", "B", "C"]
     assert len(set(labels.values())) == 40 and "AN" in labels.values()
     assert all(re.fullmatch(r"[A-Z]+", v) for v in labels.values())
     by_label = sorted(codes, key=lambda c: (len(labels[c]), labels[c]))
     assert by_label != sorted(codes)  # not code order
-    other = therapists.meeting_labels(codes, salt="view|other filters")
+    other = therapist_metrics.meeting_labels(codes, salt="view|other filters")
     assert other != labels  # a new shuffle for other filters
-    assert therapists.meeting_labels(codes, salt="view|filters") == labels  # stable
+    assert therapist_metrics.meeting_labels(codes, salt="view|filters") == labels  # stable
 
 
 # --------------------------------------------------------------------------- demo clinic
@@ -342,14 +292,14 @@ def test_demo_therapist_icc_is_a_small_therapist_effect(demo_con):
         filters=Filters(first_month=D(2023, 11, 1), last_month=D(2026, 10, 1)),
         settings=Settings(),
     )
-    icc = therapists.therapist_icc_outcome(ctx, "ors")
+    icc = therapist_metrics.therapist_icc_outcome(ctx, "ors")
     assert isinstance(icc, stats.ICC)
     assert 0.005 < icc.icc < 0.10
     assert icc.low <= icc.icc <= icc.high and icc.high < 0.15
     assert icc.method == "reml" and icc.n_groups >= 20 and icc.n > 2000
     # a therapist filter leaves one therapist: no ICC, and no exception
     one = dataclasses.replace(ctx, filters=dataclasses.replace(ctx.filters, therapist="T-1E8A"))
-    assert np.isnan(therapists.therapist_icc_outcome(one, "ors").icc)
+    assert np.isnan(therapist_metrics.therapist_icc_outcome(one, "ors").icc)
 
 
 def test_demo_meeting_mode_labels_carry_no_code_and_no_ranking(demo_con, demo_ctx, demo_view):
@@ -361,6 +311,7 @@ def test_demo_meeting_mode_labels_carry_no_code_and_no_ranking(demo_con, demo_ct
     assert not any(code in blob for code in codes)
     assert not re.search(r"T-[0-9A-F]{4}", blob)
     assert all(not p.key.startswith("funnel") for p in view.panels)  # no selection
+    assert not any(p.selectable for p in view.panels)
     dropout = next(p for p in view.panels if p.key == "meeting_dropout")
     labels = dropout.data["therapist"]
     assert labels.str.fullmatch(r"[A-Z]+").all()
@@ -373,7 +324,7 @@ def test_demo_meeting_mode_labels_carry_no_code_and_no_ranking(demo_con, demo_ct
     assert abs(np.corrcoef(np.arange(len(rank)), rank)[0, 1]) < 0.9
     # labels are per view: one therapist keeps its label across the funnels
     alliance = next(p for p in view.panels if p.key == "meeting_alliance")
-    names = therapists.display_names(ctx, codes)
+    names = therapist_metrics.display_names(ctx, codes)
     assert set(alliance.data["therapist"]) <= set(names.values())
     # and the letter order is not the code order
     assert [names[c] for c in sorted(codes)] != sorted(names.values(), key=lambda s: (len(s), s))
